@@ -1,0 +1,269 @@
+"""The Python face of the C++ replay memory (csrc/, built as atari_dqn._replay).
+
+Each 84x84 observation is stored once; stacked states are assembled in C++ at
+sample time into freshly allocated numpy arrays with the GIL released. This
+module checks argument types and shapes with clear messages and wraps a sample
+in a typed `Batch`. The contract (names and meaning) is public:
+
+    mem = ReplayMemory(capacity, frame_shape=(84, 84), stack=4, seed=0)
+    mem.start_episode(frame)                       # observation after reset
+    mem.append(action, reward, frame, terminated, truncated=False)
+    len(mem)                                       # sampleable transitions
+    b = mem.sample(batch_size)                     # Batch
+    PrioritizedReplayMemory(..., alpha=0.6, eps=1e-6).sample(batch_size, beta)
+    mem.update_priorities(ids, priorities)         # priorities = |TD error|
+    mem.save(path); ReplayMemory.load(path)
+
+Stacking rule: the state of a transition is the last `stack` observations of
+its episode up to the one the action was taken in, padded by repeating the
+episode's first observation. Capacity counts transitions: the memory holds the
+newest `capacity` of them, every one with all its frames.
+
+Extensions: `n_step`/`gamma` give n-step returns computed in C++ at sample time
+(`Batch.discounts` is gamma**k, 0 after a terminal); `state()` is the stacked
+state of the newest observation, assembled by the same code as `sample`.
+"""
+from __future__ import annotations
+
+import operator
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from atari_dqn import _replay
+
+__all__ = ["Batch", "ReplayMemory", "PrioritizedReplayMemory"]
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One sampled minibatch; every array has batch_size rows."""
+
+    states: np.ndarray  # (B, stack, H, W) uint8: the state the action was taken in
+    actions: np.ndarray  # (B,) int64
+    rewards: np.ndarray  # (B,) float32: the reward (n_step=1) or discounted n-step return
+    next_states: np.ndarray  # (B, stack, H, W) uint8: the state n steps later (true last state if truncated)
+    dones: np.ndarray  # (B,) float32: 1.0 only when the episode terminated within the n steps
+    discounts: np.ndarray  # (B,) float32: gamma**k for the k steps spanned, 0.0 after a terminal
+    ids: np.ndarray  # (B,) int64: transition ids (the n-th append has id n)
+    weights: np.ndarray | None = None  # (B,) float32 importance weights (PrioritizedReplayMemory), max <= 1
+
+
+def _check_frame(frame: object, shape: tuple[int, int]) -> np.ndarray:
+    if not isinstance(frame, np.ndarray):
+        raise TypeError(f"frame must be a numpy uint8 array, got {type(frame).__name__}")
+    if frame.dtype != np.uint8:
+        raise TypeError(f"frame must have dtype uint8, got {frame.dtype}")
+    if frame.shape != shape:
+        raise ValueError(f"frame must have shape {shape}, got {frame.shape}")
+    # The store copies the frame in anyway; a strided view only needs one more pass.
+    return frame if frame.flags.c_contiguous else np.ascontiguousarray(frame)
+
+
+def _check_int(value: object, name: str) -> int:
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
+
+
+def _check_flag(value: object, name: str) -> bool:
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, (int, np.integer)) and value in (0, 1)):
+        return bool(value)
+    raise TypeError(f"{name} must be a bool, got {value!r}")
+
+
+def _check_reward(value: object) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"reward must be a real number, got {type(value).__name__}")
+    return float(value)
+
+
+class ReplayMemory:
+    """Uniform replay over the newest `capacity` transitions."""
+
+    _PRIORITIZED = False
+
+    def __init__(
+        self,
+        capacity: int,
+        *,
+        frame_shape: tuple[int, int] = (84, 84),
+        stack: int = 4,
+        seed: int = 0,
+        n_step: int = 1,
+        gamma: float = 0.99,
+    ) -> None:
+        self._core = self._make_core(capacity, frame_shape, stack, seed, n_step, gamma, alpha=0.0, eps=1.0)
+
+    @classmethod
+    def _make_core(cls, capacity, frame_shape, stack, seed, n_step, gamma, alpha, eps) -> _replay.Memory:
+        if len(tuple(frame_shape)) != 2:
+            raise ValueError(f"frame_shape must be (height, width), got {frame_shape!r}")
+        height, width = (_check_int(v, "frame_shape") for v in frame_shape)
+        seed = _check_int(seed, "seed")
+        if seed < 0:
+            raise ValueError(f"seed must be >= 0, got {seed}")
+        return _replay.Memory(
+            capacity=_check_int(capacity, "capacity"),
+            height=height,
+            width=width,
+            stack=_check_int(stack, "stack"),
+            n_step=_check_int(n_step, "n_step"),
+            gamma=float(gamma),
+            prioritized=cls._PRIORITIZED,
+            alpha=float(alpha),
+            eps=float(eps),
+            seed=seed,
+        )
+
+    # -- writing -----------------------------------------------------------------
+    def start_episode(self, frame: np.ndarray) -> None:
+        """Begins an episode with the observation after reset (cuts off one in progress)."""
+        self._core.start_episode(_check_frame(frame, self.frame_shape))
+
+    def append(self, action: int, reward: float, frame: np.ndarray, terminated: bool, truncated: bool = False) -> None:
+        """Stores one env step: the action taken, the reward got, the observation it led to."""
+        self._core.append(
+            _check_int(action, "action"),
+            _check_reward(reward),
+            _check_frame(frame, self.frame_shape),
+            _check_flag(terminated, "terminated"),
+            _check_flag(truncated, "truncated"),
+        )
+
+    # -- reading -----------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._core)
+
+    def state(self) -> np.ndarray:
+        """The (stack, H, W) uint8 state of the newest observation: what the agent acts on next."""
+        return self._core.state()
+
+    def sample(self, batch_size: int) -> Batch:
+        """Uniformly samples batch_size transitions (with replacement)."""
+        return self._sample(batch_size, 0.0)
+
+    def _sample(self, batch_size: int, beta: float) -> Batch:
+        states, actions, rewards, next_states, dones, discounts, ids, weights = self._core.sample(
+            _check_int(batch_size, "batch_size"), float(beta)
+        )
+        return Batch(states, actions, rewards, next_states, dones, discounts, ids, weights)
+
+    # -- persistence ---------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> None:
+        """Writes a checksummed snapshot atomically (temporary file, fsync, rename)."""
+        self._core.save(os.fspath(path))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "ReplayMemory":
+        """Reads a snapshot written by save(); the RNG continues where it was saved."""
+        core = _replay.Memory.load(os.fspath(path))
+        if core.prioritized != cls._PRIORITIZED:
+            kind = "PrioritizedReplayMemory" if core.prioritized else "ReplayMemory"
+            raise ValueError(f"{os.fspath(path)!r} holds a {kind}; load it with {kind}.load")
+        memory = cls.__new__(cls)
+        memory._core = core
+        return memory
+
+    # -- introspection -------------------------------------------------------------
+    @property
+    def capacity(self) -> int:
+        return self._core.capacity
+
+    @property
+    def frame_shape(self) -> tuple[int, int]:
+        return (self._core.height, self._core.width)
+
+    @property
+    def stack(self) -> int:
+        return self._core.stack
+
+    @property
+    def n_step(self) -> int:
+        return self._core.n_step
+
+    @property
+    def gamma(self) -> float:
+        return self._core.gamma
+
+    @property
+    def appended(self) -> int:
+        """Transitions appended over the memory's life (the next id)."""
+        return self._core.appended
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the memory has allocated (frame chunks plus per-transition arrays)."""
+        return self._core.bytes_allocated()
+
+    def reseed(self, seed: int) -> None:
+        self._core.reseed(_check_int(seed, "seed"))
+
+    def check_invariants(self) -> None:
+        """Raises RuntimeError if any internal invariant is broken (for tests)."""
+        self._core.check_invariants()
+
+
+class PrioritizedReplayMemory(ReplayMemory):
+    """Proportional prioritized replay (Schaul et al. 2016) over a Fenwick tree.
+
+    P(i) = p_i^alpha / sum_j p_j^alpha with p = |TD error| + eps; a batch takes one
+    draw in each of batch_size equal segments of the total; new transitions get
+    the largest p seen so far (1.0 at first); weights are (N P(i))^-beta divided
+    by the largest weight over the whole memory.
+    """
+
+    _PRIORITIZED = True
+
+    def __init__(
+        self,
+        capacity: int,
+        *,
+        frame_shape: tuple[int, int] = (84, 84),
+        stack: int = 4,
+        alpha: float = 0.6,
+        eps: float = 1e-6,
+        seed: int = 0,
+        n_step: int = 1,
+        gamma: float = 0.99,
+    ) -> None:
+        self._core = self._make_core(capacity, frame_shape, stack, seed, n_step, gamma, alpha=alpha, eps=eps)
+
+    def sample(self, batch_size: int, beta: float) -> Batch:  # type: ignore[override]
+        """Samples batch_size transitions in proportion to priority, with importance weights."""
+        return self._sample(batch_size, beta)
+
+    def update_priorities(self, ids: np.ndarray, priorities: np.ndarray) -> None:
+        """Sets p = |TD error| + eps for sampled ids; ids overwritten since they were sampled are ignored."""
+        ids = np.asarray(ids)
+        priorities = np.asarray(priorities)
+        if ids.dtype.kind not in "iu":
+            raise TypeError(f"ids must be an integer array, got dtype {ids.dtype}")
+        if priorities.dtype.kind not in "fiu":
+            raise TypeError(f"priorities must be a float array, got dtype {priorities.dtype}")
+        if ids.ndim != 1 or priorities.shape != ids.shape:
+            raise ValueError(
+                f"ids and priorities must be 1-D and of the same length, got shapes {ids.shape} and {priorities.shape}"
+            )
+        self._core.update_priorities(
+            np.ascontiguousarray(ids, dtype=np.int64), np.ascontiguousarray(priorities, dtype=np.float64)
+        )
+
+    def priority(self, transition_id: int) -> float:
+        """The stored p^alpha of a transition still in the memory (0.0 while not yet sampleable)."""
+        return self._core.priority_of(_check_int(transition_id, "transition_id"))
+
+    @property
+    def alpha(self) -> float:
+        return self._core.alpha
+
+    @property
+    def eps(self) -> float:
+        return self._core.eps
+
+    @property
+    def max_priority(self) -> float:
+        """The largest p = |TD error| + eps seen so far (1.0 at first)."""
+        return self._core.max_priority

@@ -1,0 +1,186 @@
+// The only file that knows Python. It checks array arguments, allocates the
+// output arrays, releases the GIL around work on raw pointers, and maps the
+// core's exceptions: std::invalid_argument and FormatError -> ValueError,
+// std::out_of_range -> IndexError, FileError -> OSError (with errno, so a
+// missing file is FileNotFoundError).
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
+
+#include "replay_memory.h"
+
+namespace py = pybind11;
+using replay::BatchView;
+using replay::MemoryConfig;
+using replay::ReplayMemory;
+
+namespace {
+
+using FrameArray = py::array_t<uint8_t, py::array::c_style>;
+
+const uint8_t* frame_pointer(const ReplayMemory& m, const FrameArray& frame) {
+  const MemoryConfig& c = m.config();
+  if (frame.ndim() != 2 || frame.shape(0) != c.height || frame.shape(1) != c.width)
+    throw std::invalid_argument("frame must have shape (" + std::to_string(c.height) + ", " + std::to_string(c.width) +
+                                "), got " + std::string(py::str(py::tuple(py::cast(std::vector<py::ssize_t>(
+                                                frame.shape(), frame.shape() + frame.ndim()))))));
+  return frame.data();
+}
+
+py::tuple sample(ReplayMemory& m, int64_t batch, double beta) {
+  if (batch < 1) throw std::invalid_argument("batch_size must be >= 1, got " + std::to_string(batch));
+  const MemoryConfig& c = m.config();
+  const std::vector<py::ssize_t> state_shape{batch, c.stack, c.height, c.width};
+  py::array_t<uint8_t> states(state_shape), next_states(state_shape);
+  py::array_t<int64_t> actions(batch), ids(batch);
+  py::array_t<float> rewards(batch), dones(batch), discounts(batch);
+  py::object weights = py::none();
+  BatchView view;
+  view.states = states.mutable_data();
+  view.next_states = next_states.mutable_data();
+  view.actions = actions.mutable_data();
+  view.rewards = rewards.mutable_data();
+  view.dones = dones.mutable_data();
+  view.discounts = discounts.mutable_data();
+  view.ids = ids.mutable_data();
+  if (c.prioritized) {
+    py::array_t<float> w(batch);
+    view.weights = w.mutable_data();
+    weights = std::move(w);
+  }
+  {
+    py::gil_scoped_release release;
+    m.sample(batch, beta, view);
+  }
+  return py::make_tuple(states, actions, rewards, next_states, dones, discounts, ids, weights);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_replay, mod) {
+  mod.doc() = "C++ core of the replay memory; use atari_dqn.replay instead.";
+
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const replay::FormatError& e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    } catch (const replay::FileError& e) {
+      PyObject* args = Py_BuildValue("(is)", e.error_number(), e.what());
+      PyErr_SetObject(PyExc_OSError, args);
+      Py_XDECREF(args);
+    }
+  });
+
+  // The priority trees, exposed so tests can check them against brute force.
+  py::class_<replay::FenwickTree>(mod, "FenwickTree")
+      .def(py::init<int64_t, int64_t>(), py::arg("size"), py::arg("rebuild_every") = 0)
+      .def("set", &replay::FenwickTree::set, py::arg("index"), py::arg("value"))
+      .def("get", &replay::FenwickTree::get, py::arg("index"))
+      .def("prefix", &replay::FenwickTree::prefix, py::arg("count"))
+      .def("total", &replay::FenwickTree::total)
+      .def("find", &replay::FenwickTree::find, py::arg("mass"))
+      .def("rebuild", &replay::FenwickTree::rebuild)
+      .def("check_invariants", &replay::FenwickTree::check_invariants)
+      .def(
+          "set_many",  // one call for millions of updates in the drift test
+          [](replay::FenwickTree& t, const py::array_t<int64_t, py::array::c_style>& indices,
+             const py::array_t<double, py::array::c_style>& values) {
+            if (indices.ndim() != 1 || values.ndim() != 1 || indices.shape(0) != values.shape(0))
+              throw std::invalid_argument("indices and values must be 1-D arrays of the same length");
+            const int64_t* i = indices.data();
+            const double* v = values.data();
+            const py::ssize_t n = indices.shape(0);
+            py::gil_scoped_release release;
+            for (py::ssize_t k = 0; k < n; ++k) t.set(i[k], v[k]);
+          },
+          py::arg("indices").noconvert(), py::arg("values").noconvert())
+      .def_property_readonly("size", &replay::FenwickTree::size);
+  py::class_<replay::MinTree>(mod, "MinTree")
+      .def(py::init<int64_t>(), py::arg("size"))
+      .def("set", &replay::MinTree::set, py::arg("index"), py::arg("value"))
+      .def("get", &replay::MinTree::get, py::arg("index"))
+      .def("min", &replay::MinTree::min)
+      .def("check_invariants", &replay::MinTree::check_invariants);
+
+  py::class_<ReplayMemory>(mod, "Memory")
+      .def(py::init([](int64_t capacity, int64_t height, int64_t width, int64_t stack, int64_t n_step, double gamma,
+                       bool prioritized, double alpha, double eps, uint64_t seed) {
+             MemoryConfig c;
+             c.capacity = capacity;
+             c.height = height;
+             c.width = width;
+             c.stack = stack;
+             c.n_step = n_step;
+             c.gamma = gamma;
+             c.prioritized = prioritized;
+             c.alpha = alpha;
+             c.eps = eps;
+             c.seed = seed;
+             return std::make_unique<ReplayMemory>(c);
+           }),
+           py::arg("capacity"), py::arg("height"), py::arg("width"), py::arg("stack"), py::arg("n_step"),
+           py::arg("gamma"), py::arg("prioritized"), py::arg("alpha"), py::arg("eps"), py::arg("seed"))
+      .def(
+          "start_episode",
+          [](ReplayMemory& m, const FrameArray& frame) {
+            const uint8_t* data = frame_pointer(m, frame);
+            py::gil_scoped_release release;
+            m.start_episode(data);
+          },
+          py::arg("frame").noconvert())
+      .def(
+          "append",
+          [](ReplayMemory& m, int64_t action, float reward, const FrameArray& frame, bool terminated, bool truncated) {
+            const uint8_t* data = frame_pointer(m, frame);
+            py::gil_scoped_release release;
+            m.append(action, reward, data, terminated, truncated);
+          },
+          py::arg("action"), py::arg("reward"), py::arg("frame").noconvert(), py::arg("terminated"),
+          py::arg("truncated"))
+      .def("__len__", &ReplayMemory::size)
+      .def_property_readonly("appended", &ReplayMemory::transitions_appended)
+      .def("state",
+           [](const ReplayMemory& m) {
+             const MemoryConfig& c = m.config();
+             py::array_t<uint8_t> out(std::vector<py::ssize_t>{c.stack, c.height, c.width});
+             uint8_t* data = out.mutable_data();
+             {
+               py::gil_scoped_release release;
+               m.current_state(data);
+             }
+             return out;
+           })
+      .def("sample", &sample, py::arg("batch_size"), py::arg("beta"))
+      .def(
+          "update_priorities",
+          [](ReplayMemory& m, const py::array_t<int64_t, py::array::c_style>& ids,
+             const py::array_t<double, py::array::c_style>& priorities) {
+            if (ids.ndim() != 1 || priorities.ndim() != 1 || ids.shape(0) != priorities.shape(0))
+              throw std::invalid_argument("ids and priorities must be 1-D arrays of the same length");
+            const int64_t* id_data = ids.data();
+            const double* p_data = priorities.data();
+            const int64_t count = ids.shape(0);
+            py::gil_scoped_release release;
+            m.update_priorities(id_data, p_data, count);
+          },
+          py::arg("ids").noconvert(), py::arg("priorities").noconvert())
+      .def("priority_of", &ReplayMemory::priority_of, py::arg("id"))
+      .def_property_readonly("max_priority", &ReplayMemory::max_priority)
+      .def("save", &ReplayMemory::save, py::arg("path"), py::call_guard<py::gil_scoped_release>())
+      .def_static("load", &ReplayMemory::load, py::arg("path"), py::call_guard<py::gil_scoped_release>())
+      .def("reseed", &ReplayMemory::reseed, py::arg("seed"))
+      .def("bytes_allocated", &ReplayMemory::bytes_allocated)
+      .def("check_invariants", &ReplayMemory::check_invariants)
+      .def_property_readonly("capacity", [](const ReplayMemory& m) { return m.config().capacity; })
+      .def_property_readonly("height", [](const ReplayMemory& m) { return m.config().height; })
+      .def_property_readonly("width", [](const ReplayMemory& m) { return m.config().width; })
+      .def_property_readonly("stack", [](const ReplayMemory& m) { return m.config().stack; })
+      .def_property_readonly("n_step", [](const ReplayMemory& m) { return m.config().n_step; })
+      .def_property_readonly("gamma", [](const ReplayMemory& m) { return m.config().gamma; })
+      .def_property_readonly("prioritized", [](const ReplayMemory& m) { return m.config().prioritized; })
+      .def_property_readonly("alpha", [](const ReplayMemory& m) { return m.config().alpha; })
+      .def_property_readonly("eps", [](const ReplayMemory& m) { return m.config().eps; });
+}

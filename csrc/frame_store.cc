@@ -1,0 +1,56 @@
+#include "frame_store.h"
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+
+namespace replay {
+
+namespace {
+constexpr size_t kChunkBytes = size_t{1} << 20;
+constexpr size_t kMaxSpareChunks = 2;
+}  // namespace
+
+FrameStore::FrameStore(size_t frame_bytes)
+    : frame_bytes_(frame_bytes),
+      chunk_frames_(static_cast<int64_t>(std::max<size_t>(16, kChunkBytes / std::max<size_t>(frame_bytes, 1)))) {
+  if (frame_bytes == 0) throw std::invalid_argument("frame size must be > 0 bytes");
+}
+
+uint8_t* FrameStore::push_uninitialized() {
+  if (chunks_.empty()) first_chunk_ = end_ / chunk_frames_;
+  if (end_ >= (first_chunk_ + static_cast<int64_t>(chunks_.size())) * chunk_frames_) {
+    if (!spare_.empty()) {
+      chunks_.push_back(std::move(spare_.back()));
+      spare_.pop_back();
+    } else {
+      chunks_.emplace_back(new uint8_t[static_cast<size_t>(chunk_frames_) * frame_bytes_]);
+    }
+  }
+  uint8_t* slot = const_cast<uint8_t*>(get(end_));
+  ++end_;
+  return slot;
+}
+
+int64_t FrameStore::push(const uint8_t* frame) {
+  uint8_t* slot = push_uninitialized();
+  std::memcpy(slot, frame, frame_bytes_);
+  return end_ - 1;
+}
+
+void FrameStore::release_before(int64_t g) {
+  begin_ = std::max(begin_, std::min(g, end_));
+  while (!chunks_.empty() && (first_chunk_ + 1) * chunk_frames_ <= begin_) {
+    if (spare_.size() < kMaxSpareChunks) spare_.push_back(std::move(chunks_.front()));
+    chunks_.pop_front();
+    ++first_chunk_;
+  }
+}
+
+void FrameStore::reset_to(int64_t g) {
+  if (end_ != 0 || !chunks_.empty()) throw std::logic_error("FrameStore::reset_to on a store in use");
+  begin_ = end_ = g;
+  first_chunk_ = g / chunk_frames_;
+}
+
+}  // namespace replay

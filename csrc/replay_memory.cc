@@ -1,0 +1,583 @@
+#include "replay_memory.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+#include "checksum.h"
+
+namespace replay {
+
+namespace {
+
+constexpr uint8_t kTerminated = 1;
+constexpr uint8_t kTruncated = 2;
+constexpr double kInfinity = std::numeric_limits<double>::infinity();
+constexpr int64_t kMaxStack = 255;  // history_ is one byte
+constexpr int64_t kMaxNStep = 1000;
+
+// Snapshot layout (native little-endian; the endian mark rejects foreign byte order):
+//   magic[8] version:u32 endian_mark:u32
+//   config: capacity height width stack n_step:i64 gamma:f64 prioritized:i64 alpha eps:f64 seed:u64
+//   state:  appended frames_begin frames_end episode_open have_obs cur_frame cur_history
+//           episode_steps:i64 max_priority:f64 rng[4]:u64
+//   for live ids [appended - live, appended), array by array:
+//           obs_frame:i64[] action:i32[] reward:f32[] flags:u8[] history:u8[] (priority:f64[])
+//   frames [frames_begin, frames_end): height*width bytes each
+//   checksum:u64 of every byte before it
+constexpr char kMagic[8] = {'A', 'T', 'D', 'Q', 'N', 'R', 'P', 'M'};
+constexpr uint32_t kVersion = 1;
+constexpr uint32_t kEndianMark = 0x01020304;
+constexpr size_t kHeaderBytes = 8 + 4 + 4 + 5 * 8 + 8 + 8 + 8 + 8 + 8 + 8 * 8 + 8 + 4 * 8;
+
+std::string errno_text(const std::string& what, const std::string& path) {
+  return what + " '" + path + "': " + std::strerror(errno);
+}
+
+// Writes through stdio and hashes every byte it writes.
+class SnapshotWriter {
+ public:
+  SnapshotWriter(const std::string& path) : path_(path), file_(std::fopen(path.c_str(), "wb")) {
+    if (file_ == nullptr) throw FileError(errno, errno_text("cannot create", path));
+  }
+  ~SnapshotWriter() {
+    if (file_ != nullptr) std::fclose(file_);
+  }
+  void bytes(const void* data, size_t n) {
+    if (n == 0) return;
+    checksum_.update(data, n);
+    if (std::fwrite(data, 1, n, file_) != n) throw FileError(errno, errno_text("cannot write", path_));
+  }
+  template <typename T>
+  void value(T v) {
+    bytes(&v, sizeof(v));
+  }
+  // Writes the checksum, flushes to the disk, closes.
+  void finish() {
+    const uint64_t digest = checksum_.digest();
+    if (std::fwrite(&digest, 1, sizeof(digest), file_) != sizeof(digest) || std::fflush(file_) != 0 ||
+        ::fsync(::fileno(file_)) != 0)
+      throw FileError(errno, errno_text("cannot write", path_));
+    FILE* f = file_;
+    file_ = nullptr;
+    if (std::fclose(f) != 0) throw FileError(errno, errno_text("cannot close", path_));
+  }
+
+ private:
+  std::string path_;
+  FILE* file_;
+  Checksum checksum_;
+};
+
+class SnapshotReader {
+ public:
+  explicit SnapshotReader(const std::string& path) : path_(path), file_(std::fopen(path.c_str(), "rb")) {
+    if (file_ == nullptr) throw FileError(errno, errno_text("cannot open", path));
+    struct stat info;
+    if (::fstat(::fileno(file_), &info) != 0) throw FileError(errno, errno_text("cannot stat", path));
+    size_ = static_cast<uint64_t>(info.st_size);
+  }
+  ~SnapshotReader() { std::fclose(file_); }
+  uint64_t file_size() const { return size_; }
+  void bytes(void* data, size_t n) {
+    if (n == 0) return;
+    if (std::fread(data, 1, n, file_) != n) {
+      if (std::ferror(file_)) throw FileError(errno, errno_text("cannot read", path_));
+      throw FormatError("replay snapshot '" + path_ + "' is truncated");
+    }
+    checksum_.update(data, n);
+  }
+  template <typename T>
+  T value() {
+    T v;
+    bytes(&v, sizeof(v));
+    return v;
+  }
+  void verify_checksum() {
+    const uint64_t expected = checksum_.digest();
+    uint64_t stored;
+    if (std::fread(&stored, 1, sizeof(stored), file_) != sizeof(stored))
+      throw FormatError("replay snapshot '" + path_ + "' is truncated (no checksum)");
+    if (stored != expected) throw FormatError("replay snapshot '" + path_ + "' is corrupt: checksum mismatch");
+  }
+
+ private:
+  std::string path_;
+  FILE* file_;
+  uint64_t size_ = 0;
+  Checksum checksum_;
+};
+
+}  // namespace
+
+void MemoryConfig::validate() const {
+  if (height < 1 || width < 1)
+    throw std::invalid_argument("frame_shape must be positive, got (" + std::to_string(height) + ", " +
+                                std::to_string(width) + ")");
+  if (stack < 1 || stack > kMaxStack)
+    throw std::invalid_argument("stack must be in [1, 255], got " + std::to_string(stack));
+  if (n_step < 1 || n_step > kMaxNStep)
+    throw std::invalid_argument("n_step must be in [1, 1000], got " + std::to_string(n_step));
+  if (!(gamma >= 0.0 && gamma <= 1.0)) throw std::invalid_argument("gamma must be in [0, 1], got " + std::to_string(gamma));
+  if (capacity < stack + n_step)
+    throw std::invalid_argument("capacity " + std::to_string(capacity) +
+                                " is too small for one stacked transition: it must be at least stack + n_step = " +
+                                std::to_string(stack + n_step));
+  if (prioritized) {
+    if (!(alpha >= 0.0) || !std::isfinite(alpha))
+      throw std::invalid_argument("alpha must be finite and >= 0, got " + std::to_string(alpha));
+    if (!(eps > 0.0) || !std::isfinite(eps))
+      throw std::invalid_argument("eps must be finite and > 0, got " + std::to_string(eps));
+  }
+}
+
+ReplayMemory::ReplayMemory(const MemoryConfig& config)
+    : config_((config.validate(), config)),
+      frames_(static_cast<size_t>(config.frame_bytes())),
+      rng_(config.seed),
+      obs_frame_(static_cast<size_t>(config.capacity), 0),
+      action_(static_cast<size_t>(config.capacity), 0),
+      reward_(static_cast<size_t>(config.capacity), 0.0f),
+      flags_(static_cast<size_t>(config.capacity), 0),
+      history_(static_cast<size_t>(config.capacity), 0) {
+  if (config_.prioritized) {
+    sum_tree_ = std::make_unique<FenwickTree>(config_.capacity);
+    min_tree_ = std::make_unique<MinTree>(config_.capacity);
+  }
+}
+
+int64_t ReplayMemory::pending() const {
+  return episode_open_ ? std::min(config_.n_step - 1, episode_steps_) : 0;
+}
+
+ReplayMemory::Range ReplayMemory::sampleable() const {
+  const int64_t lo = std::max<int64_t>(0, appended_ - config_.capacity);
+  return {lo, std::max(lo, appended_ - pending())};
+}
+
+int64_t ReplayMemory::size() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  const Range r = sampleable();
+  return r.hi - r.lo;
+}
+
+int64_t ReplayMemory::transitions_appended() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return appended_;
+}
+
+void ReplayMemory::set_leaf(int64_t id, double value) {
+  const int64_t s = slot(id);
+  sum_tree_->set(s, value);
+  min_tree_->set(s, value > 0.0 ? value : kInfinity);
+}
+
+void ReplayMemory::mark_newly_sampleable(int64_t old_hi, int64_t new_hi) {
+  if (!sum_tree_) return;
+  const double value = std::pow(max_priority_, config_.alpha);
+  for (int64_t id = std::max(old_hi, sampleable().lo); id < new_hi; ++id) set_leaf(id, value);
+}
+
+void ReplayMemory::release_frames() {
+  int64_t keep = have_obs_ ? cur_frame_ - cur_history_ : frames_.end();
+  const int64_t lo = std::max<int64_t>(0, appended_ - config_.capacity);
+  if (lo < appended_) keep = std::min(keep, obs_frame_[slot(lo)] - history_[slot(lo)]);
+  frames_.release_before(keep);
+}
+
+void ReplayMemory::start_episode(const uint8_t* frame) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (episode_open_ && episode_steps_ > 0) {
+    // The episode in progress is cut off: its last step becomes a truncation, so
+    // its pending n-step transitions bootstrap from its true last observation.
+    const int64_t old_hi = sampleable().hi;
+    flags_[slot(appended_ - 1)] |= kTruncated;
+    episode_open_ = false;
+    mark_newly_sampleable(old_hi, sampleable().hi);
+  }
+  cur_frame_ = frames_.push(frame);
+  cur_history_ = 0;
+  episode_steps_ = 0;
+  episode_open_ = true;
+  have_obs_ = true;
+  release_frames();
+}
+
+void ReplayMemory::append(int64_t action, float reward, const uint8_t* frame, bool terminated, bool truncated) {
+  if (action < 0 || action > std::numeric_limits<int32_t>::max())
+    throw std::invalid_argument("action must be in [0, 2^31), got " + std::to_string(action));
+  if (!std::isfinite(reward)) throw std::invalid_argument("reward must be finite, got " + std::to_string(reward));
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!episode_open_)
+    throw std::invalid_argument(have_obs_ ? "append after the episode ended: call start_episode(frame) first"
+                                          : "append before start_episode: call start_episode(frame) with the "
+                                            "observation after reset first");
+  const int64_t old_hi = sampleable().hi;
+  const int64_t id = appended_;
+  const int64_t s = slot(id);
+  const int64_t next_frame = frames_.push(frame);
+  obs_frame_[s] = cur_frame_;
+  history_[s] = static_cast<uint8_t>(cur_history_);
+  action_[s] = static_cast<int32_t>(action);
+  reward_[s] = reward;
+  flags_[s] = static_cast<uint8_t>((terminated ? kTerminated : 0) | (truncated ? kTruncated : 0));
+  if (sum_tree_) set_leaf(id, 0.0);  // evicts the priority of id - capacity
+  ++appended_;
+  cur_frame_ = next_frame;
+  cur_history_ = std::min(cur_history_ + 1, config_.stack - 1);
+  ++episode_steps_;
+  if (terminated || truncated) episode_open_ = false;
+  mark_newly_sampleable(old_hi, sampleable().hi);
+  release_frames();
+}
+
+void ReplayMemory::write_state(int64_t frame, int64_t history, uint8_t* out) const {
+  const size_t bytes = frames_.frame_bytes();
+  for (int64_t k = 0; k < config_.stack; ++k) {
+    const int64_t back = std::min(config_.stack - 1 - k, history);
+    std::memcpy(out + static_cast<size_t>(k) * bytes, frames_.get(frame - back), bytes);
+  }
+}
+
+void ReplayMemory::current_state(uint8_t* out) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!have_obs_) throw std::invalid_argument("no observation yet: call start_episode(frame) first");
+  write_state(cur_frame_, cur_history_, out);
+}
+
+void ReplayMemory::fill_item(int64_t id, int64_t b, const BatchView& out) const {
+  const size_t state_bytes = static_cast<size_t>(config_.stack) * frames_.frame_bytes();
+  const int64_t s = slot(id);
+  out.ids[b] = id;
+  out.actions[b] = action_[s];
+  write_state(obs_frame_[s], history_[s], out.states + static_cast<size_t>(b) * state_bytes);
+
+  double ret = 0.0, discount = 1.0;
+  bool terminated = false;
+  int64_t last = id;
+  for (int64_t k = 0; k < config_.n_step; ++k) {
+    last = id + k;
+    const int64_t sl = slot(last);
+    ret += discount * static_cast<double>(reward_[sl]);
+    discount *= config_.gamma;
+    if (flags_[sl] & kTerminated) {
+      terminated = true;
+      break;
+    }
+    if (flags_[sl] & kTruncated) break;
+  }
+  const int64_t sl = slot(last);
+  write_state(obs_frame_[sl] + 1, std::min<int64_t>(history_[sl] + 1, config_.stack - 1),
+              out.next_states + static_cast<size_t>(b) * state_bytes);
+  out.rewards[b] = static_cast<float>(ret);
+  out.dones[b] = terminated ? 1.0f : 0.0f;
+  out.discounts[b] = terminated ? 0.0f : static_cast<float>(discount);
+}
+
+void ReplayMemory::sample(int64_t batch, double beta, const BatchView& out) {
+  if (batch < 1) throw std::invalid_argument("batch_size must be >= 1, got " + std::to_string(batch));
+  if (config_.prioritized && (!(beta >= 0.0) || !std::isfinite(beta)))
+    throw std::invalid_argument("beta must be finite and >= 0, got " + std::to_string(beta));
+  std::lock_guard<std::mutex> lock(mu_);
+  const Range r = sampleable();
+  const int64_t count = r.hi - r.lo;
+  if (count == 0)
+    throw std::out_of_range("cannot sample from an empty replay memory (" + std::to_string(appended_) +
+                            " transitions appended, none sampleable yet)");
+  if (!sum_tree_) {
+    for (int64_t b = 0; b < batch; ++b) fill_item(r.lo + static_cast<int64_t>(rng_.below(static_cast<uint64_t>(count))), b, out);
+    return;
+  }
+  // Stratified: one draw in each of `batch` equal segments of the total mass.
+  const double total = sum_tree_->total();
+  const double segment = total / static_cast<double>(batch);
+  const double lowest = min_tree_->min();
+  const int64_t capacity = config_.capacity;
+  for (int64_t b = 0; b < batch; ++b) {
+    const double mass = (static_cast<double>(b) + rng_.uniform()) * segment;
+    int64_t leaf = std::min(sum_tree_->find(mass), capacity - 1);
+    // Rounding can land past the last positive leaf or on a zero (pending) one;
+    // step back to the nearest positive leaf. Some leaf is positive since count > 0.
+    while (sum_tree_->get(leaf) <= 0.0) leaf = leaf == 0 ? capacity - 1 : leaf - 1;
+    const int64_t id = r.lo + (leaf - slot(r.lo) + capacity) % capacity;
+    fill_item(id, b, out);
+    // w_i = (N P(i))^-beta / max_j (N P(j))^-beta = (p_i / p_min)^-beta
+    out.weights[b] = static_cast<float>(std::pow(sum_tree_->get(leaf) / lowest, -beta));
+  }
+}
+
+void ReplayMemory::update_priorities(const int64_t* ids, const double* priorities, int64_t count) {
+  if (!sum_tree_) throw std::invalid_argument("update_priorities needs a prioritized memory");
+  for (int64_t i = 0; i < count; ++i) {
+    if (!std::isfinite(priorities[i]) || priorities[i] < 0.0)
+      throw std::invalid_argument("priorities must be finite and >= 0; item " + std::to_string(i) + " is " +
+                                  std::to_string(priorities[i]));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  for (int64_t i = 0; i < count; ++i) {
+    if (ids[i] < 0 || ids[i] >= appended_)
+      throw std::out_of_range("id " + std::to_string(ids[i]) + " was never appended (" + std::to_string(appended_) +
+                              " transitions appended)");
+  }
+  const Range r = sampleable();
+  for (int64_t i = 0; i < count; ++i) {
+    if (ids[i] < r.lo || ids[i] >= r.hi) continue;  // overwritten since sampled, or still pending
+    const double p = priorities[i] + config_.eps;
+    max_priority_ = std::max(max_priority_, p);
+    set_leaf(ids[i], std::pow(p, config_.alpha));
+  }
+}
+
+double ReplayMemory::priority_of(int64_t id) const {
+  if (!sum_tree_) throw std::invalid_argument("priority_of needs a prioritized memory");
+  std::lock_guard<std::mutex> lock(mu_);
+  if (id < std::max<int64_t>(0, appended_ - config_.capacity) || id >= appended_)
+    throw std::out_of_range("id " + std::to_string(id) + " is not in the memory");
+  return sum_tree_->get(slot(id));
+}
+
+double ReplayMemory::max_priority() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return max_priority_;
+}
+
+void ReplayMemory::reseed(uint64_t seed) {
+  std::lock_guard<std::mutex> lock(mu_);
+  rng_.reseed(seed);
+}
+
+size_t ReplayMemory::bytes_allocated() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  const size_t per_slot = sizeof(int64_t) + sizeof(int32_t) + sizeof(float) + 2 * sizeof(uint8_t) +
+                          (sum_tree_ ? 2 * sizeof(double) + 2 * sizeof(double) : 0);
+  return frames_.bytes_allocated() + per_slot * static_cast<size_t>(config_.capacity);
+}
+
+void ReplayMemory::check_invariants() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto fail = [](const std::string& what) { throw std::logic_error("replay memory invariant broken: " + what); };
+  if (have_obs_ && cur_frame_ != frames_.end() - 1) fail("newest observation is not the newest frame");
+  if (cur_history_ < 0 || cur_history_ > config_.stack - 1) fail("history of the newest observation out of range");
+  if (have_obs_ && cur_frame_ - cur_history_ < frames_.begin()) fail("frames of the newest state released");
+  const Range r = sampleable();
+  const int64_t live_lo = std::max<int64_t>(0, appended_ - config_.capacity);
+  for (int64_t id = live_lo; id < appended_; ++id) {
+    const int64_t s = slot(id);
+    if (history_[s] > config_.stack - 1) fail("history out of range at id " + std::to_string(id));
+    if (obs_frame_[s] - history_[s] < frames_.begin()) fail("state frames released for live id " + std::to_string(id));
+    if (obs_frame_[s] + 1 >= frames_.end()) fail("next frame missing for id " + std::to_string(id));
+    if (flags_[s] & ~(kTerminated | kTruncated)) fail("unknown flag bits at id " + std::to_string(id));
+    if (id + 1 < appended_ && !(flags_[s] & (kTerminated | kTruncated))) {
+      const int64_t n = slot(id + 1);
+      if (obs_frame_[n] != obs_frame_[s] + 1) fail("episode frames not consecutive at id " + std::to_string(id));
+      if (history_[n] != std::min<int64_t>(history_[s] + 1, config_.stack - 1))
+        fail("history does not grow by one at id " + std::to_string(id));
+    }
+    if (sum_tree_) {
+      const bool can_sample = id >= r.lo && id < r.hi;
+      const double leaf = sum_tree_->get(s);
+      if (can_sample != (leaf > 0.0)) fail("priority of id " + std::to_string(id) + " disagrees with sampleability");
+      if (min_tree_->get(s) != (leaf > 0.0 ? leaf : kInfinity)) fail("min tree leaf differs at id " + std::to_string(id));
+    }
+  }
+  if (sum_tree_) {
+    for (int64_t id = appended_; id < config_.capacity; ++id) {
+      if (sum_tree_->get(id) != 0.0 || min_tree_->get(id) != kInfinity) fail("empty slot holds a priority");
+    }
+    sum_tree_->check_invariants();
+    min_tree_->check_invariants();
+  }
+}
+
+void ReplayMemory::save(const std::string& path) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  try {
+    SnapshotWriter w(tmp);
+    w.bytes(kMagic, sizeof(kMagic));
+    w.value<uint32_t>(kVersion);
+    w.value<uint32_t>(kEndianMark);
+    w.value<int64_t>(config_.capacity);
+    w.value<int64_t>(config_.height);
+    w.value<int64_t>(config_.width);
+    w.value<int64_t>(config_.stack);
+    w.value<int64_t>(config_.n_step);
+    w.value<double>(config_.gamma);
+    w.value<int64_t>(config_.prioritized ? 1 : 0);
+    w.value<double>(config_.alpha);
+    w.value<double>(config_.eps);
+    w.value<uint64_t>(config_.seed);
+    w.value<int64_t>(appended_);
+    w.value<int64_t>(frames_.begin());
+    w.value<int64_t>(frames_.end());
+    w.value<int64_t>(episode_open_ ? 1 : 0);
+    w.value<int64_t>(have_obs_ ? 1 : 0);
+    w.value<int64_t>(cur_frame_);
+    w.value<int64_t>(cur_history_);
+    w.value<int64_t>(episode_steps_);
+    w.value<double>(max_priority_);
+    for (uint64_t word : rng_.state()) w.value<uint64_t>(word);
+    // Live ids occupy at most two runs of slots: [slot(lo), end) and [0, slot(appended)).
+    const int64_t lo = std::max<int64_t>(0, appended_ - config_.capacity);
+    auto runs = [&](auto write_run) {
+      int64_t id = lo;
+      while (id < appended_) {
+        const int64_t s = slot(id);
+        const int64_t n = std::min(appended_ - id, config_.capacity - s);
+        write_run(static_cast<size_t>(s), static_cast<size_t>(n));
+        id += n;
+      }
+    };
+    runs([&](size_t s, size_t n) { w.bytes(&obs_frame_[s], n * sizeof(int64_t)); });
+    runs([&](size_t s, size_t n) { w.bytes(&action_[s], n * sizeof(int32_t)); });
+    runs([&](size_t s, size_t n) { w.bytes(&reward_[s], n * sizeof(float)); });
+    runs([&](size_t s, size_t n) { w.bytes(&flags_[s], n); });
+    runs([&](size_t s, size_t n) { w.bytes(&history_[s], n); });
+    if (sum_tree_) {
+      runs([&](size_t s, size_t n) {
+        for (size_t i = s; i < s + n; ++i) w.value<double>(sum_tree_->get(static_cast<int64_t>(i)));
+      });
+    }
+    for (int64_t g = frames_.begin(); g < frames_.end(); ++g) w.bytes(frames_.get(g), frames_.frame_bytes());
+    w.finish();
+    if (std::rename(tmp.c_str(), path.c_str()) != 0) throw FileError(errno, errno_text("cannot rename onto", path));
+  } catch (...) {
+    std::remove(tmp.c_str());
+    throw;
+  }
+}
+
+std::unique_ptr<ReplayMemory> ReplayMemory::load(const std::string& path) {
+  SnapshotReader in(path);
+  const std::string where = "replay snapshot '" + path + "'";
+  if (in.file_size() < kHeaderBytes + sizeof(uint64_t)) {
+    char magic[sizeof(kMagic)] = {};
+    if (in.file_size() >= sizeof(kMagic)) in.bytes(magic, sizeof(magic));
+    if (in.file_size() < sizeof(kMagic) || std::memcmp(magic, kMagic, sizeof(kMagic)) != 0)
+      throw FormatError("'" + path + "' is not a replay memory snapshot");
+    throw FormatError(where + " is truncated");
+  }
+  char magic[sizeof(kMagic)];
+  in.bytes(magic, sizeof(magic));
+  if (std::memcmp(magic, kMagic, sizeof(kMagic)) != 0) throw FormatError("'" + path + "' is not a replay memory snapshot");
+  const auto version = in.value<uint32_t>();
+  if (version != kVersion)
+    throw FormatError(where + " has format version " + std::to_string(version) + "; this build reads version " +
+                      std::to_string(kVersion));
+  if (in.value<uint32_t>() != kEndianMark) throw FormatError(where + " was written with another byte order");
+  MemoryConfig config;
+  config.capacity = in.value<int64_t>();
+  config.height = in.value<int64_t>();
+  config.width = in.value<int64_t>();
+  config.stack = in.value<int64_t>();
+  config.n_step = in.value<int64_t>();
+  config.gamma = in.value<double>();
+  const auto prioritized = in.value<int64_t>();
+  config.prioritized = prioritized == 1;
+  config.alpha = in.value<double>();
+  config.eps = in.value<double>();
+  config.seed = in.value<uint64_t>();
+  const auto appended = in.value<int64_t>();
+  const auto frames_begin = in.value<int64_t>();
+  const auto frames_end = in.value<int64_t>();
+  const auto episode_open = in.value<int64_t>();
+  const auto have_obs = in.value<int64_t>();
+  const auto cur_frame = in.value<int64_t>();
+  const auto cur_history = in.value<int64_t>();
+  const auto episode_steps = in.value<int64_t>();
+  const auto max_priority = in.value<double>();
+  std::array<uint64_t, 4> rng_state;
+  for (auto& word : rng_state) word = in.value<uint64_t>();
+
+  auto corrupt = [&](const std::string& why) { return FormatError(where + " is corrupt: " + why); };
+  if (prioritized != 0 && prioritized != 1) throw corrupt("bad prioritized flag");
+  // Bound the sizes by the file itself before allocating anything.
+  if (config.capacity < 1 || config.height < 1 || config.width < 1 || config.height > (1 << 16) ||
+      config.width > (1 << 16) || appended < 0 || frames_begin < 0 || frames_end < frames_begin ||
+      (episode_open != 0 && episode_open != 1) || (have_obs != 0 && have_obs != 1) || episode_steps < 0)
+    throw corrupt("impossible header values");
+  try {
+    config.validate();
+  } catch (const std::invalid_argument& e) {
+    throw corrupt(e.what());
+  }
+  const uint64_t live = static_cast<uint64_t>(std::min(appended, config.capacity));
+  const uint64_t per_id = sizeof(int64_t) + sizeof(int32_t) + sizeof(float) + 2 + (config.prioritized ? sizeof(double) : 0);
+  const uint64_t frame_bytes = static_cast<uint64_t>(config.frame_bytes());
+  const uint64_t frames = static_cast<uint64_t>(frames_end - frames_begin);
+  if (frames > in.file_size() / frame_bytes || live > in.file_size() / per_id) throw FormatError(where + " is truncated");
+  const uint64_t expected = kHeaderBytes + live * per_id + frames * frame_bytes + sizeof(uint64_t);
+  if (in.file_size() < expected)
+    throw FormatError(where + " is truncated: " + std::to_string(in.file_size()) + " bytes, expected " +
+                      std::to_string(expected));
+  if (in.file_size() > expected)
+    throw corrupt(std::to_string(in.file_size() - expected) + " unexpected bytes after the data");
+  if (config.capacity > static_cast<int64_t>(in.file_size()) * 64 + 1024)
+    throw corrupt("capacity out of proportion to the file");  // live <= capacity; a wild value would allocate blindly
+
+  auto memory = std::make_unique<ReplayMemory>(config);
+  ReplayMemory& m = *memory;
+  m.appended_ = appended;
+  m.episode_open_ = episode_open == 1;
+  m.have_obs_ = have_obs == 1;
+  m.cur_frame_ = cur_frame;
+  m.cur_history_ = cur_history;
+  m.episode_steps_ = episode_steps;
+  m.max_priority_ = max_priority;
+  m.rng_.set_state(rng_state);
+  const int64_t lo = std::max<int64_t>(0, appended - config.capacity);
+  auto runs = [&](auto read_run) {
+    int64_t id = lo;
+    while (id < appended) {
+      const int64_t s = m.slot(id);
+      const int64_t n = std::min(appended - id, config.capacity - s);
+      read_run(static_cast<size_t>(s), static_cast<size_t>(n));
+      id += n;
+    }
+  };
+  runs([&](size_t s, size_t n) { in.bytes(&m.obs_frame_[s], n * sizeof(int64_t)); });
+  runs([&](size_t s, size_t n) { in.bytes(&m.action_[s], n * sizeof(int32_t)); });
+  runs([&](size_t s, size_t n) { in.bytes(&m.reward_[s], n * sizeof(float)); });
+  runs([&](size_t s, size_t n) { in.bytes(&m.flags_[s], n); });
+  runs([&](size_t s, size_t n) { in.bytes(&m.history_[s], n); });
+  std::vector<double> leaves;
+  if (config.prioritized) {
+    leaves.resize(static_cast<size_t>(config.capacity), 0.0);
+    runs([&](size_t s, size_t n) { in.bytes(&leaves[s], n * sizeof(double)); });
+  }
+  m.frames_.reset_to(frames_begin);
+  for (int64_t g = frames_begin; g < frames_end; ++g) in.bytes(m.frames_.push_uninitialized(), frame_bytes);
+  in.verify_checksum();
+
+  if (config.prioritized) {
+    if (!(max_priority > 0.0) || !std::isfinite(max_priority)) throw corrupt("bad max priority");
+    try {
+      for (int64_t s = 0; s < config.capacity; ++s) {
+        if (leaves[static_cast<size_t>(s)] > 0.0) m.set_leaf(s, leaves[static_cast<size_t>(s)]);
+      }
+    } catch (const std::invalid_argument&) {
+      throw corrupt("bad priority values");
+    }
+    m.sum_tree_->rebuild();
+  }
+  // Structural checks last: a file can pass the checksum yet come from a broken writer.
+  if (m.have_obs_ && (m.cur_frame_ != frames_end - 1 || m.cur_history_ < 0 || m.cur_history_ >= config.stack))
+    throw corrupt("newest observation does not match the frames");
+  try {
+    m.check_invariants();
+  } catch (const std::logic_error& e) {
+    throw corrupt(e.what());
+  }
+  return memory;
+}
+
+}  // namespace replay
