@@ -1,0 +1,1 @@
+"""Atari DQN: a Nature-CNN DQN trainer with a C++ replay memory."""

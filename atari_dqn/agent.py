@@ -1,0 +1,105 @@
+"""The learner: online and target Q-networks and their optimizer. Knows no env and no memory.
+
+act() is the one place an action is chosen, in training and in evaluation alike.
+learn() takes any batch with the replay memory's fields (states, actions, rewards, next_states,
+discounts) and regresses Q(s, a) on   rewards + discounts * Q_target(next_states, a*)
+with a* = argmax of Q_target (DQN) or of the online network (Double DQN). The memory folds
+n-step returns and terminals into rewards and discounts (discount 0 after a terminal), so the
+agent needs neither gamma nor the done flags.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from atari_dqn.config import Config
+from atari_dqn.network import QNetwork
+
+
+class Batch(Protocol):
+    states: np.ndarray       # (B, stack, 84, 84) uint8
+    actions: np.ndarray      # (B,) int64
+    rewards: np.ndarray      # (B,) float32, clipped (n-step discounted) return
+    next_states: np.ndarray  # (B, stack, 84, 84) uint8
+    discounts: np.ndarray    # (B,) float32, gamma**n, 0 after a terminal
+
+
+@dataclass(frozen=True)
+class LearnStats:
+    loss: float            # the (weighted) Huber loss before the update
+    mean_q: float          # mean Q(s, a) over the batch before the update
+    td_errors: np.ndarray  # (B,) float32 |target - Q(s, a)|, the new priorities
+
+
+class Agent:
+    def __init__(self, n_actions: int, config: Config, device: torch.device) -> None:
+        self.n_actions = n_actions
+        self.device = device
+        self.double = config.double
+        self.grad_clip_norm = config.grad_clip_norm
+        self.online = QNetwork(n_actions, dueling=config.dueling).to(device)
+        self.target = QNetwork(n_actions, dueling=config.dueling).to(device)
+        self.target.requires_grad_(False)
+        self.sync_target()
+        self.optimizer = torch.optim.Adam(self.online.parameters(), lr=config.lr,
+                                          eps=config.adam_eps)
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(array)).to(self.device, non_blocking=True)
+
+    @torch.no_grad()
+    def greedy_actions(self, states: np.ndarray) -> np.ndarray:
+        return self.online(self._tensor(states)).argmax(dim=1).cpu().numpy()
+
+    def act(self, state: np.ndarray, epsilon: float, rng: np.random.Generator) -> int:
+        """Epsilon-greedy on one (stack, 84, 84) uint8 state.
+
+        One uniform draw per call and a second only when exploring: the rng's use depends on
+        nothing but epsilon, which keeps seeded runs (and resumed ones) identical.
+        """
+        if rng.random() < epsilon:
+            return int(rng.integers(self.n_actions))
+        return int(self.greedy_actions(state[None])[0])
+
+    def learn(self, batch: Batch, weights: np.ndarray | None = None) -> LearnStats:
+        """One gradient step. weights: importance weights (prioritized replay) or None."""
+        states, next_states = self._tensor(batch.states), self._tensor(batch.next_states)
+        actions = self._tensor(batch.actions).long()
+        rewards, discounts = self._tensor(batch.rewards), self._tensor(batch.discounts)
+        q = self.online(states).gather(1, actions[:, None]).squeeze(1)
+        with torch.no_grad():
+            next_q_all = self.target(next_states)
+            if self.double:
+                next_actions = self.online(next_states).argmax(dim=1, keepdim=True)
+            else:
+                next_actions = next_q_all.argmax(dim=1, keepdim=True)
+            targets = rewards + discounts * next_q_all.gather(1, next_actions).squeeze(1)
+        losses = F.smooth_l1_loss(q, targets, reduction="none")  # Huber with delta 1
+        loss = (losses * self._tensor(weights)).mean() if weights is not None else losses.mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.online.parameters(), self.grad_clip_norm)
+        self.optimizer.step()
+        td_errors = (targets - q.detach()).abs().cpu().numpy().astype(np.float32)
+        return LearnStats(loss=float(loss.item()), mean_q=float(q.detach().mean().item()),
+                          td_errors=td_errors)
+
+    def sync_target(self) -> None:
+        self.target.load_state_dict(self.online.state_dict())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"online": self.online.state_dict(), "target": self.target.state_dict(),
+                "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        # torch's optimizer keeps the very tensors it is given; copy so two agents never share
+        state = copy.deepcopy(state)
+        self.online.load_state_dict(state["online"])
+        self.target.load_state_dict(state["target"])
+        self.optimizer.load_state_dict(state["optimizer"])

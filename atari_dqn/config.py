@@ -1,0 +1,147 @@
+"""Every setting of a run: one frozen dataclass, checked when built.
+
+Units are in the names. An *agent step* is one action chosen by the agent; the emulator then runs
+FRAME_SKIP (4) frames with it, so 1 agent step = 4 emulator frames. Every count in this file is in
+agent steps unless its name says otherwise.
+
+main.py builds its command-line flags from the fields below (the flag name is in the field's
+metadata, the help text is the field's doc), so a flag is documented in exactly one place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+FRAME_SKIP = 4  # emulator frames per agent step (DeepMind's setting; AtariPreprocessing's default)
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class ConfigError(ValueError):
+    """A setting or a run folder is unusable; main.py prints the message and exits with status 2."""
+
+
+def _field(default: Any, doc: str, flag: str, **extra: Any) -> Any:
+    return field(default=default, metadata={"doc": doc, "flag": flag, **extra})
+
+
+@dataclass(frozen=True)
+class Config:
+    # --- game ---------------------------------------------------------------------------------
+    env_id: str = _field("Breakout", "Atari game: a short name (Breakout, Pong) or a gymnasium id "
+                         "(BreakoutNoFrameskip-v4, ALE/Breakout-v5); always played DeepMind-style "
+                         "(no sticky actions, frame skip 4)", "--env")
+    # --- length and memory --------------------------------------------------------------------
+    total_steps: int = _field(500_000, "agent steps to train for (x4 emulator frames)", "--steps")
+    memory_capacity_transitions: int = _field(100_000, "replay memory size in transitions "
+                                              "(= agent steps)", "--memory-size")
+    learning_starts_steps: int = _field(20_000, "agent steps of uniformly random play that fill "
+                                        "the memory before learning and the epsilon decay start",
+                                        "--learning-starts")
+    # --- learning -----------------------------------------------------------------------------
+    batch_size: int = _field(32, "transitions per gradient update", "--batch-size")
+    lr: float = _field(1e-4, "Adam learning rate", "--lr")
+    adam_eps: float = _field(1.5e-4, "Adam epsilon (Rainbow/Dopamine value)", "--adam-eps")
+    train_every_steps: int = _field(4, "agent steps between gradient updates", "--train-every")
+    target_update_steps: int = _field(1_000, "agent steps between hard copies of the online "
+                                      "network into the target network", "--target-update")
+    gamma: float = _field(0.99, "discount per agent step", "--gamma")
+    n_step: int = _field(1, "agent steps summed into one return (n-step DQN; 1 = plain DQN)",
+                         "--n-step")
+    double: bool = _field(False, "Double DQN target: the online network picks the next action, "
+                          "the target network values it", "--double")
+    dueling: bool = _field(False, "dueling head: value + mean-subtracted advantage", "--dueling")
+    grad_clip_norm: float = _field(10.0, "clip the gradient's global L2 norm to this", "--grad-clip")
+    # --- exploration --------------------------------------------------------------------------
+    eps_start: float = _field(1.0, "epsilon when learning starts", "--eps-start")
+    eps_end: float = _field(0.01, "epsilon after the decay", "--eps-end")
+    eps_decay_steps: int = _field(250_000, "agent steps (counted from --learning-starts) over "
+                                  "which epsilon falls linearly from --eps-start to --eps-end",
+                                  "--eps-decay")
+    # --- prioritized replay -------------------------------------------------------------------
+    prioritized: bool = _field(False, "prioritized replay (Schaul et al.): sample by |TD error|, "
+                               "weight the loss by importance weights", "--prioritized")
+    per_alpha: float = _field(0.6, "priority exponent alpha (0 = uniform)", "--per-alpha")
+    per_beta_start: float = _field(0.4, "importance-weight exponent beta at step 0; rises "
+                                   "linearly to 1 at --steps", "--per-beta-start")
+    # --- evaluation ---------------------------------------------------------------------------
+    eval_every_steps: int = _field(50_000, "agent steps between evaluations (and checkpoints)",
+                                   "--eval-every")
+    eval_episodes: int = _field(10, "whole games (all lives) per evaluation", "--eval-episodes")
+    eval_eps: float = _field(0.05, "epsilon while evaluating", "--eval-eps")
+    eval_max_steps: int = _field(27_000, "cap on one evaluation game, in agent steps (27,000 = "
+                                 "108,000 emulator frames = 30 minutes of play)", "--eval-max-steps")
+    render: bool = _field(False, "write each evaluation's frames as PNG files to "
+                          "<run>/eval_NNN/ and its best game as <run>/eval_NNN/best.gif", "--render")
+    # --- run folder and machine ---------------------------------------------------------------
+    out_dir: str = _field("", "run folder (default: rewards/<game>-seed<seed>-<date>); never "
+                          "overwritten unless resumed", "--out")
+    resume: str = _field("", "continue the run in this folder where it stopped (other flags "
+                         "must match the run's, except --steps, --device, --threads, "
+                         "--tensorboard, --render)", "--resume")
+    seed: int = _field(0, "seed of every random number generator", "--seed")
+    device: str = _field("auto", "where the networks run: auto picks cuda when available",
+                         "--device", choices=DEVICES)
+    threads: int = _field(1, "CPU threads for torch; results are bit-reproducible for a fixed "
+                          "count", "--threads")
+    tensorboard: bool = _field(False, "write TensorBoard scalars to <run>/tb/", "--tensorboard")
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, name: str, what: str) -> None:
+            if not ok:
+                raise ConfigError(f"{flag_of(name)} {what}, got {getattr(self, name)!r}")
+
+        for name in ("total_steps", "memory_capacity_transitions", "batch_size",
+                     "train_every_steps", "target_update_steps", "n_step", "eval_every_steps",
+                     "eval_episodes", "eval_max_steps", "threads"):
+            need(getattr(self, name) >= 1, name, "must be a positive integer")
+        for name in ("learning_starts_steps", "eps_decay_steps", "per_alpha"):
+            need(getattr(self, name) >= 0, name, "must not be negative")
+        for name in ("eps_start", "eps_end", "eval_eps", "gamma", "per_beta_start"):
+            need(0.0 <= getattr(self, name) <= 1.0, name, "must be in [0, 1]")
+        for name in ("lr", "adam_eps", "grad_clip_norm"):
+            need(getattr(self, name) > 0, name, "must be positive")
+        need(self.batch_size <= self.memory_capacity_transitions, "batch_size",
+             "must not exceed --memory-size")
+        need(self.device in DEVICES, "device", f"must be one of {', '.join(DEVICES)}")
+        from atari_dqn.env import resolve_env_id  # raises ConfigError for an unknown game
+
+        resolve_env_id(self.env_id)
+        if not self.out_dir:
+            object.__setattr__(self, "out_dir", self.resume or default_run_dir(self))
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, **overrides: Any) -> Config:
+        values = json.loads(text)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ConfigError(f"unknown settings in the saved config: {sorted(unknown)}")
+        return cls(**{**values, **overrides})
+
+
+# Settings a resumed run may change: none of them changes what the agent learns or is scored.
+RESUME_MAY_CHANGE = ("total_steps", "device", "threads", "tensorboard", "render", "resume",
+                     "out_dir")
+
+
+def flag_of(name: str) -> str:
+    return next(f.metadata["flag"] for f in dataclasses.fields(Config) if f.name == name)
+
+
+def default_run_dir(config: Config) -> str:
+    from atari_dqn.env import game_name
+
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return str(Path("rewards") / f"{game_name(config.env_id)}-seed{config.seed}-{stamp}")

@@ -1,0 +1,186 @@
+"""The one place that builds the Atari environment, for training and for evaluation.
+
+Both variants share the DeepMind preprocessing of gymnasium's AtariPreprocessing on a
+NoFrameskip game without sticky actions:
+  reset: 1..30 random no-ops, then FIRE for games that wait for it (Breakout, ...)
+  step:  the action repeated for FRAME_SKIP emulator frames, observation = pixel-wise max of the
+         last two frames, grayscale, resized to 84x84 (uint8)
+They differ in what an episode is:
+  training:   one life. A lost life returns terminated=True so the learner sees it as the end
+              of the episode, but reset() then only plays a no-op (and FIRE) unless the real game
+              is over. info["game_over"] says which. Games are cut after TRAIN_MAX_FRAMES.
+  evaluation: a whole game (all lives), cut after a caller-chosen number of agent steps; the
+              observation is the stack of the last 4 frames (padded at the start by repeating
+              the first one, the same rule the replay memory uses).
+Rewards are left raw here: the learner clips them with learning_reward(), scores use them raw.
+AtariPreprocessing's own terminal_on_life_loss is not used: it fully resets the game at a lost
+life, which is not what DeepMind did.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import ale_py
+import gymnasium as gym
+import numpy as np
+from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
+
+from atari_dqn.config import FRAME_SKIP, ConfigError
+
+gym.register_envs(ale_py)
+
+NOOP_MAX = 30
+SCREEN_SIZE = 84
+STACK = 4
+TRAIN_MAX_FRAMES = 108_000  # 30 minutes of play at 60 Hz = 27,000 agent steps
+
+
+def _atari_ids() -> dict[str, str]:
+    """Lower-case short game name -> its NoFrameskip-v4 id, for every ALE game registered."""
+    ids = {}
+    for env_id, spec in gym.registry.items():
+        if env_id.endswith("NoFrameskip-v4") and "ale_py" in str(spec.entry_point):
+            ids[env_id[: -len("NoFrameskip-v4")].lower()] = env_id
+    return ids
+
+
+def resolve_env_id(name: str) -> str:
+    """'Breakout' -> 'BreakoutNoFrameskip-v4'; a registered ALE id is returned as it is."""
+    spec = gym.registry.get(name)
+    if spec is not None and "ale_py" in str(spec.entry_point):
+        return name
+    short = _atari_ids()
+    if name.lower() in short:
+        return short[name.lower()]
+    raise ConfigError(f"--env: unknown Atari game {name!r} (try a name such as Breakout or Pong, "
+                      f"or an id such as ALE/Breakout-v5)")
+
+
+def game_name(name: str) -> str:
+    """A file-name friendly game name: 'ALE/Breakout-v5' -> 'Breakout'."""
+    env_id = resolve_env_id(name)
+    return env_id.split("/")[-1].split("-")[0].replace("NoFrameskip", "")
+
+
+def learning_reward(reward: float) -> float:
+    """The reward the learner sees: clipped to its sign (DeepMind), so every game has one scale."""
+    return float(np.sign(reward))
+
+
+class FireOnReset(gym.Wrapper):
+    """Press FIRE after every reset; games like Breakout wait for it before play starts."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.fire = env.unwrapped.get_action_meanings().index("FIRE")
+
+    def reset(self, **kwargs: Any):
+        self.env.reset(**kwargs)
+        obs, _, terminated, truncated, info = self.env.step(self.fire)
+        if terminated or truncated:  # never seen in practice; start over rather than loop
+            obs, info = self.env.reset()
+        return obs, info
+
+
+class EpisodicLife(gym.Wrapper):
+    """A lost life ends the learning episode; reset() restarts the game only when it is over.
+
+    Invariant: game_over is True before the first reset and after any step that ended the real
+    game (terminated or truncated), so reset() then does a real reset; otherwise reset() plays
+    one no-op step from the current position (a "soft" reset after a lost life).
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.lives = 0
+        self.game_over = True
+
+    def step(self, action: int):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.game_over = bool(terminated or truncated)
+        lives = self.env.unwrapped.ale.lives()
+        if 0 < lives < self.lives:
+            terminated = True
+        self.lives = lives
+        info["game_over"] = self.game_over
+        return obs, reward, terminated, truncated, info
+
+    def reset(self, **kwargs: Any):
+        if self.game_over:
+            obs, info = self.env.reset(**kwargs)
+        else:
+            obs, _, terminated, truncated, info = self.env.step(0)
+            if terminated or truncated:
+                obs, info = self.env.reset(**kwargs)
+        self.lives = self.env.unwrapped.ale.lives()
+        self.game_over = False
+        return obs, info
+
+
+def _base_env(name: str, *, max_frames: int, render: bool) -> gym.Env:
+    env = gym.make(resolve_env_id(name), frameskip=1, repeat_action_probability=0.0,
+                   max_num_frames_per_episode=max_frames,
+                   render_mode="rgb_array" if render else None)
+    return AtariPreprocessing(env, noop_max=NOOP_MAX, frame_skip=FRAME_SKIP,
+                              screen_size=SCREEN_SIZE, terminal_on_life_loss=False,
+                              grayscale_obs=True)
+
+
+def _needs_fire(env: gym.Env) -> bool:
+    return "FIRE" in env.unwrapped.get_action_meanings()
+
+
+def make_train_env(name: str) -> gym.Env:
+    """Observations are single 84x84 uint8 frames; the replay memory stacks them."""
+    env: gym.Env = EpisodicLife(_base_env(name, max_frames=TRAIN_MAX_FRAMES, render=False))
+    return FireOnReset(env) if _needs_fire(env) else env
+
+
+def make_eval_env(name: str, *, max_steps: int, render: bool = False) -> gym.Env:
+    """Observations are (4, 84, 84) uint8 stacks; env.render() gives the RGB screen if render."""
+    env: gym.Env = _base_env(name, max_frames=max_steps * FRAME_SKIP, render=render)
+    if _needs_fire(env):
+        env = FireOnReset(env)
+    return FrameStackObservation(env, STACK, padding_type="reset")
+
+
+# --- exact save and restore of a training environment in mid-episode ---------------------------
+# What the next step depends on: the emulator (ALE state incl. its RNG), the env's numpy RNG (the
+# number of no-ops at the next real reset), AtariPreprocessing's two-frame max buffer, and the
+# life counter of EpisodicLife. FireOnReset keeps no state.
+
+def snapshot(env: gym.Env) -> dict[str, Any]:
+    """Everything needed to continue this env's episode exactly; only plain types and bytes."""
+    prep, life = _find(env, AtariPreprocessing), _find(env, EpisodicLife)
+    return {
+        "ale": pickle.dumps(env.unwrapped.ale.cloneState(include_rng=True)),
+        "np_random": env.unwrapped.np_random.bit_generator.state,
+        "obs_buffer": [b.tobytes() for b in prep.obs_buffer],
+        "prep_lives": int(prep.lives),
+        "prep_game_over": bool(prep.game_over),
+        "life_lives": int(life.lives) if life else None,
+        "life_game_over": bool(life.game_over) if life else None,
+    }
+
+
+def restore(env: gym.Env, snap: dict[str, Any]) -> None:
+    """Put a freshly made env of the same game into the state snapshot() saw."""
+    env.reset(seed=0)  # gymnasium refuses step() before a first reset; everything is overwritten
+    env.unwrapped.ale.restoreState(pickle.loads(snap["ale"]))
+    env.unwrapped.np_random.bit_generator.state = snap["np_random"]
+    prep, life = _find(env, AtariPreprocessing), _find(env, EpisodicLife)
+    for buf, raw in zip(prep.obs_buffer, snap["obs_buffer"]):
+        buf[...] = np.frombuffer(raw, dtype=buf.dtype).reshape(buf.shape)
+    prep.lives, prep.game_over = snap["prep_lives"], snap["prep_game_over"]
+    if life is not None:
+        life.lives, life.game_over = snap["life_lives"], snap["life_game_over"]
+
+
+def _find(env: gym.Env, kind: type) -> Any:
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, kind):
+            return env
+        env = env.env
+    return None

@@ -1,0 +1,123 @@
+"""Evaluation games, the rewards.txt line format, the learning curve and rendered frames."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import gymnasium as gym
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from atari_dqn.agent import Agent  # noqa: E402
+from atari_dqn.config import FRAME_SKIP  # noqa: E402
+from atari_dqn.files import atomic_write  # noqa: E402
+
+GIF_MAX_FRAMES = 4_500           # longer games are subsampled so the GIF stays a few MB
+FRAME_MS = 1000 * FRAME_SKIP / 60  # one agent step of play at the emulator's 60 Hz
+
+
+def rewards_line(index: int, step: int, score: float) -> str:
+    """The established rewards.txt format: evaluation number, agent steps trained, mean score."""
+    return f"{index:3d} {step:8d} {score:.1f}"
+
+
+def parse_rewards(text: str) -> list[tuple[int, int, float]]:
+    rows = []
+    for line in text.splitlines():
+        index, step, score = line.split()
+        rows.append((int(index), int(step), float(score)))
+    return rows
+
+
+def plot_curve(rewards_txt: Path, png: Path, title: str) -> None:
+    rows = parse_rewards(rewards_txt.read_text())
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    ax.plot([r[1] for r in rows], [r[2] for r in rows], marker="o")
+    ax.set_xlabel(f"agent steps (x{FRAME_SKIP} emulator frames)")
+    ax.set_ylabel("mean evaluation score")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    atomic_write(png, lambda tmp: fig.savefig(tmp, format="png"))
+    plt.close(fig)
+
+
+class NullFrameWriter:
+    """Used when not rendering: every call does nothing."""
+
+    def begin_game(self) -> None: ...
+    def capture(self, env: gym.Env) -> None: ...
+    def end_game(self, score: float) -> None: ...
+    def close(self) -> None: ...
+
+
+class PngFrameWriter:
+    """Writes every frame played as <folder>/NNNNNN.png (numbered across the evaluation's games)
+    and, on close(), the best game as an animated GIF at gif_path."""
+
+    def __init__(self, folder: Path, gif_path: Path) -> None:
+        shutil.rmtree(folder, ignore_errors=True)  # leftovers of an evaluation cut short
+        folder.mkdir(parents=True)
+        self.folder, self.gif_path = folder, gif_path
+        self.count = 0
+        self.game_start = 0
+        self.best: tuple[float, int, int] | None = None  # score, first frame, end frame
+
+    def begin_game(self) -> None:
+        self.game_start = self.count
+
+    def capture(self, env: gym.Env) -> None:
+        Image.fromarray(env.render()).save(self.folder / f"{self.count:06d}.png")
+        self.count += 1
+
+    def end_game(self, score: float) -> None:
+        if self.best is None or score > self.best[0]:
+            self.best = (score, self.game_start, self.count)
+
+    def close(self) -> None:
+        if self.best is None:
+            return
+        _, first, end = self.best
+        every = math.ceil((end - first) / GIF_MAX_FRAMES)
+        frames: Iterator[Image.Image] = (Image.open(self.folder / f"{i:06d}.png")
+                                         for i in range(first, end, every))
+        head = next(frames)
+        atomic_write(self.gif_path, lambda tmp: head.save(
+            tmp, format="GIF", save_all=True, append_images=frames, loop=0,
+            duration=round(FRAME_MS * every)))
+
+
+def evaluation_seeds(seed: int, index: int) -> tuple[int, int]:
+    """(env seed, epsilon seed) of evaluation number index: a pure function of the run's seed,
+    so an evaluation carries no state and a resumed run replays it exactly."""
+    env_seed, act_seed = np.random.SeedSequence([seed, index]).generate_state(2)
+    return int(env_seed), int(act_seed)
+
+
+def evaluate(agent: Agent, env: gym.Env, *, games: int, epsilon: float, seeds: tuple[int, int],
+             frames: NullFrameWriter | PngFrameWriter = NullFrameWriter()) -> list[float]:
+    """Play whole games with epsilon-greedy actions; return each game's raw (unclipped) score."""
+    env_seed, act_seed = seeds
+    rng = np.random.default_rng(act_seed)
+    scores = []
+    for game in range(games):
+        state, _ = env.reset(seed=env_seed if game == 0 else None)
+        frames.begin_game()
+        frames.capture(env)
+        score, over = 0.0, False
+        while not over:
+            state, reward, terminated, truncated, _ = env.step(agent.act(state, epsilon, rng))
+            score += float(reward)
+            over = terminated or truncated
+            frames.capture(env)
+        frames.end_game(score)
+        scores.append(score)
+    frames.close()
+    return scores

@@ -1,0 +1,335 @@
+"""The training loop: act, step, store, learn, sync, evaluate; plus checkpoints and resume.
+
+Resume is exact: a checkpoint is taken between two agent steps and holds everything the next
+step depends on (networks, optimizer, counters, the epsilon rng, the replay memory with its rng,
+and the training env's emulator and wrapper state), so a run stopped and resumed writes the same
+rewards.txt as one that ran straight through. Evaluations keep no state between them (each is
+seeded from the run's seed and its number), so they need nothing in the checkpoint.
+
+Files of a run folder:
+  config.json               the settings (written once, when the run starts)
+  rewards.txt               one line per evaluation (evaluate.rewards_line), rewritten atomically
+  rewards.png               the learning curve so far
+  model_NNN.pt              the online network's state_dict after evaluation NNN
+  checkpoint.pt             everything but the memory, for --resume (atomic)
+  replay-<step>.bin         the replay memory the checkpoint names (written before it)
+  eval_NNN/, eval_NNN.gif   with --render: every frame of evaluation NNN, and its best game
+  tb/                       with --tensorboard: TensorBoard scalars
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from atari_dqn import env as envs
+from atari_dqn.agent import Agent
+from atari_dqn.config import RESUME_MAY_CHANGE, Config, ConfigError, flag_of
+from atari_dqn.evaluate import (NullFrameWriter, PngFrameWriter, evaluate, evaluation_seeds,
+                                plot_curve, rewards_line)
+from atari_dqn.files import atomic_torch_save, atomic_write_text
+from atari_dqn.schedule import beta, epsilon
+
+CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_VERSION = 1
+LOG_EVERY_STEPS = 1_000  # agent steps between TensorBoard points and progress-bar updates
+
+
+@dataclass
+class Progress:
+    """The loop's counters; saved in checkpoints."""
+    step: int = 0                      # agent steps taken
+    evaluations: int = 0
+    rewards_lines: list[str] = field(default_factory=list)
+    game_score: float = 0.0            # raw score of the game in progress (all its lives)
+    last_game_score: float | None = None
+    last_eval_score: float | None = None
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: Path
+    steps: int
+    stopped_early: bool          # by a signal or stop_when; a checkpoint was written
+    signum: int | None = None    # the signal that stopped the run, if one did
+
+
+class StopOnSignal:
+    """SIGINT/SIGTERM ask the loop to stop after the current agent step (and evaluation);
+    a second signal stops at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __enter__(self) -> StopOnSignal:
+        try:
+            for s in self.SIGNALS:
+                self._old[s] = signal.signal(s, self._handle)
+        except ValueError:  # not the main thread: signals stay as they are
+            pass
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, old in self._old.items():
+            signal.signal(s, old)
+
+
+class NullLogger:
+    def scalar(self, tag: str, value: float, step: int) -> None: ...
+    def close(self) -> None: ...
+
+
+class TensorBoardLogger:
+    def __init__(self, folder: Path, start_step: int) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        # purge_step drops points an interrupted run wrote after its last checkpoint
+        self.writer = SummaryWriter(str(folder), purge_step=start_step or None)
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        self.writer.add_scalar(tag, value, step)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: CUDA is not available on this machine")
+    return torch.device(name)
+
+
+def make_memory(config: Config) -> Any:
+    from atari_dqn.replay import PrioritizedReplayMemory, ReplayMemory
+
+    common = dict(frame_shape=(envs.SCREEN_SIZE, envs.SCREEN_SIZE), stack=envs.STACK,
+                  seed=config.seed, n_step=config.n_step, gamma=config.gamma)
+    if config.prioritized:
+        return PrioritizedReplayMemory(config.memory_capacity_transitions, alpha=config.per_alpha,
+                                       **common)
+    return ReplayMemory(config.memory_capacity_transitions, **common)
+
+
+def load_memory(config: Config, path: Path) -> Any:
+    from atari_dqn.replay import PrioritizedReplayMemory, ReplayMemory
+
+    return (PrioritizedReplayMemory if config.prioritized else ReplayMemory).load(str(path))
+
+
+# --- run folders and checkpoints ----------------------------------------------------------------
+
+def read_checkpoint(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / CHECKPOINT
+    if not path.is_file():
+        raise ConfigError(f"--resume: no resumable run in {run_dir} (no {CHECKPOINT})")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # any unreadable file is the same problem to the user
+        raise ConfigError(f"--resume: {path} is not a readable checkpoint ({e})") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("version") != CHECKPOINT_VERSION:
+        raise ConfigError(f"--resume: {path} was written by an incompatible version")
+    return checkpoint
+
+
+def resume_config(run_dir: str, given: dict[str, Any]) -> Config:
+    """The saved run's Config, with the settings a resume may change taken from `given` (the
+    flags typed on the command line). Any other flag that differs from the run's is an error."""
+    saved = read_checkpoint(Path(run_dir))["config"]
+    for name, value in given.items():
+        if name not in RESUME_MAY_CHANGE and saved.get(name) != value:
+            raise ConfigError(f"{flag_of(name)} cannot change when resuming: the run has "
+                              f"{saved.get(name)!r}, got {value!r}")
+    allowed = {k: v for k, v in given.items() if k in RESUME_MAY_CHANGE}
+    try:
+        return Config(**{**saved, **allowed, "resume": run_dir, "out_dir": run_dir})
+    except TypeError as e:
+        raise ConfigError(f"--resume: the run's config does not fit this version ({e})") from None
+
+
+def create_run_dir(config: Config) -> Path:
+    """A new, empty run folder with config.json; never reuses a folder that has files in it."""
+    run = config.run_dir
+    if run.exists() and (not run.is_dir() or any(run.iterdir())):
+        raise ConfigError(f"--out {run} already exists; choose another folder or --resume it")
+    try:
+        run.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run / "config.json", config.to_json() + "\n")
+    except OSError as e:
+        raise ConfigError(f"--out {run}: cannot write the run folder ({e.strerror or e})") from None
+    return run
+
+
+def save_checkpoint(run: Path, config: Config, agent: Agent, memory: Any,
+                    act_rng: np.random.Generator, progress: Progress, env: Any) -> None:
+    # The memory goes first under a name of its own; the checkpoint that names it replaces the
+    # old one atomically; only then is the old memory deleted. A crash at any point leaves a
+    # checkpoint whose memory file exists.
+    replay_name = f"replay-{progress.step:09d}.bin"
+    memory.save(str(run / replay_name))
+    atomic_torch_save(run / CHECKPOINT, {
+        "version": CHECKPOINT_VERSION,
+        "config": dataclasses.asdict(config),
+        "progress": dataclasses.asdict(progress),
+        "agent": agent.state_dict(),
+        "rng": {"torch": torch.get_rng_state(), "act": act_rng.bit_generator.state},
+        "env": envs.snapshot(env),
+        "replay": replay_name,
+    })
+    for old in run.glob("replay-*.bin"):
+        if old.name != replay_name:
+            old.unlink()
+
+
+def load_checkpoint(run: Path, config: Config, agent: Agent, act_rng: np.random.Generator,
+                    env: Any) -> tuple[Any, Progress]:
+    checkpoint = read_checkpoint(run)
+    agent.load_state_dict(checkpoint["agent"])
+    torch.set_rng_state(checkpoint["rng"]["torch"])
+    act_rng.bit_generator.state = checkpoint["rng"]["act"]
+    memory = load_memory(config, run / checkpoint["replay"])
+    progress = Progress(**checkpoint["progress"])
+    try:
+        envs.restore(env, checkpoint["env"])
+        print(f"resumed {run} at agent step {progress.step}: resumed the episode in progress")
+    except Exception as e:  # e.g. an ALE whose state format changed
+        obs, _ = env.reset(seed=config.seed + progress.step)
+        memory.start_episode(obs)
+        progress.game_score = 0.0
+        print(f"resumed {run} at agent step {progress.step}: started a fresh episode "
+              f"(the saved one could not be restored: {e})")
+    return memory, progress
+
+
+# --- the loop ---------------------------------------------------------------------------------
+
+def train(config: Config, *, stop_when: Callable[[int], bool] = lambda step: False) -> RunResult:
+    """Train (or continue) the run config describes. stop_when(agent_steps) -> True stops the
+    run after that step as a signal would: checkpoint, then return."""
+    device = pick_device(config.device)
+    run = config.run_dir if config.resume else create_run_dir(config)
+    torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    env = envs.make_train_env(config.env_id)
+    eval_env = envs.make_eval_env(config.env_id, max_steps=config.eval_max_steps,
+                                  render=config.render)
+    agent = Agent(int(env.action_space.n), config, device)
+    act_rng = np.random.default_rng(config.seed)
+    if config.resume:
+        memory, progress = load_checkpoint(run, config, agent, act_rng, env)
+    else:
+        memory, progress = make_memory(config), Progress()
+        obs, _ = env.reset(seed=config.seed)
+        memory.start_episode(obs)
+    logger = (TensorBoardLogger(run / "tb", progress.step) if config.tensorboard
+              else NullLogger())
+    bar = tqdm(total=config.total_steps, initial=progress.step, unit="step", disable=None,
+               dynamic_ncols=True, smoothing=0.05)
+    losses: list[float] = []
+    q_values: list[float] = []
+    clock = (time.perf_counter(), progress.step)
+    eps = 1.0
+
+    def evaluation() -> None:
+        index = progress.evaluations + 1
+        frames = (PngFrameWriter(run / f"eval_{index:03d}", run / f"eval_{index:03d}.gif")
+                  if config.render else NullFrameWriter())
+        scores = evaluate(agent, eval_env, games=config.eval_episodes, epsilon=config.eval_eps,
+                          seeds=evaluation_seeds(config.seed, index), frames=frames)
+        progress.evaluations = index
+        progress.last_eval_score = float(np.mean(scores))
+        progress.rewards_lines.append(rewards_line(index, progress.step, progress.last_eval_score))
+        atomic_write_text(run / "rewards.txt", "\n".join(progress.rewards_lines) + "\n")
+        plot_curve(run / "rewards.txt", run / "rewards.png", title=str(run.name))
+        atomic_torch_save(run / f"model_{index:03d}.pt",
+                          {k: v.cpu() for k, v in agent.online.state_dict().items()})
+        logger.scalar("eval/score", progress.last_eval_score, progress.step)
+        tqdm.write(f"evaluation {index}: agent step {progress.step}, mean score "
+                   f"{progress.last_eval_score:.1f} over {len(scores)} games")
+
+    with StopOnSignal() as stop:
+        try:
+            while progress.step < config.total_steps:
+                # act on exactly the state the memory will return for this transition
+                eps = epsilon(progress.step, start=config.eps_start, end=config.eps_end,
+                              decay_steps=config.eps_decay_steps,
+                              warmup_steps=config.learning_starts_steps)
+                action = agent.act(memory.state(), eps, act_rng)
+                obs, reward, terminated, truncated, info = env.step(action)
+                memory.append(action, envs.learning_reward(reward), obs, terminated, truncated)
+                progress.game_score += float(reward)
+                if terminated or truncated:
+                    if info["game_over"]:
+                        progress.last_game_score, progress.game_score = progress.game_score, 0.0
+                    obs, _ = env.reset()
+                    memory.start_episode(obs)
+                progress.step += 1
+                step = progress.step
+
+                if (step > config.learning_starts_steps and step % config.train_every_steps == 0
+                        and len(memory) >= config.batch_size):
+                    if config.prioritized:
+                        batch = memory.sample(config.batch_size,
+                                              beta(step, start=config.per_beta_start,
+                                                   total_steps=config.total_steps))
+                        stats = agent.learn(batch, batch.weights)
+                        memory.update_priorities(batch.ids, stats.td_errors)
+                    else:
+                        stats = agent.learn(memory.sample(config.batch_size))
+                    losses.append(stats.loss)
+                    q_values.append(stats.mean_q)
+                if step % config.target_update_steps == 0:
+                    agent.sync_target()
+
+                checkpointed = False
+                if step % config.eval_every_steps == 0 or step == config.total_steps:
+                    evaluation()
+                    save_checkpoint(run, config, agent, memory, act_rng, progress, env)
+                    checkpointed = True
+                if step % LOG_EVERY_STEPS == 0 or step == config.total_steps:
+                    now = time.perf_counter()
+                    rate = (step - clock[1]) / max(now - clock[0], 1e-9)
+                    clock = (now, step)
+                    logger.scalar("train/epsilon", eps, step)
+                    logger.scalar("train/steps_per_s", rate, step)
+                    if losses:
+                        logger.scalar("train/loss", float(np.mean(losses)), step)
+                        logger.scalar("train/mean_q", float(np.mean(q_values)), step)
+                        losses.clear()
+                        q_values.clear()
+                    bar.set_postfix(eps=f"{eps:.3f}", eval=_fmt(progress.last_eval_score),
+                                    game=_fmt(progress.last_game_score), refresh=False)
+                bar.update(1)
+                if stop.signum is not None or stop_when(step):
+                    if not checkpointed:
+                        save_checkpoint(run, config, agent, memory, act_rng, progress, env)
+                    tqdm.write(f"stopped at agent step {step}; continue with --resume {run}")
+                    return RunResult(run, step, stopped_early=True, signum=stop.signum)
+        finally:
+            bar.close()
+            logger.close()
+            env.close()
+            eval_env.close()
+    return RunResult(run, progress.step, stopped_early=False)
+
+
+def _fmt(score: float | None) -> str:
+    return "-" if score is None else f"{score:.1f}"

@@ -1,0 +1,61 @@
+"""Train a DQN on an Atari game: python main.py --help. Flags -> Config -> train(config)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from typing import Any
+
+from atari_dqn.config import Config, ConfigError
+
+
+def _int(text: str) -> int:
+    """An integer, also written as 1e6 or 500_000."""
+    try:
+        return int(text)
+    except ValueError:
+        value = float(text)
+        if not value.is_integer():
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        return int(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="main.py",
+        description="Train a Nature-CNN DQN on an Atari game (DeepMind preprocessing). "
+                    "1 agent step = 4 emulator frames; counts are agent steps unless stated.")
+    for f in dataclasses.fields(Config):
+        help_text = f"{f.metadata['doc']} (default: {f.default!r})"
+        # SUPPRESS: only the flags actually typed reach Config, so a resume can tell them apart.
+        kwargs: dict[str, Any] = dict(dest=f.name, default=argparse.SUPPRESS, help=help_text)
+        metavar = f.metadata["flag"].lstrip("-").upper().replace("-", "_")
+        if f.type == "bool":
+            parser.add_argument(f.metadata["flag"], action=argparse.BooleanOptionalAction,
+                                **kwargs)
+        else:
+            parser.add_argument(f.metadata["flag"], type={"int": _int, "float": float,
+                                                          "str": str}[f.type],
+                                choices=f.metadata.get("choices"), metavar=None if f.metadata.get("choices") else metavar,
+                                **kwargs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    given = vars(parser.parse_args(argv))  # argparse itself exits 2 on an unknown flag
+    try:
+        from atari_dqn.train import resume_config, train
+
+        config = resume_config(given["resume"], given) if given.get("resume") else Config(**given)
+        result = train(config)
+    except ConfigError as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 2
+    # Stopped by a signal: the conventional 128 + signal number, after the checkpoint.
+    return 128 + result.signum if result.signum else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from atari_dqn.agent import Agent
+from atari_dqn.config import Config
+
+N_ACTIONS = 4
+
+
+def make_agent(**overrides) -> Agent:
+    torch.manual_seed(0)
+    return Agent(N_ACTIONS, Config(out_dir="x", **overrides), torch.device("cpu"))
+
+
+def fixed_batch(size=16, seed=0) -> SimpleNamespace:
+    rng = np.random.default_rng(seed)
+    frames = lambda: rng.integers(0, 256, (size, 4, 84, 84), dtype=np.uint8)  # noqa: E731
+    return SimpleNamespace(
+        states=frames(), next_states=frames(),
+        actions=rng.integers(N_ACTIONS, size=size).astype(np.int64),
+        rewards=rng.choice([-1.0, 0.0, 1.0], size=size).astype(np.float32),
+        discounts=np.where(rng.random(size) < 0.2, 0.0, 0.99).astype(np.float32))
+
+
+def td_loss(agent: Agent, batch) -> float:
+    with torch.no_grad():
+        q = agent.online(torch.from_numpy(batch.states))
+        q = q.gather(1, torch.from_numpy(batch.actions)[:, None]).squeeze(1)
+        next_q = agent.target(torch.from_numpy(batch.next_states)).max(1).values
+        target = torch.from_numpy(batch.rewards) + torch.from_numpy(batch.discounts) * next_q
+        return float(torch.nn.functional.smooth_l1_loss(q, target))
+
+
+def params(net):
+    return [p.detach().clone() for p in net.parameters()]
+
+
+def test_target_starts_equal_and_sync_copies_the_weights_exactly():
+    agent = make_agent()
+    for a, b in zip(params(agent.online), params(agent.target)):
+        assert torch.equal(a, b)
+    agent.learn(fixed_batch())
+    assert any(not torch.equal(a, b) for a, b in zip(params(agent.online), params(agent.target)))
+    agent.sync_target()
+    for a, b in zip(params(agent.online), params(agent.target)):
+        assert torch.equal(a, b)
+
+
+def test_learn_changes_only_the_online_network():
+    agent = make_agent()
+    target_before = params(agent.target)
+    agent.learn(fixed_batch())
+    assert all(torch.equal(a, b) for a, b in zip(target_before, params(agent.target)))
+
+
+@pytest.mark.parametrize("double", [False, True])
+def test_learning_steps_on_a_fixed_batch_lower_the_td_loss(double):
+    agent = make_agent(lr=1e-4, double=double)
+    batch = fixed_batch()
+    before = td_loss(agent, batch)
+    first = agent.learn(batch)
+    assert first.loss == pytest.approx(before, rel=1e-5)
+    for _ in range(5):
+        agent.learn(batch)
+    assert td_loss(agent, batch) < before
+
+
+def test_learn_reports_td_errors_for_priorities():
+    agent = make_agent()
+    batch = fixed_batch(size=8)
+    stats = agent.learn(batch)
+    assert stats.td_errors.shape == (8,) and stats.td_errors.dtype == np.float32
+    assert (stats.td_errors >= 0).all()
+
+
+def test_importance_weights_scale_the_loss():
+    batch = fixed_batch(size=8)
+    plain = make_agent().learn(batch).loss
+    halved = make_agent().learn(batch, np.full(8, 0.5, np.float32)).loss
+    assert halved == pytest.approx(plain / 2, rel=1e-5)
+
+
+def test_terminal_transitions_bootstrap_nothing():
+    agent = make_agent()
+    batch = fixed_batch(size=4)
+    batch.discounts[:] = 0.0
+    stats = agent.learn(batch)
+    # with discount 0 the target is the reward, whatever the next state holds
+    batch2 = fixed_batch(size=4)
+    batch2.discounts[:] = 0.0
+    batch2.states, batch2.actions, batch2.rewards = batch.states, batch.actions, batch.rewards
+    again = make_agent().learn(batch2)
+    assert again.loss == pytest.approx(stats.loss, rel=1e-6)
+
+
+def test_act_is_greedy_at_epsilon_zero_and_uniform_at_one():
+    agent = make_agent()
+    state = fixed_batch(size=1).states[0]
+    greedy = int(agent.greedy_actions(state[None])[0])
+    rng = np.random.default_rng(0)
+    assert {agent.act(state, 0.0, rng) for _ in range(20)} == {greedy}
+    counts = np.bincount([agent.act(state, 1.0, rng) for _ in range(2_000)], minlength=N_ACTIONS)
+    assert counts.min() > 400  # each of 4 actions about 500 times
+
+
+def test_act_uses_the_rng_the_same_way_for_the_same_epsilon():
+    agent = make_agent()
+    state = fixed_batch(size=1).states[0]
+    a, b = np.random.default_rng(7), np.random.default_rng(7)
+    assert [agent.act(state, 0.3, a) for _ in range(50)] == [agent.act(state, 0.3, b)
+                                                            for _ in range(50)]
+
+
+def test_state_dict_round_trip_restores_networks_and_optimizer():
+    agent = make_agent()
+    agent.learn(fixed_batch())
+    copy = make_agent(seed=1)
+    copy.load_state_dict(agent.state_dict())
+    batch = fixed_batch(seed=3)
+    assert copy.learn(batch).loss == agent.learn(batch).loss
+    for a, b in zip(params(agent.online), params(copy.online)):
+        assert torch.equal(a, b)

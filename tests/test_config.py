@@ -1,0 +1,57 @@
+import dataclasses
+import json
+
+import pytest
+
+from atari_dqn.config import Config, ConfigError, flag_of
+
+
+def test_defaults_are_valid_and_every_field_has_a_doc_and_a_flag():
+    config = Config(out_dir="x")
+    flags = set()
+    for f in dataclasses.fields(config):
+        assert f.metadata["doc"] and f.metadata["flag"].startswith("--")
+        flags.add(f.metadata["flag"])
+    assert len(flags) == len(dataclasses.fields(config))
+    required = {"--env", "--steps", "--memory-size", "--batch-size", "--lr", "--learning-starts",
+                "--target-update", "--eps-start", "--eps-end", "--eps-decay", "--eval-every",
+                "--eval-episodes", "--eval-eps", "--prioritized", "--render", "--out",
+                "--resume", "--seed", "--device", "--tensorboard", "--double", "--dueling",
+                "--n-step", "--gamma"}
+    assert required <= flags
+
+
+@pytest.mark.parametrize("bad, flag", [
+    (dict(total_steps=-5), "--steps"),
+    (dict(total_steps=0), "--steps"),
+    (dict(eps_start=1.5), "--eps-start"),
+    (dict(eps_end=-0.1), "--eps-end"),
+    (dict(eval_eps=2.0), "--eval-eps"),
+    (dict(lr=0.0), "--lr"),
+    (dict(gamma=1.2), "--gamma"),
+    (dict(batch_size=64, memory_capacity_transitions=32), "--batch-size"),
+    (dict(device="tpu"), "--device"),
+    (dict(env_id="NoSuchGame"), "--env"),
+])
+def test_bad_values_raise_a_config_error_naming_the_flag(bad, flag):
+    with pytest.raises(ConfigError, match=flag):
+        Config(out_dir="x", **bad)
+
+
+def test_config_error_is_a_value_error():
+    assert issubclass(ConfigError, ValueError)
+
+
+def test_default_run_folder_is_under_rewards_and_named_after_the_game():
+    config = Config(env_id="ALE/Pong-v5", seed=3)
+    assert config.out_dir.startswith("rewards/Pong-seed3-")
+
+
+def test_json_round_trip():
+    config = Config(out_dir="x", lr=3e-4, prioritized=True)
+    assert Config.from_json(config.to_json()) == config
+    assert json.loads(config.to_json())["lr"] == 3e-4
+
+
+def test_flag_of():
+    assert flag_of("target_update_steps") == "--target-update"

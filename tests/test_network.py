@@ -1,0 +1,43 @@
+import pytest
+import torch
+
+from atari_dqn.network import QNetwork, conv_output_size
+
+NATURE_BODY_PARAMS = 1_684_128  # three convolutions and the 3136 -> 512 layer
+
+
+def count(net: torch.nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+@pytest.mark.parametrize("n_actions", [4, 6, 18])
+def test_parameter_count_matches_the_nature_network(n_actions):
+    assert count(QNetwork(n_actions)) == NATURE_BODY_PARAMS + 513 * n_actions
+
+
+def test_last_feature_map_is_7x7():
+    assert conv_output_size() == 7
+
+
+@pytest.mark.parametrize("dueling", [False, True])
+def test_output_shape_and_uint8_input(dueling):
+    net = QNetwork(4, dueling=dueling)
+    q = net(torch.randint(0, 256, (5, 4, 84, 84), dtype=torch.uint8))
+    assert q.shape == (5, 4) and q.dtype == torch.float32
+
+
+def test_input_is_scaled_inside_forward():
+    net = QNetwork(4)
+    frames = torch.randint(0, 256, (2, 4, 84, 84), dtype=torch.uint8)
+    scaled = frames.float() / 255.0
+    body = net.head(net.features(scaled))
+    torch.testing.assert_close(net(frames), body)
+
+
+def test_dueling_advantages_are_mean_subtracted():
+    net = QNetwork(6, dueling=True)
+    frames = torch.randint(0, 256, (3, 4, 84, 84), dtype=torch.uint8)
+    features = net.features(frames.float() / 255.0)
+    q = net(frames)
+    # the mean over actions of Q is exactly the value stream
+    torch.testing.assert_close(q.mean(dim=1, keepdim=True), net.value(features))
