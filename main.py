@@ -30,14 +30,15 @@ def build_parser() -> argparse.ArgumentParser:
         help_text = f"{f.metadata['doc']} (default: {f.default!r})"
         # SUPPRESS: only the flags actually typed reach Config, so a resume can tell them apart.
         kwargs: dict[str, Any] = dict(dest=f.name, default=argparse.SUPPRESS, help=help_text)
-        metavar = f.metadata["flag"].lstrip("-").upper().replace("-", "_")
+        metavar = (None if "choices" in f.metadata
+                   else f.metadata["flag"].lstrip("-").upper().replace("-", "_"))
         if f.type == "bool":
             parser.add_argument(f.metadata["flag"], action=argparse.BooleanOptionalAction,
                                 **kwargs)
         else:
             parser.add_argument(f.metadata["flag"], type={"int": _int, "float": float,
                                                           "str": str}[f.type],
-                                choices=f.metadata.get("choices"), metavar=None if f.metadata.get("choices") else metavar,
+                                choices=f.metadata.get("choices"), metavar=metavar,
                                 **kwargs)
     return parser
 
@@ -46,9 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     given = vars(parser.parse_args(argv))  # argparse itself exits 2 on an unknown flag
     try:
-        from atari_dqn.train import resume_config, train
+        if given.get("resume"):
+            from atari_dqn.train import resume_config
 
-        config = resume_config(given["resume"], given) if given.get("resume") else Config(**given)
+            config = resume_config(given["resume"], given)
+        else:
+            config = Config(**given)  # checked before torch is even imported: fast errors
+        from atari_dqn.train import train
+
         result = train(config)
     except ConfigError as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)

@@ -55,7 +55,8 @@ class Config:
     double: bool = _field(False, "Double DQN target: the online network picks the next action, "
                           "the target network values it", "--double")
     dueling: bool = _field(False, "dueling head: value + mean-subtracted advantage", "--dueling")
-    grad_clip_norm: float = _field(10.0, "clip the gradient's global L2 norm to this", "--grad-clip")
+    grad_clip_norm: float = _field(10.0, "clip the gradient's global L2 norm to this",
+                                   "--grad-clip")
     # --- exploration --------------------------------------------------------------------------
     eps_start: float = _field(1.0, "epsilon when learning starts", "--eps-start")
     eps_end: float = _field(0.01, "epsilon after the decay", "--eps-end")
@@ -73,10 +74,11 @@ class Config:
                                    "--eval-every")
     eval_episodes: int = _field(10, "whole games (all lives) per evaluation", "--eval-episodes")
     eval_eps: float = _field(0.05, "epsilon while evaluating", "--eval-eps")
-    eval_max_steps: int = _field(27_000, "cap on one evaluation game, in agent steps (27,000 = "
-                                 "108,000 emulator frames = 30 minutes of play)", "--eval-max-steps")
-    render: bool = _field(False, "write each evaluation's frames as PNG files to "
-                          "<run>/eval_NNN/ and its best game as <run>/eval_NNN/best.gif", "--render")
+    eval_max_steps: int = _field(27_000, "cap on one evaluation game in agent steps, counted "
+                                 "from the reset (27,000 = 108,000 emulator frames = 30 minutes "
+                                 "of play)", "--eval-max-steps")
+    render: bool = _field(False, "write the frames of evaluation NNN as PNG files to "
+                          "<run>/eval_NNN/ and its best game as <run>/eval_NNN.gif", "--render")
     # --- run folder and machine ---------------------------------------------------------------
     out_dir: str = _field("", "run folder (default: rewards/<game>-seed<seed>-<date>); never "
                           "overwritten unless resumed", "--out")
@@ -88,7 +90,8 @@ class Config:
                          "--device", choices=DEVICES)
     threads: int = _field(1, "CPU threads for torch; results are bit-reproducible for a fixed "
                           "count", "--threads")
-    tensorboard: bool = _field(False, "write TensorBoard scalars to <run>/tb/", "--tensorboard")
+    tensorboard: bool = _field(False, "write TensorBoard scalars to <run>/tensorboard/",
+                               "--tensorboard")
 
     def __post_init__(self) -> None:
         def need(ok: bool, name: str, what: str) -> None:

@@ -14,7 +14,7 @@ import torch
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """write(tmp) fills a temporary file in path's folder, which then replaces path."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp.", suffix=path.suffix)
     os.close(fd)
     try:
         write(Path(tmp))

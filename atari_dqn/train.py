@@ -14,7 +14,7 @@ Files of a run folder:
   checkpoint.pt             everything but the memory, for --resume (atomic)
   replay-<step>.bin         the replay memory the checkpoint names (written before it)
   eval_NNN/, eval_NNN.gif   with --render: every frame of evaluation NNN, and its best game
-  tb/                       with --tensorboard: TensorBoard scalars
+  tensorboard/              with --tensorboard: TensorBoard scalars
 """
 
 from __future__ import annotations
@@ -144,7 +144,8 @@ def read_checkpoint(run_dir: Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # any unreadable file is the same problem to the user
-        raise ConfigError(f"--resume: {path} is not a readable checkpoint ({e})") from None
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"--resume: {path} is not a readable checkpoint ({first_line})") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("version") != CHECKPOINT_VERSION:
         raise ConfigError(f"--resume: {path} was written by an incompatible version")
     return checkpoint
@@ -205,7 +206,11 @@ def load_checkpoint(run: Path, config: Config, agent: Agent, act_rng: np.random.
     agent.load_state_dict(checkpoint["agent"])
     torch.set_rng_state(checkpoint["rng"]["torch"])
     act_rng.bit_generator.state = checkpoint["rng"]["act"]
-    memory = load_memory(config, run / checkpoint["replay"])
+    try:
+        memory = load_memory(config, run / checkpoint["replay"])
+    except (OSError, ValueError, RuntimeError) as e:
+        raise ConfigError(f"--resume: cannot load the replay memory {checkpoint['replay']} "
+                          f"({e})") from None
     progress = Progress(**checkpoint["progress"])
     try:
         envs.restore(env, checkpoint["env"])
@@ -239,7 +244,7 @@ def train(config: Config, *, stop_when: Callable[[int], bool] = lambda step: Fal
         memory, progress = make_memory(config), Progress()
         obs, _ = env.reset(seed=config.seed)
         memory.start_episode(obs)
-    logger = (TensorBoardLogger(run / "tb", progress.step) if config.tensorboard
+    logger = (TensorBoardLogger(run / "tensorboard", progress.step) if config.tensorboard
               else NullLogger())
     bar = tqdm(total=config.total_steps, initial=progress.step, unit="step", disable=None,
                dynamic_ncols=True, smoothing=0.05)

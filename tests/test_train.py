@@ -1,0 +1,79 @@
+"""The loop's wiring and the run-folder rules, below the level of a whole run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from atari_dqn import train as training
+from atari_dqn.agent import Agent
+from atari_dqn.config import Config, ConfigError
+from atari_dqn.files import atomic_write, atomic_write_text
+
+
+def test_the_state_acted_on_is_the_state_the_memory_returns(tmp_path, monkeypatch):
+    acted: list[tuple[np.ndarray, int]] = []
+    memories = []
+    real_act, real_make_memory = Agent.act, training.make_memory
+
+    def recording_act(self, state, epsilon, rng):
+        action = real_act(self, state, epsilon, rng)
+        acted.append((state.copy(), action))
+        return action
+
+    def keep_memory(config):
+        memories.append(real_make_memory(config))
+        return memories[0]
+
+    monkeypatch.setattr(Agent, "act", recording_act)
+    monkeypatch.setattr(training, "make_memory", keep_memory)
+    steps = 600  # several lost lives, so episode starts (padded stacks) are sampled too
+    config = Config(total_steps=steps, learning_starts_steps=steps,
+                    memory_capacity_transitions=steps, eval_every_steps=steps, eval_episodes=1, eval_max_steps=5,
+                    out_dir=str(tmp_path / "run"))
+    training.train(config)
+    memory = memories[0]
+    assert len(memory) == steps
+    train_acts = acted[:steps]  # the acts after these are the final evaluation's
+    batch = memory.sample(512)
+    for i, transition in enumerate(batch.ids):
+        state, action = train_acts[transition]
+        np.testing.assert_array_equal(batch.states[i], state)
+        assert batch.actions[i] == action
+        if batch.dones[i] == 0.0 and transition + 1 < steps:
+            np.testing.assert_array_equal(batch.next_states[i], train_acts[transition + 1][0])
+    starts = [s for s, _ in train_acts if all(np.array_equal(s[0], s[k]) for k in range(4))]
+    assert len(starts) >= 2, "expected a few episode starts in 600 steps of random play"
+
+
+def test_create_run_dir_refuses_a_folder_with_files(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "something").write_text("x")
+    with pytest.raises(ConfigError, match="already exists"):
+        training.create_run_dir(Config(out_dir=str(run)))
+
+
+def test_create_run_dir_accepts_an_empty_folder_and_writes_the_config(tmp_path):
+    config = Config(out_dir=str(tmp_path), lr=3e-4)
+    training.create_run_dir(config)
+    assert Config.from_json((tmp_path / "config.json").read_text()) == config
+
+
+def test_pick_device():
+    assert training.pick_device("cpu").type == "cpu"
+    assert training.pick_device("auto").type in ("cpu", "cuda")
+
+
+def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "rewards.txt"
+    atomic_write_text(path, "old\n")
+
+    def failing(tmp):
+        tmp.write_text("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(path, failing)
+    assert path.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["rewards.txt"]
