@@ -77,3 +77,20 @@ def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
         atomic_write(path, failing)
     assert path.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["rewards.txt"]
+
+
+def test_resume_starts_a_fresh_episode_when_the_saved_one_cannot_be_restored(
+        tmp_path, monkeypatch, capsys):
+    config = Config(total_steps=60, learning_starts_steps=60, memory_capacity_transitions=100,
+                    eval_every_steps=30, eval_episodes=1, eval_max_steps=5,
+                    out_dir=str(tmp_path / "run"))
+    assert training.train(config, stop_when=lambda step: step == 40).steps == 40
+
+    def broken_restore(env, snap):
+        raise RuntimeError("emulator state from another version")
+
+    monkeypatch.setattr(training.envs, "restore", broken_restore)
+    resumed = training.resume_config(config.out_dir, {})
+    assert training.train(resumed).steps == 60
+    assert "started a fresh episode" in capsys.readouterr().out
+    assert len((tmp_path / "run" / "rewards.txt").read_text().splitlines()) == 2
