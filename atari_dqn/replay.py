@@ -119,19 +119,28 @@ class ReplayMemory:
         )
 
     # -- writing -----------------------------------------------------------------
+    # The hot calls go straight to C++, whose argument conversion refuses (TypeError)
+    # anything that is not exactly the right type, without copying. Only then do
+    # the Python checks run: to name the bad argument, or to accept a strided view.
     def start_episode(self, frame: np.ndarray) -> None:
         """Begins an episode with the observation after reset (cuts off one in progress)."""
-        self._core.start_episode(_check_frame(frame, self.frame_shape))
+        try:
+            self._core.start_episode(frame)
+        except TypeError:
+            self._core.start_episode(_check_frame(frame, self.frame_shape))
 
     def append(self, action: int, reward: float, frame: np.ndarray, terminated: bool, truncated: bool = False) -> None:
         """Stores one env step: the action taken, the reward got, the observation it led to."""
-        self._core.append(
-            _check_int(action, "action"),
-            _check_reward(reward),
-            _check_frame(frame, self.frame_shape),
-            _check_flag(terminated, "terminated"),
-            _check_flag(truncated, "truncated"),
-        )
+        try:
+            self._core.append(action, reward, frame, terminated, truncated)
+        except TypeError:
+            self._core.append(
+                _check_int(action, "action"),
+                _check_reward(reward),
+                _check_frame(frame, self.frame_shape),
+                _check_flag(terminated, "terminated"),
+                _check_flag(truncated, "truncated"),
+            )
 
     # -- reading -----------------------------------------------------------------
     def __len__(self) -> int:

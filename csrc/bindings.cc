@@ -33,13 +33,26 @@ py::tuple sample(ReplayMemory& m, int64_t batch, double beta) {
   if (batch < 1) throw std::invalid_argument("batch_size must be >= 1, got " + std::to_string(batch));
   const MemoryConfig& c = m.config();
   const std::vector<py::ssize_t> state_shape{batch, c.stack, c.height, c.width};
-  py::array_t<uint8_t> states(state_shape), next_states(state_shape);
+  py::array_t<uint8_t> states, next_states;
+  uint8_t* next_data = nullptr;
+  if (c.n_step == 1) {
+    // Shared layout (see BatchView): one (batch, stack + 1, h, w) buffer; states
+    // and next_states are overlapping views of it, one frame apart.
+    py::array_t<uint8_t> frames(std::vector<py::ssize_t>{batch, c.stack + 1, c.height, c.width});
+    const std::vector<py::ssize_t> strides{(c.stack + 1) * c.height * c.width, c.height * c.width, c.width, 1};
+    states = py::array_t<uint8_t>(state_shape, strides, frames.data(), frames);
+    next_states = py::array_t<uint8_t>(state_shape, strides, frames.data() + c.height * c.width, frames);
+  } else {
+    states = py::array_t<uint8_t>(state_shape);
+    next_states = py::array_t<uint8_t>(state_shape);
+    next_data = next_states.mutable_data();
+  }
   py::array_t<int64_t> actions(batch), ids(batch);
   py::array_t<float> rewards(batch), dones(batch), discounts(batch);
   py::object weights = py::none();
   BatchView view;
   view.states = states.mutable_data();
-  view.next_states = next_states.mutable_data();
+  view.next_states = next_data;
   view.actions = actions.mutable_data();
   view.rewards = rewards.mutable_data();
   view.dones = dones.mutable_data();

@@ -11,14 +11,23 @@ constexpr size_t kChunkBytes = size_t{1} << 20;
 constexpr size_t kMaxSpareChunks = 2;
 }  // namespace
 
+namespace {
+// log2 of the largest power of two <= max(16, kChunkBytes / frame_bytes).
+int chunk_shift_for(size_t frame_bytes) {
+  const size_t frames = std::max<size_t>(16, kChunkBytes / std::max<size_t>(frame_bytes, 1));
+  int shift = 0;
+  while ((size_t{2} << shift) <= frames) ++shift;
+  return shift;
+}
+}  // namespace
+
 FrameStore::FrameStore(size_t frame_bytes)
-    : frame_bytes_(frame_bytes),
-      chunk_frames_(static_cast<int64_t>(std::max<size_t>(16, kChunkBytes / std::max<size_t>(frame_bytes, 1)))) {
+    : frame_bytes_(frame_bytes), chunk_shift_(chunk_shift_for(frame_bytes)), chunk_frames_(int64_t{1} << chunk_shift_) {
   if (frame_bytes == 0) throw std::invalid_argument("frame size must be > 0 bytes");
 }
 
 uint8_t* FrameStore::push_uninitialized() {
-  if (chunks_.empty()) first_chunk_ = end_ / chunk_frames_;
+  if (chunks_.empty()) first_chunk_ = end_ >> chunk_shift_;
   if (end_ >= (first_chunk_ + static_cast<int64_t>(chunks_.size())) * chunk_frames_) {
     if (!spare_.empty()) {
       chunks_.push_back(std::move(spare_.back()));
@@ -50,7 +59,7 @@ void FrameStore::release_before(int64_t g) {
 void FrameStore::reset_to(int64_t g) {
   if (end_ != 0 || !chunks_.empty()) throw std::logic_error("FrameStore::reset_to on a store in use");
   begin_ = end_ = g;
-  first_chunk_ = g / chunk_frames_;
+  first_chunk_ = g >> chunk_shift_;
 }
 
 }  // namespace replay

@@ -1,7 +1,7 @@
 // FrameStore: every observation frame stored exactly once, in write order.
 //
 // Frames get consecutive global numbers 0, 1, 2, ... as they are pushed. The
-// store keeps the frames [begin(), end()) in fixed-size chunks of about 1 MiB;
+// store keeps the frames [begin(), end()) in chunks of 2^k frames (about 1 MiB);
 // the owner calls release_before(g) when no live transition needs a frame older
 // than g, and whole chunks below that point go back to a small spare list, so
 // resident memory follows the frames actually needed and a steady-state ring
@@ -31,9 +31,9 @@ class FrameStore {
   uint8_t* push_uninitialized();
   // Requires begin() <= g < end().
   const uint8_t* get(int64_t g) const {
-    const int64_t offset = g - first_chunk_ * chunk_frames_;
-    return chunks_[static_cast<size_t>(offset / chunk_frames_)].get() +
-           static_cast<size_t>(offset % chunk_frames_) * frame_bytes_;
+    const int64_t offset = g - (first_chunk_ << chunk_shift_);
+    return chunks_[static_cast<size_t>(offset >> chunk_shift_)].get() +
+           static_cast<size_t>(offset & (chunk_frames_ - 1)) * frame_bytes_;
   }
   // Frames below g are no longer readable; whole chunks below g are recycled.
   void release_before(int64_t g);
@@ -43,6 +43,7 @@ class FrameStore {
 
  private:
   size_t frame_bytes_;
+  int chunk_shift_;        // a chunk holds 2^chunk_shift_ frames
   int64_t chunk_frames_;
   int64_t first_chunk_ = 0;  // global chunk number of chunks_.front()
   int64_t begin_ = 0;

@@ -255,10 +255,21 @@ void ReplayMemory::current_state(uint8_t* out) const {
 }
 
 void ReplayMemory::fill_item(int64_t id, int64_t b, const BatchView& out) const {
-  const size_t state_bytes = static_cast<size_t>(config_.stack) * frames_.frame_bytes();
+  const size_t frame_bytes = frames_.frame_bytes();
+  const size_t state_bytes = static_cast<size_t>(config_.stack) * frame_bytes;
   const int64_t s = slot(id);
   out.ids[b] = id;
   out.actions[b] = action_[s];
+  if (out.next_states == nullptr) {  // shared layout, n_step == 1 (see BatchView)
+    uint8_t* row = out.states + static_cast<size_t>(b) * (state_bytes + frame_bytes);
+    write_state(obs_frame_[s], history_[s], row);
+    std::memcpy(row + state_bytes, frames_.get(obs_frame_[s] + 1), frame_bytes);
+    const bool terminated = flags_[s] & kTerminated;
+    out.rewards[b] = reward_[s];
+    out.dones[b] = terminated ? 1.0f : 0.0f;
+    out.discounts[b] = terminated ? 0.0f : static_cast<float>(config_.gamma);
+    return;
+  }
   write_state(obs_frame_[s], history_[s], out.states + static_cast<size_t>(b) * state_bytes);
 
   double ret = 0.0, discount = 1.0;
@@ -287,31 +298,51 @@ void ReplayMemory::sample(int64_t batch, double beta, const BatchView& out) {
   if (batch < 1) throw std::invalid_argument("batch_size must be >= 1, got " + std::to_string(batch));
   if (config_.prioritized && (!(beta >= 0.0) || !std::isfinite(beta)))
     throw std::invalid_argument("beta must be finite and >= 0, got " + std::to_string(beta));
+  if (out.next_states == nullptr && config_.n_step != 1)
+    throw std::invalid_argument("the shared frame layout needs n_step == 1");
   std::lock_guard<std::mutex> lock(mu_);
   const Range r = sampleable();
   const int64_t count = r.hi - r.lo;
   if (count == 0)
     throw std::out_of_range("cannot sample from an empty replay memory (" + std::to_string(appended_) +
                             " transitions appended, none sampleable yet)");
+  // First choose every id, then copy: the copy of item b runs while the frames
+  // of item b + 1 are being prefetched, which hides most of the DRAM latency of
+  // reading frames scattered across the store.
   if (!sum_tree_) {
-    for (int64_t b = 0; b < batch; ++b) fill_item(r.lo + static_cast<int64_t>(rng_.below(static_cast<uint64_t>(count))), b, out);
-    return;
+    for (int64_t b = 0; b < batch; ++b) out.ids[b] = r.lo + static_cast<int64_t>(rng_.below(static_cast<uint64_t>(count)));
+  } else {
+    // Stratified: one draw in each of `batch` equal segments of the total mass.
+    const double total = sum_tree_->total();
+    const double segment = total / static_cast<double>(batch);
+    const double lowest = min_tree_->min();
+    const int64_t capacity = config_.capacity;
+    for (int64_t b = 0; b < batch; ++b) {
+      const double mass = (static_cast<double>(b) + rng_.uniform()) * segment;
+      int64_t leaf = std::min(sum_tree_->find(mass), capacity - 1);
+      // Rounding can land past the last positive leaf or on a zero (pending) one;
+      // step back to the nearest positive leaf. Some leaf is positive since count > 0.
+      while (sum_tree_->get(leaf) <= 0.0) leaf = leaf == 0 ? capacity - 1 : leaf - 1;
+      out.ids[b] = r.lo + (leaf - slot(r.lo) + capacity) % capacity;
+      // w_i = (N P(i))^-beta / max_j (N P(j))^-beta = (p_i / p_min)^-beta
+      out.weights[b] = static_cast<float>(std::pow(sum_tree_->get(leaf) / lowest, -beta));
+    }
   }
-  // Stratified: one draw in each of `batch` equal segments of the total mass.
-  const double total = sum_tree_->total();
-  const double segment = total / static_cast<double>(batch);
-  const double lowest = min_tree_->min();
-  const int64_t capacity = config_.capacity;
+  constexpr int64_t kPrefetchItems = 1;  // items ahead; 2 and 4 measured no better
+  for (int64_t b = 0; b < std::min(batch, kPrefetchItems); ++b) prefetch_item(out.ids[b]);
   for (int64_t b = 0; b < batch; ++b) {
-    const double mass = (static_cast<double>(b) + rng_.uniform()) * segment;
-    int64_t leaf = std::min(sum_tree_->find(mass), capacity - 1);
-    // Rounding can land past the last positive leaf or on a zero (pending) one;
-    // step back to the nearest positive leaf. Some leaf is positive since count > 0.
-    while (sum_tree_->get(leaf) <= 0.0) leaf = leaf == 0 ? capacity - 1 : leaf - 1;
-    const int64_t id = r.lo + (leaf - slot(r.lo) + capacity) % capacity;
-    fill_item(id, b, out);
-    // w_i = (N P(i))^-beta / max_j (N P(j))^-beta = (p_i / p_min)^-beta
-    out.weights[b] = static_cast<float>(std::pow(sum_tree_->get(leaf) / lowest, -beta));
+    if (b + kPrefetchItems < batch) prefetch_item(out.ids[b + kPrefetchItems]);
+    fill_item(out.ids[b], b, out);
+  }
+}
+
+void ReplayMemory::prefetch_item(int64_t id) const {
+  // The state's frames and the next observation: frames obs - history .. obs + 1.
+  const int64_t s = slot(id);
+  const size_t bytes = frames_.frame_bytes();
+  for (int64_t g = obs_frame_[s] - history_[s]; g <= obs_frame_[s] + 1; ++g) {
+    const char* frame = reinterpret_cast<const char*>(frames_.get(g));
+    for (size_t offset = 0; offset < bytes; offset += 64) __builtin_prefetch(frame + offset);
   }
 }
 

@@ -102,9 +102,19 @@ struct MemoryConfig {
 
 // Caller-owned output arrays, each with room for `batch` items; weights is
 // written only for a prioritized memory (may be null otherwise).
+//
+// Frame layout, chosen by next_states:
+//   separate (next_states != null): states and next_states are each
+//     batch x stack x height x width.
+//   shared (next_states == null, n_step == 1 only): states is
+//     batch x (stack + 1) x height x width; row b holds the state's frames and
+//     then the next observation, so the state is frames [0, stack) and the next
+//     state frames [1, stack + 1). With one step the next state is always the
+//     state shifted by one frame (padding included), so this writes and reads
+//     stack + 1 frames per item instead of 2 * stack.
 struct BatchView {
-  uint8_t* states = nullptr;       // batch x stack x height x width
-  uint8_t* next_states = nullptr;  // batch x stack x height x width
+  uint8_t* states = nullptr;
+  uint8_t* next_states = nullptr;
   int64_t* actions = nullptr;
   float* rewards = nullptr;
   float* dones = nullptr;
@@ -146,6 +156,7 @@ class ReplayMemory {
   int64_t slot(int64_t id) const { return id % config_.capacity; }
   void write_state(int64_t frame, int64_t history, uint8_t* out) const;
   void fill_item(int64_t id, int64_t b, const BatchView& out) const;
+  void prefetch_item(int64_t id) const;
   void set_leaf(int64_t id, double value);  // value = p^alpha, 0 for not sampleable
   void release_frames();
   void mark_newly_sampleable(int64_t old_hi, int64_t new_hi);
