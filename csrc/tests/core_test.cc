@@ -207,6 +207,41 @@ void test_snapshot_round_trip() {
   std::remove(path.c_str());
 }
 
+void test_shared_layout_equals_separate_layout() {
+  for (int64_t stack : {1, 2, 4}) {
+    const MemoryConfig c = small_config(false, 30, stack, 1);
+    ReplayMemory a(c), b(c);
+    std::vector<uint8_t> frame(static_cast<size_t>(c.frame_bytes()));
+    Rng rng(static_cast<uint64_t>(stack));
+    for (ReplayMemory* m : {&a, &b}) {
+      Rng stream(99);
+      m->start_episode(frame.data());
+      for (int step = 0; step < 100; ++step) {
+        for (auto& byte : frame) byte = static_cast<uint8_t>(stream.next());
+        const bool end = stream.uniform() < 0.2;  // many short episodes: lots of padding
+        m->append(0, 1.0f, frame.data(), end, false);
+        if (end) m->start_episode(frame.data());
+      }
+    }
+    const int64_t batch = 64;
+    Buffers separate(c, batch), shared(c, batch);
+    std::vector<uint8_t> rows(static_cast<size_t>(batch * (stack + 1) * c.frame_bytes()));
+    shared.view.states = rows.data();
+    shared.view.next_states = nullptr;
+    a.sample(batch, 0.0, separate.view);
+    b.sample(batch, 0.0, shared.view);
+    bool same = separate.ids == shared.ids && separate.dones == shared.dones && separate.discounts == shared.discounts;
+    const size_t frame_bytes = static_cast<size_t>(c.frame_bytes());
+    const size_t state_bytes = static_cast<size_t>(stack) * frame_bytes;
+    for (int64_t i = 0; i < batch; ++i) {
+      const uint8_t* row = rows.data() + static_cast<size_t>(i) * (state_bytes + frame_bytes);
+      same = same && std::memcmp(row, &separate.states[static_cast<size_t>(i) * state_bytes], state_bytes) == 0 &&
+             std::memcmp(row + frame_bytes, &separate.next_states[static_cast<size_t>(i) * state_bytes], state_bytes) == 0;
+    }
+    check(same, "shared layout gives the same states and next states, stack " + std::to_string(stack));
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -216,6 +251,7 @@ int main() {
   test_memory_random_operations(true);
   test_memory_errors();
   test_snapshot_round_trip();
+  test_shared_layout_equals_separate_layout();
   std::printf("%d passed, %d failed\n", checks - failures, failures);
   return failures == 0 ? 0 : 1;
 }
