@@ -32,7 +32,7 @@ import torch
 from tqdm import tqdm
 
 from atari_dqn import env as envs
-from atari_dqn.agent import Agent
+from atari_dqn.agent import Agent, LearnStats
 from atari_dqn.config import RESUME_MAY_CHANGE, Config, ConfigError, flag_of
 from atari_dqn.evaluate import (NullFrameWriter, PngFrameWriter, evaluate, evaluation_seeds,
                                 plot_curve, rewards_line)
@@ -226,6 +226,86 @@ def load_checkpoint(run: Path, config: Config, agent: Agent, act_rng: np.random.
 
 # --- the loop ---------------------------------------------------------------------------------
 
+class Telemetry:
+    """The progress bar and the (TensorBoard or null) logger: what a person watches."""
+
+    def __init__(self, config: Config, run: Path, start_step: int) -> None:
+        self.logger = (TensorBoardLogger(run / "tensorboard", start_step) if config.tensorboard
+                       else NullLogger())
+        self.bar = tqdm(total=config.total_steps, initial=start_step, unit="step", disable=None,
+                        dynamic_ncols=True, smoothing=0.05)
+        self.total_steps = config.total_steps
+        self.losses: list[float] = []
+        self.q_values: list[float] = []
+        self.clock = (time.perf_counter(), start_step)
+
+    def learned(self, stats: LearnStats) -> None:
+        self.losses.append(stats.loss)
+        self.q_values.append(stats.mean_q)
+
+    def evaluated(self, progress: Progress, games: int) -> None:
+        self.logger.scalar("eval/score", progress.last_eval_score, progress.step)
+        tqdm.write(f"evaluation {progress.evaluations}: agent step {progress.step}, mean score "
+                   f"{progress.last_eval_score:.1f} over {games} games")
+
+    def stepped(self, progress: Progress, eps: float) -> None:
+        self.bar.update(1)
+        step = progress.step
+        if step % LOG_EVERY_STEPS and step != self.total_steps:
+            return
+        now = time.perf_counter()
+        rate = (step - self.clock[1]) / max(now - self.clock[0], 1e-9)
+        self.clock = (now, step)
+        self.logger.scalar("train/epsilon", eps, step)
+        self.logger.scalar("train/steps_per_s", rate, step)
+        if self.losses:
+            self.logger.scalar("train/loss", float(np.mean(self.losses)), step)
+            self.logger.scalar("train/mean_q", float(np.mean(self.q_values)), step)
+            self.losses.clear()
+            self.q_values.clear()
+        self.bar.set_postfix(eps=f"{eps:.3f}", eval=_fmt(progress.last_eval_score),
+                             game=_fmt(progress.last_game_score), refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
+        self.logger.close()
+
+
+def _fmt(score: float | None) -> str:
+    return "-" if score is None else f"{score:.1f}"
+
+
+def learn_from_memory(agent: Agent, memory: Any, config: Config, step: int) -> LearnStats:
+    """One gradient step on a sampled batch; with prioritized replay, weight the loss by the
+    importance weights and give the sampled transitions their new |TD error| priorities."""
+    if not config.prioritized:
+        return agent.learn(memory.sample(config.batch_size))
+    batch = memory.sample(config.batch_size,
+                          beta(step, start=config.per_beta_start, total_steps=config.total_steps))
+    stats = agent.learn(batch, batch.weights)
+    memory.update_priorities(batch.ids, stats.td_errors)
+    return stats
+
+
+def evaluate_and_record(agent: Agent, eval_env: Any, config: Config, run: Path,
+                        progress: Progress) -> list[float]:
+    """Evaluation number progress.evaluations + 1: play, append to rewards.txt, redraw the
+    curve, save the model."""
+    index = progress.evaluations + 1
+    frames = (PngFrameWriter(run / f"eval_{index:03d}", run / f"eval_{index:03d}.gif")
+              if config.render else NullFrameWriter())
+    scores = evaluate(agent, eval_env, games=config.eval_episodes, epsilon=config.eval_eps,
+                      seeds=evaluation_seeds(config.seed, index), frames=frames)
+    progress.evaluations = index
+    progress.last_eval_score = float(np.mean(scores))
+    progress.rewards_lines.append(rewards_line(index, progress.step, progress.last_eval_score))
+    atomic_write_text(run / "rewards.txt", "\n".join(progress.rewards_lines) + "\n")
+    plot_curve(run / "rewards.txt", run / "rewards.png", title=run.name)
+    atomic_torch_save(run / f"model_{index:03d}.pt",
+                      {k: v.cpu() for k, v in agent.online.state_dict().items()})
+    return scores
+
+
 def train(config: Config, *, stop_when: Callable[[int], bool] = lambda step: False) -> RunResult:
     """Train (or continue) the run config describes. stop_when(agent_steps) -> True stops the
     run after that step as a signal would: checkpoint, then return."""
@@ -244,44 +324,20 @@ def train(config: Config, *, stop_when: Callable[[int], bool] = lambda step: Fal
         memory, progress = make_memory(config), Progress()
         obs, _ = env.reset(seed=config.seed)
         memory.start_episode(obs)
-    logger = (TensorBoardLogger(run / "tensorboard", progress.step) if config.tensorboard
-              else NullLogger())
-    bar = tqdm(total=config.total_steps, initial=progress.step, unit="step", disable=None,
-               dynamic_ncols=True, smoothing=0.05)
-    losses: list[float] = []
-    q_values: list[float] = []
-    clock = (time.perf_counter(), progress.step)
-    eps = 1.0
-
-    def evaluation() -> None:
-        index = progress.evaluations + 1
-        frames = (PngFrameWriter(run / f"eval_{index:03d}", run / f"eval_{index:03d}.gif")
-                  if config.render else NullFrameWriter())
-        scores = evaluate(agent, eval_env, games=config.eval_episodes, epsilon=config.eval_eps,
-                          seeds=evaluation_seeds(config.seed, index), frames=frames)
-        progress.evaluations = index
-        progress.last_eval_score = float(np.mean(scores))
-        progress.rewards_lines.append(rewards_line(index, progress.step, progress.last_eval_score))
-        atomic_write_text(run / "rewards.txt", "\n".join(progress.rewards_lines) + "\n")
-        plot_curve(run / "rewards.txt", run / "rewards.png", title=str(run.name))
-        atomic_torch_save(run / f"model_{index:03d}.pt",
-                          {k: v.cpu() for k, v in agent.online.state_dict().items()})
-        logger.scalar("eval/score", progress.last_eval_score, progress.step)
-        tqdm.write(f"evaluation {index}: agent step {progress.step}, mean score "
-                   f"{progress.last_eval_score:.1f} over {len(scores)} games")
+    telemetry = Telemetry(config, run, progress.step)
 
     with StopOnSignal() as stop:
         try:
             while progress.step < config.total_steps:
-                # act on exactly the state the memory will return for this transition
                 eps = epsilon(progress.step, start=config.eps_start, end=config.eps_end,
                               decay_steps=config.eps_decay_steps,
                               warmup_steps=config.learning_starts_steps)
+                # act on exactly the state the memory will return for this transition
                 action = agent.act(memory.state(), eps, act_rng)
                 obs, reward, terminated, truncated, info = env.step(action)
                 memory.append(action, envs.learning_reward(reward), obs, terminated, truncated)
                 progress.game_score += float(reward)
-                if terminated or truncated:
+                if terminated or truncated:  # a lost life or the end of the game
                     if info["game_over"]:
                         progress.last_game_score, progress.game_score = progress.game_score, 0.0
                     obs, _ = env.reset()
@@ -291,50 +347,24 @@ def train(config: Config, *, stop_when: Callable[[int], bool] = lambda step: Fal
 
                 if (step > config.learning_starts_steps and step % config.train_every_steps == 0
                         and len(memory) >= config.batch_size):
-                    if config.prioritized:
-                        batch = memory.sample(config.batch_size,
-                                              beta(step, start=config.per_beta_start,
-                                                   total_steps=config.total_steps))
-                        stats = agent.learn(batch, batch.weights)
-                        memory.update_priorities(batch.ids, stats.td_errors)
-                    else:
-                        stats = agent.learn(memory.sample(config.batch_size))
-                    losses.append(stats.loss)
-                    q_values.append(stats.mean_q)
+                    telemetry.learned(learn_from_memory(agent, memory, config, step))
                 if step % config.target_update_steps == 0:
                     agent.sync_target()
-
                 checkpointed = False
                 if step % config.eval_every_steps == 0 or step == config.total_steps:
-                    evaluation()
+                    scores = evaluate_and_record(agent, eval_env, config, run, progress)
+                    telemetry.evaluated(progress, len(scores))
                     save_checkpoint(run, config, agent, memory, act_rng, progress, env)
                     checkpointed = True
-                if step % LOG_EVERY_STEPS == 0 or step == config.total_steps:
-                    now = time.perf_counter()
-                    rate = (step - clock[1]) / max(now - clock[0], 1e-9)
-                    clock = (now, step)
-                    logger.scalar("train/epsilon", eps, step)
-                    logger.scalar("train/steps_per_s", rate, step)
-                    if losses:
-                        logger.scalar("train/loss", float(np.mean(losses)), step)
-                        logger.scalar("train/mean_q", float(np.mean(q_values)), step)
-                        losses.clear()
-                        q_values.clear()
-                    bar.set_postfix(eps=f"{eps:.3f}", eval=_fmt(progress.last_eval_score),
-                                    game=_fmt(progress.last_game_score), refresh=False)
-                bar.update(1)
+                telemetry.stepped(progress, eps)
+
                 if stop.signum is not None or stop_when(step):
                     if not checkpointed:
                         save_checkpoint(run, config, agent, memory, act_rng, progress, env)
                     tqdm.write(f"stopped at agent step {step}; continue with --resume {run}")
                     return RunResult(run, step, stopped_early=True, signum=stop.signum)
         finally:
-            bar.close()
-            logger.close()
+            telemetry.close()
             env.close()
             eval_env.close()
     return RunResult(run, progress.step, stopped_early=False)
-
-
-def _fmt(score: float | None) -> str:
-    return "-" if score is None else f"{score:.1f}"
