@@ -76,10 +76,12 @@ def test_render_writes_every_frame_and_a_gif_of_the_best_game(reference):
         assert gif.format == "GIF" and gif.n_frames > 1
 
 
-def test_prioritized_double_dueling_n_step_run(tmp_path):
+def test_prioritized_double_dueling_n_step_run_with_tensorboard(tmp_path):
     run = tmp_path / "per"
-    args = [*TINY, "--prioritized", "--double", "--dueling", "--n-step", "3", "--out", str(run)]
+    args = [*TINY, "--prioritized", "--double", "--dueling", "--n-step", "3", "--tensorboard",
+            "--out", str(run)]
     assert main.main(args) == 0
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     lines = (run / "rewards.txt").read_text().splitlines()
     assert len(lines) == 2 and all(LINE.match(line) for line in lines)
     state = torch.load(run / "model_002.pt", weights_only=True)
