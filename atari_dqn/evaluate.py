@@ -37,13 +37,22 @@ def parse_rewards(text: str) -> list[tuple[int, int, float]]:
 
 
 def plot_curve(rewards_txt: Path, png: Path, title: str) -> None:
-    rows = parse_rewards(rewards_txt.read_text())
+    """The learning curve of one run."""
+    plot_curves({title: rewards_txt}, png, title=title)
+
+
+def plot_curves(runs: dict[str, Path], png: Path, title: str) -> None:
+    """Learning curves of several runs (label -> rewards.txt) in one figure."""
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    ax.plot([r[1] for r in rows], [r[2] for r in rows], marker="o")
+    for label, rewards_txt in runs.items():
+        rows = parse_rewards(rewards_txt.read_text())
+        ax.plot([r[1] for r in rows], [r[2] for r in rows], marker="o", label=label)
     ax.set_xlabel(f"agent steps (x{FRAME_SKIP} emulator frames)")
     ax.set_ylabel("mean evaluation score")
     ax.set_title(title)
     ax.grid(alpha=0.3)
+    if len(runs) > 1:
+        ax.legend(fontsize="small")
     fig.tight_layout()
     atomic_write(png, lambda tmp: fig.savefig(tmp, format="png"))
     plt.close(fig)
