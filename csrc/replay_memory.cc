@@ -30,6 +30,7 @@ constexpr int64_t kMaxNStep = 1000;
 //   config: capacity height width stack n_step:i64 gamma:f64 prioritized:i64 alpha eps:f64 seed:u64
 //   state:  appended frames_begin frames_end episode_open have_obs cur_frame cur_history
 //           episode_steps:i64 max_priority:f64 rng[4]:u64
+//   header_checksum:u64 of the bytes above (checked before anything is allocated)
 //   for live ids [appended - live, appended), array by array:
 //           obs_frame:i64[] action:i32[] reward:f32[] flags:u8[] history:u8[] (priority:f64[])
 //   frames [frames_begin, frames_end): height*width bytes each
@@ -37,7 +38,7 @@ constexpr int64_t kMaxNStep = 1000;
 constexpr char kMagic[8] = {'A', 'T', 'D', 'Q', 'N', 'R', 'P', 'M'};
 constexpr uint32_t kVersion = 1;
 constexpr uint32_t kEndianMark = 0x01020304;
-constexpr size_t kHeaderBytes = 8 + 4 + 4 + 5 * 8 + 8 + 8 + 8 + 8 + 8 + 8 * 8 + 8 + 4 * 8;
+constexpr size_t kHeaderBytes = 8 + 4 + 4 + 5 * 8 + 8 + 8 + 8 + 8 + 8 + 8 * 8 + 8 + 4 * 8 + 8;
 
 std::string errno_text(const std::string& what, const std::string& path) {
   return what + " '" + path + "': " + std::strerror(errno);
@@ -61,6 +62,8 @@ class SnapshotWriter {
   void value(T v) {
     bytes(&v, sizeof(v));
   }
+  // Writes the checksum of everything so far as a value (it is hashed in turn).
+  void checkpoint_digest() { value<uint64_t>(checksum_.digest()); }
   // Writes the checksum, flushes to the disk, closes.
   void finish() {
     const uint64_t digest = checksum_.digest();
@@ -101,6 +104,10 @@ class SnapshotReader {
     T v;
     bytes(&v, sizeof(v));
     return v;
+  }
+  void verify_header_checksum(const std::string& where) {
+    const uint64_t expected = checksum_.digest();
+    if (value<uint64_t>() != expected) throw FormatError(where + " is corrupt: header checksum mismatch");
   }
   void verify_checksum() {
     const uint64_t expected = checksum_.digest();
@@ -457,6 +464,7 @@ void ReplayMemory::save(const std::string& path) const {
     w.value<int64_t>(episode_steps_);
     w.value<double>(max_priority_);
     for (uint64_t word : rng_.state()) w.value<uint64_t>(word);
+    w.checkpoint_digest();
     // Live ids occupy at most two runs of slots: [slot(lo), end) and [0, slot(appended)).
     const int64_t lo = std::max<int64_t>(0, appended_ - config_.capacity);
     auto runs = [&](auto write_run) {
@@ -528,11 +536,12 @@ std::unique_ptr<ReplayMemory> ReplayMemory::load(const std::string& path) {
   const auto max_priority = in.value<double>();
   std::array<uint64_t, 4> rng_state;
   for (auto& word : rng_state) word = in.value<uint64_t>();
+  in.verify_header_checksum(where);
 
   auto corrupt = [&](const std::string& why) { return FormatError(where + " is corrupt: " + why); };
   if (prioritized != 0 && prioritized != 1) throw corrupt("bad prioritized flag");
   // Bound the sizes by the file itself before allocating anything.
-  if (config.capacity < 1 || config.height < 1 || config.width < 1 || config.height > (1 << 16) ||
+  if (config.capacity < 1 || config.capacity > (int64_t{1} << 40) || config.height < 1 || config.width < 1 || config.height > (1 << 16) ||
       config.width > (1 << 16) || appended < 0 || frames_begin < 0 || frames_end < frames_begin ||
       (episode_open != 0 && episode_open != 1) || (have_obs != 0 && have_obs != 1) || episode_steps < 0)
     throw corrupt("impossible header values");
@@ -552,8 +561,6 @@ std::unique_ptr<ReplayMemory> ReplayMemory::load(const std::string& path) {
                       std::to_string(expected));
   if (in.file_size() > expected)
     throw corrupt(std::to_string(in.file_size() - expected) + " unexpected bytes after the data");
-  if (config.capacity > static_cast<int64_t>(in.file_size()) * 64 + 1024)
-    throw corrupt("capacity out of proportion to the file");  // live <= capacity; a wild value would allocate blindly
 
   auto memory = std::make_unique<ReplayMemory>(config);
   ReplayMemory& m = *memory;

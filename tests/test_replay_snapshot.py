@@ -75,7 +75,7 @@ def test_truncated_files_raise(tmp_path):
     path = tmp_path / "memory.bin"
     fill(PrioritizedReplayMemory(32, frame_shape=(4, 4), stack=2), 40).save(path)
     data = path.read_bytes()
-    for cut in [10, 100, 199, 200, 201, len(data) // 2, len(data) - 9, len(data) - 1]:
+    for cut in [10, 100, 207, 208, 209, len(data) // 2, len(data) - 9, len(data) - 1]:  # header: 208 bytes
         (tmp_path / "cut.bin").write_bytes(data[:cut])
         with pytest.raises(ValueError, match="truncated|not a replay"):
             PrioritizedReplayMemory.load(tmp_path / "cut.bin")
@@ -95,6 +95,26 @@ def test_corrupt_files_raise(tmp_path):
     (tmp_path / "long.bin").write_bytes(bytes(data) + b"\0")
     with pytest.raises(ValueError):
         ReplayMemory.load(tmp_path / "long.bin")
+
+
+def test_a_large_memory_saved_nearly_empty_loads(tmp_path):
+    memory = PrioritizedReplayMemory(1_000_000, seed=3)  # the file is tiny next to the capacity
+    memory.start_episode(np.zeros((84, 84), np.uint8))
+    memory.append(1, 1.0, np.ones((84, 84), np.uint8), False)
+    memory.save(tmp_path / "m.bin")
+    loaded = PrioritizedReplayMemory.load(tmp_path / "m.bin")
+    assert loaded.capacity == 1_000_000 and len(loaded) == 1
+    assert_same_batches(memory.sample(4, 0.4), loaded.sample(4, 0.4))
+
+
+def test_a_corrupt_header_is_caught_before_anything_is_allocated(tmp_path):
+    path = tmp_path / "memory.bin"
+    ReplayMemory(16, frame_shape=(2, 2), stack=2).save(path)
+    data = bytearray(path.read_bytes())
+    data[16 + 5] ^= 0x40  # a high byte of the capacity field: 2^46 transitions
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="corrupt"):
+        ReplayMemory.load(path)
 
 
 def test_foreign_and_missing_files(tmp_path):
