@@ -88,8 +88,14 @@ class Config:
     seed: int = _field(0, "seed of every random number generator", "--seed")
     device: str = _field("auto", "where the networks run: auto picks cuda when available",
                          "--device", choices=DEVICES)
-    threads: int = _field(1, "CPU threads for torch; results are bit-reproducible for a fixed "
-                          "count", "--threads")
+    threads: int = _field(2, "CPU threads for torch's learner; results are bit-reproducible "
+                          "for a fixed count", "--threads")
+    overlap: bool = _field(False, "act the next --train-every agent steps on the loop's thread "
+                           "while a second thread runs the gradient update, acting with the "
+                           "weights from before that update (at most one update old); "
+                           "off: act and learn strictly in turn (faster on a 2-core CPU, "
+                           "docs/throughput.md)",
+                           "--overlap")
     tensorboard: bool = _field(False, "write TensorBoard scalars to <run>/tensorboard/",
                                "--tensorboard")
 

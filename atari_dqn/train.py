@@ -23,6 +23,7 @@ import dataclasses
 import signal
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,7 @@ def resume_config(run_dir: str, given: dict[str, Any]) -> Config:
     """The saved run's Config, with the settings a resume may change taken from `given` (the
     flags typed on the command line). Any other flag that differs from the run's is an error."""
     saved = read_checkpoint(Path(run_dir))["config"]
+    saved.setdefault("overlap", False)  # runs from before --overlap acted and learned in turn
     for name, value in given.items():
         if name not in RESUME_MAY_CHANGE and saved.get(name) != value:
             raise ConfigError(f"{flag_of(name)} cannot change when resuming: the run has "
@@ -180,7 +182,8 @@ def create_run_dir(config: Config) -> Path:
 
 
 def save_checkpoint(run: Path, config: Config, agent: Agent, memory: Any,
-                    act_rng: np.random.Generator, progress: Progress, env: Any) -> None:
+                    act_rng: np.random.Generator, progress: Progress, env: Any,
+                    pending_priorities: dict[str, list] | None = None) -> None:
     # The memory goes first under a name of its own; the checkpoint that names it replaces the
     # old one atomically; only then is the old memory deleted. A crash at any point leaves a
     # checkpoint whose memory file exists.
@@ -194,6 +197,7 @@ def save_checkpoint(run: Path, config: Config, agent: Agent, memory: Any,
         "rng": {"torch": torch.get_rng_state(), "act": act_rng.bit_generator.state},
         "env": envs.snapshot(env),
         "replay": replay_name,
+        "pending_priorities": pending_priorities,
     })
     for old in run.glob("replay-*.bin"):
         if old.name != replay_name:
@@ -201,7 +205,7 @@ def save_checkpoint(run: Path, config: Config, agent: Agent, memory: Any,
 
 
 def load_checkpoint(run: Path, config: Config, agent: Agent, act_rng: np.random.Generator,
-                    env: Any) -> tuple[Any, Progress]:
+                    env: Any) -> tuple[Any, Progress, dict[str, list] | None]:
     checkpoint = read_checkpoint(run)
     agent.load_state_dict(checkpoint["agent"])
     torch.set_rng_state(checkpoint["rng"]["torch"])
@@ -221,7 +225,7 @@ def load_checkpoint(run: Path, config: Config, agent: Agent, act_rng: np.random.
         progress.game_score = 0.0
         print(f"resumed {run} at agent step {progress.step}: started a fresh episode "
               f"(the saved one could not be restored: {e})")
-    return memory, progress
+    return memory, progress, checkpoint.get("pending_priorities")
 
 
 # --- the loop ---------------------------------------------------------------------------------
@@ -275,16 +279,91 @@ def _fmt(score: float | None) -> str:
     return "-" if score is None else f"{score:.1f}"
 
 
-def learn_from_memory(agent: Agent, memory: Any, config: Config, step: int) -> LearnStats:
-    """One gradient step on a sampled batch; with prioritized replay, weight the loss by the
-    importance weights and give the sampled transitions their new |TD error| priorities."""
-    if not config.prioritized:
-        return agent.learn(memory.sample(config.batch_size))
-    batch = memory.sample(config.batch_size,
-                          beta(step, start=config.per_beta_start, total_steps=config.total_steps))
-    stats = agent.learn(batch, batch.weights)
-    memory.update_priorities(batch.ids, stats.td_errors)
-    return stats
+ACTOR_THREADS = 1  # torch threads of the loop's thread while a learner thread runs
+
+
+def _set_threads(threads: int) -> None:
+    torch.set_num_threads(threads)
+    torch.ones(1 << 16).sum()  # a parallel op fixes this thread's count before others change it
+
+
+class Updates:
+    """Gradient updates, each on a batch sampled at a learning boundary (every train_every agent
+    steps). start() samples on the loop's thread and runs the update; with prioritized replay the
+    sampled transitions then get their new |TD error| priorities.
+
+    With config.overlap the update runs on a worker thread while the loop acts the next
+    train_every steps with the actor network (the weights from before the update), and finish()
+    waits for it. Everything that touches the memory (sample, append, update_priorities) happens
+    on the loop's thread at fixed agent steps, and the actor is synced only after finish(), so a
+    seeded run is the same whatever the threads' timing. Without overlap, start() does it all.
+
+    A stop between two boundaries only wait()s: the new priorities are kept (and checkpointed
+    as pending()) and applied where the uninterrupted run applies them, so that the transitions
+    appended meanwhile get the same max priority in both.
+    """
+
+    def __init__(self, agent: Agent, memory: Any, config: Config,
+                 on_stats: Callable[[LearnStats], None],
+                 pending: dict[str, list] | None = None) -> None:
+        self.agent, self.memory, self.config, self.on_stats = agent, memory, config, on_stats
+        self.pool = None
+        if config.overlap:
+            # torch's thread count is per thread (OpenMP): the learner gets config.threads, the
+            # loop's thread one, as a batch-1 forward gains nothing from a second thread that
+            # would only spin on the learner's cores (docs/throughput.md).
+            self.pool = ThreadPoolExecutor(1, thread_name_prefix="learner",
+                                           initializer=_set_threads, initargs=(config.threads,))
+            self.pool.submit(torch.get_num_threads).result()  # start it before the next line
+            torch.set_num_threads(ACTOR_THREADS)
+        self.in_flight: tuple[np.ndarray, Future[LearnStats]] | None = None
+        self.priorities = (None if pending is None else
+                           (np.array(pending["ids"], np.int64),
+                            np.array(pending["priorities"], np.float32)))
+
+    def start(self, step: int) -> None:
+        self.finish()
+        config = self.config
+        if config.prioritized:
+            batch = self.memory.sample(config.batch_size, beta(
+                step, start=config.per_beta_start, total_steps=config.total_steps))
+        else:
+            batch = self.memory.sample(config.batch_size)
+        if self.pool is None:
+            self.in_flight = (batch.ids, Future())
+            self.in_flight[1].set_result(self.agent.learn(batch, batch.weights))
+            self.finish()
+        else:
+            self.in_flight = (batch.ids, self.pool.submit(self.agent.learn, batch, batch.weights))
+
+    def wait(self) -> None:
+        """Wait for the update in flight, if any: then the online network is up to date."""
+        if self.in_flight is None:
+            return
+        ids, future = self.in_flight
+        self.in_flight = None
+        stats = future.result()
+        self.on_stats(stats)
+        if self.config.prioritized:
+            self.priorities = (ids, stats.td_errors)
+
+    def finish(self) -> None:
+        """wait(), then apply the update's priorities."""
+        self.wait()
+        if self.priorities is not None:
+            self.memory.update_priorities(*self.priorities)
+            self.priorities = None
+
+    def pending(self) -> dict[str, list] | None:
+        """Priorities computed but not yet applied (after wait()), for a checkpoint."""
+        if self.priorities is None:
+            return None
+        ids, priorities = self.priorities
+        return {"ids": ids.tolist(), "priorities": priorities.tolist()}
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
 
 
 def evaluate_and_record(agent: Agent, eval_env: Any, config: Config, run: Path,
@@ -319,12 +398,13 @@ def train(config: Config, *, stop_when: Callable[[int], bool] = lambda step: Fal
     agent = Agent(int(env.action_space.n), config, device)
     act_rng = np.random.default_rng(config.seed)
     if config.resume:
-        memory, progress = load_checkpoint(run, config, agent, act_rng, env)
+        memory, progress, pending = load_checkpoint(run, config, agent, act_rng, env)
     else:
-        memory, progress = make_memory(config), Progress()
+        memory, progress, pending = make_memory(config), Progress(), None
         obs, _ = env.reset(seed=config.seed)
         memory.start_episode(obs)
     telemetry = Telemetry(config, run, progress.step)
+    updates = Updates(agent, memory, config, telemetry.learned, pending)
 
     with StopOnSignal() as stop:
         try:
@@ -332,8 +412,9 @@ def train(config: Config, *, stop_when: Callable[[int], bool] = lambda step: Fal
                 eps = epsilon(progress.step, start=config.eps_start, end=config.eps_end,
                               decay_steps=config.eps_decay_steps,
                               warmup_steps=config.learning_starts_steps)
-                # act on exactly the state the memory will return for this transition
-                action = agent.act(memory.state(), eps, act_rng)
+                # act on exactly the state the memory will return for this transition; with
+                # overlap, while the update started at the last learning boundary runs
+                action = agent.act(memory.state(), eps, act_rng, actor=True)
                 obs, reward, terminated, truncated, info = env.step(action)
                 memory.append(action, envs.learning_reward(reward), obs, terminated, truncated)
                 progress.game_score += float(reward)
@@ -347,23 +428,31 @@ def train(config: Config, *, stop_when: Callable[[int], bool] = lambda step: Fal
 
                 if (step > config.learning_starts_steps and step % config.train_every_steps == 0
                         and len(memory) >= config.batch_size):
-                    telemetry.learned(learn_from_memory(agent, memory, config, step))
+                    updates.finish()
+                    agent.sync_actor()
+                    updates.start(step)
                 if step % config.target_update_steps == 0:
+                    updates.finish()
                     agent.sync_target()
                 checkpointed = False
                 if step % config.eval_every_steps == 0 or step == config.total_steps:
+                    updates.finish()
                     scores = evaluate_and_record(agent, eval_env, config, run, progress)
                     telemetry.evaluated(progress, len(scores))
-                    save_checkpoint(run, config, agent, memory, act_rng, progress, env)
+                    save_checkpoint(run, config, agent, memory, act_rng, progress, env,
+                                    updates.pending())
                     checkpointed = True
                 telemetry.stepped(progress, eps)
 
                 if stop.signum is not None or stop_when(step):
+                    updates.wait()  # the actor keeps its older weights: they are saved too
                     if not checkpointed:
-                        save_checkpoint(run, config, agent, memory, act_rng, progress, env)
+                        save_checkpoint(run, config, agent, memory, act_rng, progress, env,
+                                        updates.pending())
                     tqdm.write(f"stopped at agent step {step}; continue with --resume {run}")
                     return RunResult(run, step, stopped_early=True, signum=stop.signum)
         finally:
+            updates.close()
             telemetry.close()
             env.close()
             eval_env.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 import pytest
 
 from atari_dqn import train as training
@@ -16,8 +17,8 @@ def test_the_state_acted_on_is_the_state_the_memory_returns(tmp_path, monkeypatc
     memories = []
     real_act, real_make_memory = Agent.act, training.make_memory
 
-    def recording_act(self, state, epsilon, rng):
-        action = real_act(self, state, epsilon, rng)
+    def recording_act(self, state, epsilon, rng, **kwargs):
+        action = real_act(self, state, epsilon, rng, **kwargs)
         acted.append((state.copy(), action))
         return action
 
@@ -94,3 +95,57 @@ def test_resume_starts_a_fresh_episode_when_the_saved_one_cannot_be_restored(
     assert training.train(resumed).steps == 60
     assert "started a fresh episode" in capsys.readouterr().out
     assert len((tmp_path / "run" / "rewards.txt").read_text().splitlines()) == 2
+
+
+def _weights(network):
+    return [p.detach().clone() for p in network.parameters()]
+
+
+def _filled_memory(config):
+    memory = training.make_memory(config)
+    rng = np.random.default_rng(0)
+    memory.start_episode(rng.integers(0, 256, (84, 84), dtype=np.uint8))
+    for _ in range(64):
+        memory.append(int(rng.integers(4)), 1.0, rng.integers(0, 256, (84, 84), dtype=np.uint8),
+                      False)
+    return memory
+
+
+@pytest.mark.parametrize("prioritized", [False, True])
+def test_with_overlap_the_actor_is_one_update_behind_until_synced(prioritized):
+    config = Config(out_dir="x", batch_size=8, prioritized=prioritized, overlap=True)
+    agent = Agent(4, config, torch.device("cpu"))
+    memory = _filled_memory(config)
+    stats = []
+    updates = training.Updates(agent, memory, config, stats.append)
+    try:
+        before = _weights(agent.online)
+        updates.start(step=4)
+        updates.wait()
+        assert len(stats) == 1
+        assert all(torch.equal(a, b) for a, b in zip(before, _weights(agent.actor)))
+        assert any(not torch.equal(a, b) for a, b in zip(before, _weights(agent.online)))
+        if prioritized:  # computed, kept for the next boundary (and a checkpoint), not applied
+            pending = updates.pending()
+            assert len(pending["ids"]) == 8 and memory.max_priority == 1.0
+        updates.finish()
+        assert updates.pending() is None
+        if prioritized:
+            assert memory.max_priority != 1.0
+        agent.sync_actor()
+        assert all(torch.equal(a, b) for a, b in zip(_weights(agent.online),
+                                                     _weights(agent.actor)))
+    finally:
+        updates.close()
+
+
+def test_without_overlap_the_actor_is_the_online_network_and_updates_finish_at_once():
+    config = Config(out_dir="x", batch_size=8, prioritized=True, overlap=False)
+    agent = Agent(4, config, torch.device("cpu"))
+    assert agent.actor is agent.online
+    memory = _filled_memory(config)
+    stats = []
+    updates = training.Updates(agent, memory, config, stats.append)
+    updates.start(step=4)
+    assert len(stats) == 1 and updates.pending() is None and memory.max_priority != 1.0
+    assert "actor" not in agent.state_dict()

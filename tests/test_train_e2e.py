@@ -198,3 +198,17 @@ def test_help_documents_every_flag_with_its_unit():
         assert flag in text
     assert "agent steps to train for (x4 emulator frames)" in text
     assert "1 agent step = 4 emulator frames" in text
+
+
+@pytest.mark.parametrize("overlap", ["--overlap", "--no-overlap"])
+def test_prioritized_run_stopped_between_learning_steps_resumes_exactly(overlap, tmp_path):
+    # Stopped at step 222, two steps after a learning step: with overlap that update's new
+    # priorities are not applied yet, and the actor acts with the weights from before it.
+    flags = ["--prioritized", overlap]
+    straight = tmp_path / "straight"
+    assert main.main([*TINY, *flags, "--out", str(straight)]) == 0
+    run = tmp_path / "stopped"
+    assert train(tiny_config(run, *flags), stop_when=lambda step: step == 222).steps == 222
+    assert main.main(["--resume", str(run)]) == 0
+    assert (run / "rewards.txt").read_text() == (straight / "rewards.txt").read_text()
+    assert_same_models(run, straight)
