@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
             config = resume_config(given["resume"], given)
         else:
-            config = Config(**given)  # checked before torch is even imported: fast errors
+            config = Config.from_flags(given)  # checked before torch is imported: fast errors
         from atari_dqn.train import train
 
         result = train(config)

@@ -29,15 +29,35 @@ def _field(default: Any, doc: str, flag: str, **extra: Any) -> Any:
     return field(default=default, metadata={"doc": doc, "flag": flag, **extra})
 
 
+# Starting values of the learning settings; a flag given explicitly wins over its preset.
+PRESETS: dict[str, dict[str, Any]] = {
+    # This project's defaults (the field defaults below), chosen for the whole-game score after
+    # 500,000 agent steps: Double DQN, dueling head, 3-step returns, a memory as long as the run,
+    # a short target period and a quick epsilon decay. What was tried: docs/tuning.md.
+    "tuned": {},
+    # Mnih et al. 2015 (Nature DQN): 1M memory, 50k random steps, target copy every 10k agent
+    # steps, epsilon 1 -> 0.1 over 1M emulator frames, one-step targets, no double/dueling.
+    # Adam (lr 1e-4, as CleanRL's dqn_atari) stands in for the paper's RMSProp.
+    "nature": dict(memory_capacity_transitions=1_000_000, learning_starts_steps=50_000,
+                   target_update_steps=10_000, eps_end=0.1, eps_decay_steps=250_000, n_step=1,
+                   double=False, dueling=False, lr=1e-4),
+}
+
+
 @dataclass(frozen=True)
 class Config:
+    preset: str = _field("tuned", "starting values of the learning settings: 'tuned' (this "
+                         "project's defaults for 500k agent steps) or 'nature' (Mnih et al. 2015: "
+                         "1M memory, 50k random steps, target every 10k steps, epsilon to 0.1 over "
+                         "250k steps, plain one-step DQN); flags given explicitly win",
+                         "--preset", choices=tuple(PRESETS))
     # --- game ---------------------------------------------------------------------------------
     env_id: str = _field("Breakout", "Atari game: a short name (Breakout, Pong) or a gymnasium id "
                          "(BreakoutNoFrameskip-v4, ALE/Breakout-v5); always played DeepMind-style "
                          "(no sticky actions, frame skip 4)", "--env")
     # --- length and memory --------------------------------------------------------------------
     total_steps: int = _field(500_000, "agent steps to train for (x4 emulator frames)", "--steps")
-    memory_capacity_transitions: int = _field(100_000, "replay memory size in transitions "
+    memory_capacity_transitions: int = _field(500_000, "replay memory size in transitions "
                                               "(= agent steps)", "--memory-size")
     learning_starts_steps: int = _field(20_000, "agent steps of uniformly random play that fill "
                                         "the memory before learning and the epsilon decay start",
@@ -47,26 +67,26 @@ class Config:
     lr: float = _field(1e-4, "Adam learning rate", "--lr")
     adam_eps: float = _field(1.5e-4, "Adam epsilon (Rainbow/Dopamine value)", "--adam-eps")
     train_every_steps: int = _field(4, "agent steps between gradient updates", "--train-every")
-    target_update_steps: int = _field(1_000, "agent steps between hard copies of the online "
+    target_update_steps: int = _field(2_000, "agent steps between hard copies of the online "
                                       "network into the target network", "--target-update")
     gamma: float = _field(0.99, "discount per agent step", "--gamma")
-    n_step: int = _field(1, "agent steps summed into one return (n-step DQN; 1 = plain DQN)",
+    n_step: int = _field(3, "agent steps summed into one return (n-step DQN; 1 = plain DQN)",
                          "--n-step")
-    double: bool = _field(False, "Double DQN target: the online network picks the next action, "
+    double: bool = _field(True, "Double DQN target: the online network picks the next action, "
                           "the target network values it", "--double")
-    dueling: bool = _field(False, "dueling head: value + mean-subtracted advantage", "--dueling")
+    dueling: bool = _field(True, "dueling head: value + mean-subtracted advantage", "--dueling")
     grad_clip_norm: float = _field(10.0, "clip the gradient's global L2 norm to this",
                                    "--grad-clip")
     # --- exploration --------------------------------------------------------------------------
     eps_start: float = _field(1.0, "epsilon when learning starts", "--eps-start")
     eps_end: float = _field(0.01, "epsilon after the decay", "--eps-end")
-    eps_decay_steps: int = _field(250_000, "agent steps (counted from --learning-starts) over "
+    eps_decay_steps: int = _field(100_000, "agent steps (counted from --learning-starts) over "
                                   "which epsilon falls linearly from --eps-start to --eps-end",
                                   "--eps-decay")
     # --- prioritized replay -------------------------------------------------------------------
     prioritized: bool = _field(False, "prioritized replay (Schaul et al.): sample by |TD error|, "
                                "weight the loss by importance weights", "--prioritized")
-    per_alpha: float = _field(0.6, "priority exponent alpha (0 = uniform)", "--per-alpha")
+    per_alpha: float = _field(0.5, "priority exponent alpha (0 = uniform)", "--per-alpha")
     per_beta_start: float = _field(0.4, "importance-weight exponent beta at step 0; rises "
                                    "linearly to 1 at --steps", "--per-beta-start")
     # --- evaluation ---------------------------------------------------------------------------
@@ -122,6 +142,14 @@ class Config:
         resolve_env_id(self.env_id)
         if not self.out_dir:
             object.__setattr__(self, "out_dir", self.resume or default_run_dir(self))
+
+    @classmethod
+    def from_flags(cls, given: dict[str, Any]) -> Config:
+        """The Config of the flags typed: their preset's values, then the flags themselves."""
+        preset = given.get("preset", "tuned")
+        if preset not in PRESETS:
+            raise ConfigError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+        return cls(**{**PRESETS[preset], **given})
 
     @property
     def run_dir(self) -> Path:

@@ -54,7 +54,9 @@ LEVER_ROWS = ("plain+fused", "plain+fused+cl", "trainer --threads 1")
 
 def bench_config(args: argparse.Namespace, prioritized: bool, out_dir: str, **extra) -> Config:
     total = args.learning_starts + args.timed_steps
-    return Config(env_id="Breakout", batch_size=32, train_every_steps=4,
+    # Plain DQN targets (no double, dueling or n-step): the settings the table was measured with.
+    return Config(env_id="Breakout", batch_size=32, train_every_steps=4, double=False,
+                  dueling=False, n_step=1,
                   memory_capacity_transitions=100_000, target_update_steps=1_000,
                   learning_starts_steps=args.learning_starts, total_steps=total + 1,
                   eps_start=EPS_LEARNING, eps_end=EPS_LEARNING, prioritized=prioritized,

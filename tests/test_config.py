@@ -55,3 +55,24 @@ def test_json_round_trip():
 
 def test_flag_of():
     assert flag_of("target_update_steps") == "--target-update"
+
+
+def test_nature_preset_sets_the_paper_schedule_and_explicit_flags_win():
+    nature = Config.from_flags({"preset": "nature", "out_dir": "x"})
+    assert (nature.memory_capacity_transitions, nature.learning_starts_steps,
+            nature.target_update_steps, nature.eps_end, nature.eps_decay_steps) == (
+        1_000_000, 50_000, 10_000, 0.1, 250_000)
+    assert (nature.n_step, nature.double, nature.dueling) == (1, False, False)
+    mixed = Config.from_flags({"preset": "nature", "target_update_steps": 500, "out_dir": "x"})
+    assert mixed.target_update_steps == 500 and mixed.memory_capacity_transitions == 1_000_000
+
+
+def test_tuned_preset_is_the_field_defaults():
+    assert Config.from_flags({"out_dir": "x"}) == Config(out_dir="x")
+    tuned = Config(out_dir="x")
+    assert (tuned.n_step, tuned.double, tuned.dueling) == (3, True, True)
+
+
+def test_unknown_preset_is_a_config_error():
+    with pytest.raises(ConfigError, match="--preset"):
+        Config.from_flags({"preset": "rainbow", "out_dir": "x"})

@@ -31,7 +31,7 @@ def test_the_state_acted_on_is_the_state_the_memory_returns(tmp_path, monkeypatc
     steps = 600  # several lost lives, so episode starts (padded stacks) are sampled too
     config = Config(total_steps=steps, learning_starts_steps=steps,
                     memory_capacity_transitions=steps, eval_every_steps=steps, eval_episodes=1,
-                    eval_max_steps=5, out_dir=str(tmp_path / "run"))
+                    eval_max_steps=5, n_step=1, out_dir=str(tmp_path / "run"))
     training.train(config)
     memory = memories[0]
     assert len(memory) == steps

@@ -57,7 +57,7 @@ def test_training_writes_rewards_models_curve_and_checkpoint(reference):
     assert [line.split()[:2] for line in lines] == [["1", "150"], ["2", "300"]]
     for index in (1, 2):
         state = torch.load(reference / f"model_{index:03d}.pt", weights_only=True)
-        QNetwork(4).load_state_dict(state)  # a plain state_dict of the Nature network
+        QNetwork(4, dueling=True).load_state_dict(state)  # a plain state_dict (dueling by default)
     assert Image.open(reference / "rewards.png").format == "PNG"
     assert (reference / "checkpoint.pt").is_file()
     assert len(list(reference.glob("replay-*.bin"))) == 1
