@@ -237,13 +237,16 @@ void ReplayMemory::append(int64_t action, float reward, const uint8_t* frame, bo
   action_[s] = static_cast<int32_t>(action);
   reward_[s] = reward;
   flags_[s] = static_cast<uint8_t>((terminated ? kTerminated : 0) | (truncated ? kTruncated : 0));
-  if (sum_tree_) set_leaf(id, 0.0);  // evicts the priority of id - capacity
   ++appended_;
   cur_frame_ = next_frame;
   cur_history_ = std::min(cur_history_ + 1, config_.stack - 1);
   ++episode_steps_;
   if (terminated || truncated) episode_open_ = false;
-  mark_newly_sampleable(old_hi, sampleable().hi);
+  const int64_t new_hi = sampleable().hi;
+  // The slot still holds the evicted id - capacity's priority: a pending id gets 0 here, a
+  // sampleable one the max priority just below (one tree update, not two).
+  if (sum_tree_ && id >= new_hi) set_leaf(id, 0.0);
+  mark_newly_sampleable(old_hi, new_hi);
   release_frames();
 }
 
