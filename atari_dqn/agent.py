@@ -57,6 +57,11 @@ class Agent:
         self.actor = self.online
         if config.overlap:
             self.actor = copy.deepcopy(self.online).requires_grad_(False)
+        if config.compile:
+            # In place, so state_dict keys stay as they are; one graph per input shape and grad
+            # mode (batch 1 to act, the batch to learn), never recompiled for dynamic shapes.
+            for network in {id(n): n for n in (self.online, self.target, self.actor)}.values():
+                network.compile(dynamic=False)
         # The same Adam, in one kernel instead of a Python loop over tensors: 4-5x faster a step.
         self.optimizer = torch.optim.Adam(self.online.parameters(), lr=config.lr,
                                           eps=config.adam_eps, fused=True)

@@ -104,7 +104,7 @@ class Config:
                           "overwritten unless resumed", "--out")
     resume: str = _field("", "continue the run in this folder where it stopped (other flags "
                          "must match the run's, except --steps, --device, --threads, "
-                         "--tensorboard, --render)", "--resume")
+                         "--compile, --tensorboard, --render)", "--resume")
     seed: int = _field(0, "seed of every random number generator", "--seed")
     device: str = _field("auto", "where the networks run: auto picks cuda when available",
                          "--device", choices=DEVICES)
@@ -116,6 +116,10 @@ class Config:
                            "off: act and learn strictly in turn (faster on a 2-core CPU, "
                            "docs/throughput.md)",
                            "--overlap")
+    compile: bool = _field(True, "compile the networks with torch.compile (Inductor): faster "
+                           "updates (docs/throughput.md); the first update and the first act "
+                           "wait for compilation (about 30 s on 2 cores, seconds once cached)",
+                           "--compile")
     tensorboard: bool = _field(False, "write TensorBoard scalars to <run>/tensorboard/",
                                "--tensorboard")
 
@@ -169,8 +173,8 @@ class Config:
 
 
 # Settings a resumed run may change: none of them changes what the agent learns or is scored.
-RESUME_MAY_CHANGE = ("total_steps", "device", "threads", "tensorboard", "render", "resume",
-                     "out_dir")
+RESUME_MAY_CHANGE = ("total_steps", "device", "threads", "compile", "tensorboard", "render",
+                     "resume", "out_dir")
 
 
 def flag_of(name: str) -> str:

@@ -3,18 +3,20 @@ DQN loop built from the same parts with the same hyperparameters, measured in th
 
 Workload (both loops): Breakout, batch 32, one update per 4 agent steps, a 100k-transition memory,
 target sync every 1,000 agent steps, no evaluation. --learning-starts agent steps of random play
-fill the memory first (not timed); then --timed-steps agent steps with learning on are timed.
+fill the memory first, then WARM_STEPS agent steps with learning on (both untimed: they include
+torch.compile's compilation); then --timed-steps agent steps with learning on are timed.
 Epsilon is 0.01 once learning starts, so nearly every step runs the network to act (as in most of
 a real run, where epsilon sits at its end value).
 
   plain    the usual single-file loop: act -> step -> store -> learn strictly in turn, with
-           torch's defaults (default Adam, NCHW tensors, torch's default thread count). Built
+           torch's defaults (default Adam, NCHW tensors, eager networks, default threads). Built
            from env.py, replay.py, schedule.py and agent.Agent.learn (the very same TD target),
            with the optimizer and layout put back to torch's defaults.
   trainer  atari_dqn.train.train() with its defaults (evaluation pushed past the timed window)
 
-The trainer is also measured with --no-overlap. --levers adds rows that take the levers one at a
-time: the plain loop with fused Adam, then also channels_last; the trainer with --threads 1. Every measurement runs in a
+The trainer is also measured with --no-compile. --levers adds rows that take the levers one at a
+time: the plain loop with fused Adam, then also channels_last; the trainer with --overlap, and
+with --threads 1. Every measurement runs in a
 fresh process; the rows alternate, --repeats times, and the table gives medians and ranges.
 
     python bench/throughput.py                       # uniform and prioritized (about 8 minutes)
@@ -41,19 +43,21 @@ from atari_dqn.schedule import beta, epsilon
 from atari_dqn.train import make_memory, train
 
 EPS_LEARNING = 0.01
+WARM_STEPS = 100  # agent steps of learning before the clock starts: 25 updates, compiled by then
 ROWS = {  # name -> what the row measures
     "plain": "plain serial loop, torch defaults",
     "plain+fused": "plain loop + fused Adam",
     "plain+fused+cl": "plain loop + fused Adam + channels_last",
-    "trainer --no-overlap": "train(), acting and learning in turn",
-    "trainer --threads 1": "train(), overlap, 1 torch thread",
+    "trainer --overlap": "train(), learner thread beside the actor",
+    "trainer --threads 1": "train(), 1 torch thread",
+    "trainer --no-compile": "train(), eager networks",
     "trainer": "train() with its defaults",
 }
-LEVER_ROWS = ("plain+fused", "plain+fused+cl", "trainer --threads 1")
+LEVER_ROWS = ("plain+fused", "plain+fused+cl", "trainer --overlap", "trainer --threads 1")
 
 
 def bench_config(args: argparse.Namespace, prioritized: bool, out_dir: str, **extra) -> Config:
-    total = args.learning_starts + args.timed_steps
+    total = args.learning_starts + WARM_STEPS + args.timed_steps
     # Plain DQN targets (no double, dueling or n-step): the settings the table was measured with.
     return Config(env_id="Breakout", batch_size=32, train_every_steps=4, double=False,
                   dueling=False, n_step=1,
@@ -80,7 +84,7 @@ def run_plain(config: Config, *, fused: bool, channels_last: bool) -> float:
     memory.start_episode(obs)
     start_time = None
     for step in range(1, config.total_steps):  # the trainer stops before its last step too
-        if step == config.learning_starts_steps + 1:
+        if step == config.learning_starts_steps + WARM_STEPS + 1:
             start_time = time.perf_counter()
         eps = epsilon(step - 1, start=config.eps_start, end=config.eps_end,
                       decay_steps=config.eps_decay_steps,
@@ -101,15 +105,15 @@ def run_plain(config: Config, *, fused: bool, channels_last: bool) -> float:
         if step % config.target_update_steps == 0:
             agent.sync_target()
     env.close()
-    return (config.total_steps - 1 - config.learning_starts_steps) / (
+    return (config.total_steps - 1 - config.learning_starts_steps - WARM_STEPS) / (
         time.perf_counter() - start_time)
 
 
 def run_trainer(config: Config) -> float:
-    """Agent steps per second of train() between the end of learning_starts and the last step
+    """Agent steps per second of train() between learning_starts + WARM_STEPS and the last step
     before its final evaluation."""
     marks: dict[int, float] = {}
-    first, last = config.learning_starts_steps, config.total_steps - 1
+    first, last = config.learning_starts_steps + WARM_STEPS, config.total_steps - 1
 
     def clock(step: int) -> bool:
         if step in (first, last):
@@ -124,9 +128,13 @@ def measure(row: str, prioritized: bool, args: argparse.Namespace) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         out = str(Path(tmp) / "run")
         if row.startswith("plain"):
-            config = bench_config(args, prioritized, out, overlap=False)
+            config = bench_config(args, prioritized, out, overlap=False, compile=False)
             return run_plain(config, fused="fused" in row, channels_last="cl" in row)
-        extra = {"overlap": False} if "no-overlap" in row else {}
+        extra: dict = {}
+        if "--overlap" in row:
+            extra["overlap"] = True
+        if "--no-compile" in row:
+            extra["compile"] = False
         if "threads 1" in row:
             extra["threads"] = 1
         return run_trainer(bench_config(args, prioritized, out, **extra))
@@ -151,7 +159,7 @@ def main() -> None:
     modes = [False, True]
     if args.prioritized != args.uniform:
         modes = [args.prioritized]
-    rows = ["plain", *(LEVER_ROWS if args.levers else ()), "trainer --no-overlap", "trainer"]
+    rows = ["plain", *(LEVER_ROWS if args.levers else ()), "trainer --no-compile", "trainer"]
     results: dict[tuple[str, bool], list[float]] = {}
     for repeat in range(args.repeats):
         for prioritized in modes:

@@ -123,3 +123,24 @@ def test_state_dict_round_trip_restores_networks_and_optimizer():
     assert copy.learn(batch).loss == agent.learn(batch).loss
     for a, b in zip(params(agent.online), params(copy.online)):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("double", [False, True])
+def test_compiled_agent_learns_what_the_eager_one_learns(double):
+    """torch.compile changes float rounding only: same Q-values, TD errors and weights after
+    updates (to float32 tolerance), and the same checkpoint layout, loadable either way."""
+    eager, compiled = make_agent(compile=False, double=double), make_agent(compile=True,
+                                                                             double=double)
+    assert eager.state_dict()["online"].keys() == compiled.state_dict()["online"].keys()
+    compiled.load_state_dict(eager.state_dict())
+    for seed in range(3):
+        batch = fixed_batch(seed=seed)
+        a, b = eager.learn(batch), compiled.learn(batch)
+        np.testing.assert_allclose(a.td_errors, b.td_errors, rtol=1e-4, atol=1e-4)
+    for p, q in zip(params(eager.online), params(compiled.online)):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
+    with torch.inference_mode():  # batch 1 under inference_mode: the acting graph
+        state = torch.from_numpy(fixed_batch().states[:1])
+        torch.testing.assert_close(eager.online(state), compiled.online(state),
+                                   rtol=1e-4, atol=1e-5)
+    eager.load_state_dict(compiled.state_dict())  # a compiled run's checkpoint loads eagerly
