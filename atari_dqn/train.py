@@ -20,6 +20,7 @@ Files of a run folder:
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import signal
 import time
 from collections.abc import Callable
@@ -54,6 +55,7 @@ class Progress:
     game_score: float = 0.0            # raw score of the game in progress (all its lives)
     last_game_score: float | None = None
     last_eval_score: float | None = None
+    wall_seconds: float = 0.0          # wall-clock time spent in train(), summed over resumes
 
 
 @dataclass(frozen=True)
@@ -249,8 +251,10 @@ class Telemetry:
 
     def evaluated(self, progress: Progress, games: int) -> None:
         self.logger.scalar("eval/score", progress.last_eval_score, progress.step)
+        wall = datetime.timedelta(seconds=round(progress.wall_seconds))
         tqdm.write(f"evaluation {progress.evaluations}: agent step {progress.step}, mean score "
-                   f"{progress.last_eval_score:.1f} over {games} games")
+                   f"{progress.last_eval_score:.1f} over {games} games; {wall} of wall clock "
+                   f"so far")
 
     def stepped(self, progress: Progress, eps: float) -> None:
         self.bar.update(1)
@@ -405,6 +409,14 @@ def train(config: Config, *, stop_when: Callable[[int], bool] = lambda step: Fal
         memory.start_episode(obs)
     telemetry = Telemetry(config, run, progress.step)
     updates = Updates(agent, memory, config, telemetry.learned, pending)
+    since = time.perf_counter()
+
+    def count_wall_clock() -> None:
+        """Add the time since the last call to progress.wall_seconds (before it is saved)."""
+        nonlocal since
+        now = time.perf_counter()
+        progress.wall_seconds += now - since
+        since = now
 
     with StopOnSignal() as stop:
         try:
@@ -438,6 +450,7 @@ def train(config: Config, *, stop_when: Callable[[int], bool] = lambda step: Fal
                 if step % config.eval_every_steps == 0 or step == config.total_steps:
                     updates.finish()
                     scores = evaluate_and_record(agent, eval_env, config, run, progress)
+                    count_wall_clock()
                     telemetry.evaluated(progress, len(scores))
                     save_checkpoint(run, config, agent, memory, act_rng, progress, env,
                                     updates.pending())
@@ -446,6 +459,7 @@ def train(config: Config, *, stop_when: Callable[[int], bool] = lambda step: Fal
 
                 if stop.signum is not None or stop_when(step):
                     updates.wait()  # the actor keeps its older weights: they are saved too
+                    count_wall_clock()
                     if not checkpointed:
                         save_checkpoint(run, config, agent, memory, act_rng, progress, env,
                                         updates.pending())

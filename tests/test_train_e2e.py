@@ -21,7 +21,7 @@ from PIL import Image
 import main
 from atari_dqn.config import Config
 from atari_dqn.network import QNetwork
-from atari_dqn.train import train
+from atari_dqn.train import read_checkpoint, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--steps", "300", "--learning-starts", "100", "--memory-size", "1000",
@@ -94,8 +94,14 @@ def test_interrupted_and_resumed_run_equals_the_uninterrupted_one(reference, tmp
     result = train(tiny_config(run), stop_when=lambda step: step == 220)
     assert result.stopped_early and result.steps == 220
     assert len((run / "rewards.txt").read_text().splitlines()) == 1
+    wall_at_stop = read_checkpoint(run)["progress"]["wall_seconds"]
+    assert wall_at_stop > 0
     assert main.main(["--resume", str(run)]) == 0
-    assert "resumed the episode in progress" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "resumed the episode in progress" in out
+    assert re.search(r"evaluation 2: agent step 300, mean score -?\d+\.\d over 2 games; "
+                     r"\d+:\d\d:\d\d of wall clock so far", out)
+    assert read_checkpoint(run)["progress"]["wall_seconds"] > wall_at_stop  # summed over resumes
     assert (run / "rewards.txt").read_text() == (reference / "rewards.txt").read_text()
     assert_same_models(run, reference)
 
