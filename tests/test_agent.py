@@ -76,11 +76,21 @@ def test_learn_reports_td_errors_for_priorities():
     assert (stats.td_errors >= 0).all()
 
 
-def test_importance_weights_scale_the_loss():
+def huber(td_errors):
+    return np.where(td_errors < 1.0, 0.5 * td_errors ** 2, td_errors - 0.5)
+
+
+def test_importance_weights_count_relative_to_the_batch_largest():
     batch = fixed_batch(size=8)
-    plain = make_agent().learn(batch).loss
-    halved = make_agent().learn(batch, np.full(8, 0.5, np.float32)).loss
-    assert halved == pytest.approx(plain / 2, rel=1e-5)
+    plain = make_agent().learn(batch)
+    assert plain.loss == pytest.approx(huber(plain.td_errors).mean(), rel=1e-5)
+    # equal weights, however small, are uniform replay: the step size does not shrink
+    tiny = make_agent().learn(batch, np.full(8, 0.004, np.float32))
+    assert tiny.loss == pytest.approx(plain.loss, rel=1e-5)
+    weights = np.array([0.02, 0.01, 0.005, 0.0, 0.02, 0.01, 0.015, 0.02], np.float32)
+    weighted = make_agent().learn(batch, weights)
+    expected = (weights / weights.max() * huber(weighted.td_errors)).mean()
+    assert weighted.loss == pytest.approx(expected, rel=1e-5)
 
 
 def test_terminal_transitions_bootstrap_nothing():
