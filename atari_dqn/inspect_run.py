@@ -1,0 +1,99 @@
+"""Look inside a run: what a saved policy does, and what its prioritized memory samples.
+
+    python -m atari_dqn.inspect_run actions <run> --model 3
+        plays games of evaluation 3 (its seeds, its epsilon) with model_003.pt and prints, per
+        game, its length, score, how often each action was taken and the mean Q-value of each
+        action. A degenerate greedy policy (one action nearly always) shows at a glance.
+    python -m atari_dqn.inspect_run weights <run>/replay-000200000.bin
+        quantiles of the priorities (p^alpha) in a prioritized replay snapshot and the importance weights of
+        sampled batches as the memory returns them (Agent.learn rescales them per batch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from atari_dqn.agent import Agent
+from atari_dqn.config import Config
+from atari_dqn.env import make_eval_env
+from atari_dqn.evaluate import evaluation_seeds
+from atari_dqn.replay import PrioritizedReplayMemory
+
+QUANTILES = (0.0, 0.01, 0.1, 0.5, 0.9, 1.0)
+
+
+def action_report(run: Path, model_index: int, games: int) -> list[str]:
+    saved = json.loads((run / "config.json").read_text())
+    config = Config(**{**saved, "compile": False, "overlap": False})
+    env = make_eval_env(config.env_id, max_steps=config.eval_max_steps)
+    agent = Agent(int(env.action_space.n), config, torch.device("cpu"))
+    agent.online.load_state_dict(torch.load(run / f"model_{model_index:03d}.pt",
+                                            map_location="cpu", weights_only=True))
+    env_seed, act_seed = evaluation_seeds(config.seed, model_index)
+    rng = np.random.default_rng(act_seed)
+    names = env.unwrapped.get_action_meanings()
+    lines = [f"{run.name} model_{model_index:03d}.pt, epsilon {config.eval_eps}; "
+             f"actions {', '.join(names)}"]
+    for game in range(games):
+        state, _ = env.reset(seed=env_seed if game == 0 else None)
+        counts, q_sum, score, steps, over = np.zeros(len(names), int), 0.0, 0.0, 0, False
+        while not over:
+            with torch.inference_mode():
+                q_sum = q_sum + agent.online(torch.from_numpy(state[None])).numpy()[0]
+            action = agent.act(state, config.eval_eps, rng)
+            counts[action] += 1
+            state, reward, terminated, truncated, _ = env.step(action)
+            score, steps, over = score + float(reward), steps + 1, terminated or truncated
+        lines.append(f"game {game + 1}: {steps} steps, score {score:.0f}, action counts "
+                     f"{counts.tolist()}, mean Q [{', '.join(f'{q:.3f}' for q in q_sum / steps)}]")
+    env.close()
+    return lines
+
+
+def weight_report(snapshot: Path, betas: list[float], batch_size: int) -> list[str]:
+    memory = PrioritizedReplayMemory.load(snapshot)
+    oldest = memory.appended - len(memory)
+    ids = np.random.default_rng(0).integers(oldest, memory.appended, size=20_000)
+    priorities = np.array([memory.priority(int(i)) for i in ids])
+    priorities = priorities[priorities > 0]  # 0.0: not sampleable yet (its n steps not taken)
+    lines = [f"{snapshot.name}: {len(memory)} transitions, alpha {memory.alpha}, eps {memory.eps}, "
+             f"largest p {memory.max_priority:.4g}",
+             "p^alpha quantiles " + ", ".join(f"{q:.0%}: {v:.4g}" for q, v in
+                                        zip(QUANTILES, np.quantile(priorities, QUANTILES)))]
+    for beta in betas:
+        weights = memory.sample(batch_size, beta).weights
+        lines.append(f"beta {beta}: batch weights min {weights.min():.4g}, median "
+                     f"{np.median(weights):.4g}, max {weights.max():.4g}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    actions = sub.add_parser("actions", help="play games with a saved model")
+    actions.add_argument("run", type=Path)
+    actions.add_argument("--model", type=int, required=True, help="evaluation number NNN")
+    actions.add_argument("--games", type=int, default=2)
+    weights = sub.add_parser("weights", help="priorities and weights of a replay snapshot")
+    weights.add_argument("snapshot", type=Path)
+    weights.add_argument("--beta", type=float, nargs="+", default=[0.4, 0.7, 1.0])
+    weights.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args(argv)
+    try:
+        lines = (action_report(args.run, args.model, args.games) if args.what == "actions"
+                 else weight_report(args.snapshot, args.beta, args.batch_size))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        print(f"inspect_run: error: {e}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
