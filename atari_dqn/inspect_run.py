@@ -5,8 +5,9 @@
         game, its length, score, how often each action was taken and the mean Q-value of each
         action. A degenerate greedy policy (one action nearly always) shows at a glance.
     python -m atari_dqn.inspect_run weights <run>/replay-000200000.bin
-        quantiles of the priorities (p^alpha) in a prioritized replay snapshot and the importance weights of
-        sampled batches as the memory returns them (Agent.learn rescales them per batch).
+        quantiles of the priorities (p^alpha) in a prioritized replay snapshot, and the
+        importance weights of sampled batches as the memory returns them (Agent.learn rescales
+        them per batch)
 """
 
 from __future__ import annotations
@@ -64,8 +65,9 @@ def weight_report(snapshot: Path, betas: list[float], batch_size: int) -> list[s
     priorities = priorities[priorities > 0]  # 0.0: not sampleable yet (its n steps not taken)
     lines = [f"{snapshot.name}: {len(memory)} transitions, alpha {memory.alpha}, eps {memory.eps}, "
              f"largest p {memory.max_priority:.4g}",
-             "p^alpha quantiles " + ", ".join(f"{q:.0%}: {v:.4g}" for q, v in
-                                        zip(QUANTILES, np.quantile(priorities, QUANTILES)))]
+             "p^alpha quantiles " + ", ".join(
+                 f"{q:.0%}: {v:.4g}"
+                 for q, v in zip(QUANTILES, np.quantile(priorities, QUANTILES)))]
     for beta in betas:
         weights = memory.sample(batch_size, beta).weights
         lines.append(f"beta {beta}: batch weights min {weights.min():.4g}, median "

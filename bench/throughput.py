@@ -16,8 +16,8 @@ a real run, where epsilon sits at its end value).
 
 The trainer is also measured with --no-compile. --levers adds rows that take the levers one at a
 time: the plain loop with fused Adam, then also channels_last; the trainer with --overlap, and
-with --threads 1. Every measurement runs in a
-fresh process; the rows alternate, --repeats times, and the table gives medians and ranges.
+with --threads 1. Every measurement runs in a fresh process; the rows alternate, --repeats times,
+and the table gives medians and ranges.
 
     python bench/throughput.py                       # uniform and prioritized (about 8 minutes)
     python bench/throughput.py --prioritized --levers
