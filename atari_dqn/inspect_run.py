@@ -23,10 +23,30 @@ import torch
 from atari_dqn.agent import Agent
 from atari_dqn.config import Config
 from atari_dqn.env import make_eval_env
-from atari_dqn.evaluate import evaluation_seeds
+from atari_dqn.evaluate import NullFrameWriter, evaluate, evaluation_seeds
 from atari_dqn.replay import PrioritizedReplayMemory
 
 QUANTILES = (0.0, 0.01, 0.1, 0.5, 0.9, 1.0)
+
+
+class _Recorder(NullFrameWriter):
+    """Stands in for evaluate()'s agent and frame writer: acts as the agent does and records,
+    game by game, each action and the Q-values of the state it was taken in."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.games: list[tuple[list[int], list[np.ndarray]]] = []
+
+    def begin_game(self) -> None:
+        self.games.append(([], []))
+
+    def act(self, state: np.ndarray, epsilon: float, rng: np.random.Generator) -> int:
+        with torch.inference_mode():
+            q_values = self.agent.online(torch.from_numpy(state[None])).numpy()[0]
+        action = self.agent.act(state, epsilon, rng)
+        self.games[-1][0].append(action)
+        self.games[-1][1].append(q_values)
+        return action
 
 
 def action_report(run: Path, model_index: int, games: int) -> list[str]:
@@ -36,24 +56,18 @@ def action_report(run: Path, model_index: int, games: int) -> list[str]:
     agent = Agent(int(env.action_space.n), config, torch.device("cpu"))
     agent.online.load_state_dict(torch.load(run / f"model_{model_index:03d}.pt",
                                             map_location="cpu", weights_only=True))
-    env_seed, act_seed = evaluation_seeds(config.seed, model_index)
-    rng = np.random.default_rng(act_seed)
+    recorder = _Recorder(agent)
+    scores = evaluate(recorder, env, games=games, epsilon=config.eval_eps,  # type: ignore[arg-type]
+                      seeds=evaluation_seeds(config.seed, model_index), frames=recorder)
     names = env.unwrapped.get_action_meanings()
+    env.close()
     lines = [f"{run.name} model_{model_index:03d}.pt, epsilon {config.eval_eps}; "
              f"actions {', '.join(names)}"]
-    for game in range(games):
-        state, _ = env.reset(seed=env_seed if game == 0 else None)
-        counts, q_sum, score, steps, over = np.zeros(len(names), int), 0.0, 0.0, 0, False
-        while not over:
-            with torch.inference_mode():
-                q_sum = q_sum + agent.online(torch.from_numpy(state[None])).numpy()[0]
-            action = agent.act(state, config.eval_eps, rng)
-            counts[action] += 1
-            state, reward, terminated, truncated, _ = env.step(action)
-            score, steps, over = score + float(reward), steps + 1, terminated or truncated
-        lines.append(f"game {game + 1}: {steps} steps, score {score:.0f}, action counts "
-                     f"{counts.tolist()}, mean Q [{', '.join(f'{q:.3f}' for q in q_sum / steps)}]")
-    env.close()
+    for game, (score, (actions, q_values)) in enumerate(zip(scores, recorder.games), start=1):
+        counts = np.bincount(actions, minlength=len(names))
+        mean_q = np.mean(q_values, axis=0)
+        lines.append(f"game {game}: {len(actions)} steps, score {score:.0f}, action counts "
+                     f"{counts.tolist()}, mean Q [{', '.join(f'{q:.3f}' for q in mean_q)}]")
     return lines
 
 

@@ -409,14 +409,10 @@ def train(config: Config, *, stop_when: Callable[[int], bool] = lambda step: Fal
         memory.start_episode(obs)
     telemetry = Telemetry(config, run, progress.step)
     updates = Updates(agent, memory, config, telemetry.learned, pending)
-    since = time.perf_counter()
+    started, wall_before = time.perf_counter(), progress.wall_seconds
 
-    def count_wall_clock() -> None:
-        """Add the time since the last call to progress.wall_seconds (before it is saved)."""
-        nonlocal since
-        now = time.perf_counter()
-        progress.wall_seconds += now - since
-        since = now
+    def count_wall_clock() -> None:  # before progress is printed or saved
+        progress.wall_seconds = wall_before + time.perf_counter() - started
 
     with StopOnSignal() as stop:
         try:
