@@ -44,6 +44,9 @@ from atari_dqn.schedule import beta, epsilon
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_VERSION = 1
 LOG_EVERY_STEPS = 1_000  # agent steps between TensorBoard points and progress-bar updates
+# Agent steps between plain progress lines, printed instead of the bar when the output is not a
+# terminal (a run under nohup writing to a log). A multiple of LOG_EVERY_STEPS.
+LINE_EVERY_STEPS = 10_000
 
 
 @dataclass
@@ -273,6 +276,9 @@ class Telemetry:
             self.q_values.clear()
         self.bar.set_postfix(eps=f"{eps:.3f}", eval=_fmt(progress.last_eval_score),
                              game=_fmt(progress.last_game_score), refresh=False)
+        if self.bar.disable and step % LINE_EVERY_STEPS == 0:
+            tqdm.write(f"agent step {step} of {self.total_steps}: {rate:.0f} steps/s, epsilon "
+                       f"{eps:.3f}, last game score {_fmt(progress.last_game_score)}")
 
     def close(self) -> None:
         self.bar.close()

@@ -21,6 +21,7 @@ from PIL import Image
 import main
 from atari_dqn.config import Config
 from atari_dqn.network import QNetwork
+from atari_dqn import train as train_module
 from atari_dqn.train import read_checkpoint, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,6 +105,17 @@ def test_interrupted_and_resumed_run_equals_the_uninterrupted_one(reference, tmp
     assert read_checkpoint(run)["progress"]["wall_seconds"] > wall_at_stop  # summed over resumes
     assert (run / "rewards.txt").read_text() == (reference / "rewards.txt").read_text()
     assert_same_models(run, reference)
+
+
+def test_without_a_terminal_progress_is_printed_as_lines(tmp_path, monkeypatch, capsys):
+    # capsys's stdout is not a terminal, so the bar is off and lines stand in for it
+    monkeypatch.setattr(train_module, "LOG_EVERY_STEPS", 50)
+    monkeypatch.setattr(train_module, "LINE_EVERY_STEPS", 100)
+    assert main.main([*TINY, "--no-compile", "--out", str(tmp_path / "run")]) == 0
+    lines = re.findall(r"^agent step (\d+) of 300: \d+ steps/s, epsilon (\d\.\d{3}), "
+                       r"last game score (-|-?\d+\.\d)$", capsys.readouterr().out, re.MULTILINE)
+    assert [int(step) for step, _, _ in lines] == [100, 200, 300]
+    assert [float(eps) for _, eps, _ in lines][-1] == pytest.approx(0.01)  # decayed over 100
 
 
 def test_resume_from_a_checkpoint_taken_at_an_evaluation(reference, tmp_path):
