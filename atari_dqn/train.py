@@ -238,7 +238,8 @@ def load_checkpoint(run: Path, config: Config, agent: Agent, act_rng: np.random.
 class Telemetry:
     """The progress bar and the (TensorBoard or null) logger: what a person watches."""
 
-    def __init__(self, config: Config, run: Path, start_step: int) -> None:
+    def __init__(self, config: Config, run: Path, start_step: int,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
         self.logger = (TensorBoardLogger(run / "tensorboard", start_step) if config.tensorboard
                        else NullLogger())
         self.bar = tqdm(total=config.total_steps, initial=start_step, unit="step", disable=None,
@@ -246,13 +247,19 @@ class Telemetry:
         self.total_steps = config.total_steps
         self.losses: list[float] = []
         self.q_values: list[float] = []
-        self.clock = (time.perf_counter(), start_step)
+        # steps/s counts training only: the window (start seconds, start step) leaves out
+        # the seconds spent in evaluations and checkpoints, summed in paused_seconds
+        self.clock = clock
+        self.window = (clock(), start_step)
+        self.paused_seconds = 0.0
 
     def learned(self, stats: LearnStats) -> None:
         self.losses.append(stats.loss)
         self.q_values.append(stats.mean_q)
 
-    def evaluated(self, progress: Progress, games: int) -> None:
+    def evaluated(self, progress: Progress, games: int, seconds: float) -> None:
+        """An evaluation (and the checkpoint after it) took `seconds` of wall clock."""
+        self.paused_seconds += seconds
         self.logger.scalar("eval/score", progress.last_eval_score, progress.step)
         wall = datetime.timedelta(seconds=round(progress.wall_seconds))
         tqdm.write(f"evaluation {progress.evaluations}: agent step {progress.step}, mean score "
@@ -264,9 +271,9 @@ class Telemetry:
         step = progress.step
         if step % LOG_EVERY_STEPS and step != self.total_steps:
             return
-        now = time.perf_counter()
-        rate = (step - self.clock[1]) / max(now - self.clock[0], 1e-9)
-        self.clock = (now, step)
+        now = self.clock()
+        rate = (step - self.window[1]) / max(now - self.window[0] - self.paused_seconds, 1e-9)
+        self.window, self.paused_seconds = (now, step), 0.0
         self.logger.scalar("train/epsilon", eps, step)
         self.logger.scalar("train/steps_per_s", rate, step)
         if self.losses:
@@ -451,12 +458,13 @@ def train(config: Config, *, stop_when: Callable[[int], bool] = lambda step: Fal
                 checkpointed = False
                 if step % config.eval_every_steps == 0 or step == config.total_steps:
                     updates.finish()
+                    paused_at = time.perf_counter()
                     scores = evaluate_and_record(agent, eval_env, config, run, progress)
                     count_wall_clock()
-                    telemetry.evaluated(progress, len(scores))
                     save_checkpoint(run, config, agent, memory, act_rng, progress, env,
                                     updates.pending())
                     checkpointed = True
+                    telemetry.evaluated(progress, len(scores), time.perf_counter() - paused_at)
                 telemetry.stepped(progress, eps)
 
                 if stop.signum is not None or stop_when(step):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import torch
 import pytest
@@ -149,3 +151,25 @@ def test_without_overlap_the_actor_is_the_online_network_and_updates_finish_at_o
     updates.start(step=4)
     assert len(stats) == 1 and updates.pending() is None and memory.max_priority != 1.0
     assert "actor" not in agent.state_dict()
+
+
+def test_steps_per_second_leave_out_evaluation_time(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(training, "LOG_EVERY_STEPS", 100)
+    monkeypatch.setattr(training, "LINE_EVERY_STEPS", 100)
+    now = [0.0]  # a fake clock: 50 agent steps per second of training
+    config = Config(total_steps=300, out_dir=str(tmp_path / "run"))
+    telemetry = training.Telemetry(config, tmp_path, 0, clock=lambda: now[0])
+    progress = training.Progress()
+    for step in range(1, 201):
+        now[0] += 0.02
+        progress.step = step
+        if step == 100:  # an evaluation and its checkpoint take 30 s
+            now[0] += 30.0
+            progress.evaluations, progress.last_eval_score = 1, 2.0
+            telemetry.evaluated(progress, 10, seconds=30.0)
+        telemetry.stepped(progress, 0.5)
+    telemetry.close()
+    out = capsys.readouterr().out  # not a terminal: lines, not the bar
+    assert "evaluation 1: agent step 100, mean score 2.0 over 10 games" in out
+    rates = re.findall(r"^agent step (\d+) of 300: (\d+) steps/s", out, re.MULTILINE)
+    assert rates == [("100", "50"), ("200", "50")]
