@@ -24,6 +24,9 @@ constexpr uint8_t kTruncated = 2;
 constexpr double kInfinity = std::numeric_limits<double>::infinity();
 constexpr int64_t kMaxStack = 255;  // history_ is one byte
 constexpr int64_t kMaxNStep = 1000;
+constexpr int64_t kMaxCount = int64_t{1} << 62;     // frame numbers and ids stay below (see the header)
+constexpr int64_t kMaxCapacity = int64_t{1} << 40;  // transitions; keeps capacity * slot bytes far from overflow
+constexpr int64_t kMaxFrameBytes = int64_t{1} << 32;
 
 // Snapshot layout (native little-endian; the endian mark rejects foreign byte order):
 //   magic[8] version:u32 endian_mark:u32
@@ -42,6 +45,19 @@ constexpr size_t kHeaderBytes = 8 + 4 + 4 + 5 * 8 + 8 + 8 + 8 + 8 + 8 + 8 * 8 + 
 
 std::string errno_text(const std::string& what, const std::string& path) {
   return what + " '" + path + "': " + std::strerror(errno);
+}
+
+// The C library would silently cut a path at its first NUL byte and write elsewhere.
+void check_path(const std::string& path) {
+  if (path.find('\0') != std::string::npos) throw std::invalid_argument("path contains a NUL byte: refused");
+}
+
+int64_t physical_memory_bytes() {
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page_bytes = ::sysconf(_SC_PAGE_SIZE);
+  if (pages <= 0 || page_bytes <= 0) return std::numeric_limits<int64_t>::max();  // unknown: no bound
+  return static_cast<int64_t>(pages) > std::numeric_limits<int64_t>::max() / page_bytes
+             ? std::numeric_limits<int64_t>::max()
+             : static_cast<int64_t>(pages) * page_bytes;
 }
 
 // Writes through stdio and hashes every byte it writes.
@@ -83,10 +99,28 @@ class SnapshotWriter {
 
 class SnapshotReader {
  public:
-  explicit SnapshotReader(const std::string& path) : path_(path), file_(std::fopen(path.c_str(), "rb")) {
-    if (file_ == nullptr) throw FileError(errno, errno_text("cannot open", path));
+  // Opens without blocking (a FIFO would otherwise wait for a writer forever) and
+  // refuses anything but a regular file before reading a byte.
+  explicit SnapshotReader(const std::string& path) : path_(path), file_(nullptr) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) throw FileError(errno, errno_text("cannot open", path));
     struct stat info;
-    if (::fstat(::fileno(file_), &info) != 0) throw FileError(errno, errno_text("cannot stat", path));
+    if (::fstat(fd, &info) != 0) {
+      const int error = errno;
+      ::close(fd);
+      throw FileError(error, "cannot stat '" + path + "': " + std::strerror(error));
+    }
+    if (!S_ISREG(info.st_mode)) {
+      ::close(fd);
+      if (S_ISDIR(info.st_mode)) throw FileError(EISDIR, "cannot read '" + path + "': " + std::strerror(EISDIR));
+      throw FormatError("'" + path + "' is not a regular file, so not a replay memory snapshot");
+    }
+    const int flags = ::fcntl(fd, F_GETFL);
+    if (flags < 0 || ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0 || (file_ = ::fdopen(fd, "rb")) == nullptr) {
+      const int error = errno;
+      ::close(fd);
+      throw FileError(error, "cannot open '" + path + "': " + std::strerror(error));
+    }
     size_ = static_cast<uint64_t>(info.st_size);
   }
   ~SnapshotReader() { std::fclose(file_); }
@@ -127,9 +161,12 @@ class SnapshotReader {
 }  // namespace
 
 void MemoryConfig::validate() const {
-  if (height < 1 || width < 1)
-    throw std::invalid_argument("frame_shape must be positive, got (" + std::to_string(height) + ", " +
-                                std::to_string(width) + ")");
+  const std::string shape = "(" + std::to_string(height) + ", " + std::to_string(width) + ")";
+  if (height < 1 || width < 1) throw std::invalid_argument("frame_shape must be positive, got " + shape);
+  if (height > kMaxFrameBytes / width)  // height * width without computing an overflowing product
+    throw std::invalid_argument("frame_shape " + shape + " is too large: a frame must be at most 2^32 bytes");
+  if (capacity > kMaxCapacity)
+    throw std::invalid_argument("capacity " + std::to_string(capacity) + " is too large: at most 2^40 transitions");
   if (stack < 1 || stack > kMaxStack)
     throw std::invalid_argument("stack must be in [1, 255], got " + std::to_string(stack));
   if (n_step < 1 || n_step > kMaxNStep)
@@ -144,7 +181,22 @@ void MemoryConfig::validate() const {
       throw std::invalid_argument("alpha must be finite and >= 0, got " + std::to_string(alpha));
     if (!(eps > 0.0) || !std::isfinite(eps))
       throw std::invalid_argument("eps must be finite and > 0, got " + std::to_string(eps));
+    // The smallest stored priority, eps^alpha, must neither underflow to 0 (a total
+    // of 0 could not be sampled) nor exceed the largest leaf (see the header).
+    const double floor = std::pow(eps, alpha);
+    const double max_leaf = std::numeric_limits<double>::max() / (2.0 * static_cast<double>(capacity));
+    if (!(floor >= std::numeric_limits<double>::min() && floor <= max_leaf)) {
+      char text[256];
+      std::snprintf(text, sizeof(text), "eps ** alpha = %g ** %g = %g must be in [%g, %g] (priorities that neither "
+                    "underflow to 0 nor overflow the total)", eps, alpha, floor, std::numeric_limits<double>::min(), max_leaf);
+      throw std::invalid_argument(text);
+    }
   }
+}
+
+int64_t MemoryConfig::slot_bytes() const {
+  return static_cast<int64_t>(sizeof(int64_t) + sizeof(int32_t) + sizeof(float) + 2 * sizeof(uint8_t) +
+                              (prioritized ? 2 * sizeof(double) + 2 * sizeof(double) : 0));
 }
 
 ReplayMemory::ReplayMemory(const MemoryConfig& config)
@@ -201,8 +253,15 @@ void ReplayMemory::release_frames() {
   frames_.release_before(keep);
 }
 
+void ReplayMemory::check_frame_numbers_left() const {
+  if (frames_.end() >= kMaxCount) throw std::overflow_error("replay memory has used up its 2^62 frame numbers");
+}
+
 void ReplayMemory::start_episode(const uint8_t* frame) {
   std::lock_guard<std::mutex> lock(mu_);
+  check_frame_numbers_left();
+  // The only step that can throw (allocation) comes first; nothing below throws.
+  const int64_t first_frame = frames_.push(frame);
   if (episode_open_ && episode_steps_ > 0) {
     // The episode in progress is cut off: its last step becomes a truncation, so
     // its pending n-step transitions bootstrap from its true last observation.
@@ -211,7 +270,7 @@ void ReplayMemory::start_episode(const uint8_t* frame) {
     episode_open_ = false;
     mark_newly_sampleable(old_hi, sampleable().hi);
   }
-  cur_frame_ = frames_.push(frame);
+  cur_frame_ = first_frame;
   cur_history_ = 0;
   episode_steps_ = 0;
   episode_open_ = true;
@@ -219,15 +278,18 @@ void ReplayMemory::start_episode(const uint8_t* frame) {
   release_frames();
 }
 
-void ReplayMemory::append(int64_t action, float reward, const uint8_t* frame, bool terminated, bool truncated) {
+void ReplayMemory::append(int64_t action, double reward, const uint8_t* frame, bool terminated, bool truncated) {
   if (action < 0 || action > std::numeric_limits<int32_t>::max())
     throw std::invalid_argument("action must be in [0, 2^31), got " + std::to_string(action));
-  if (!std::isfinite(reward)) throw std::invalid_argument("reward must be finite, got " + std::to_string(reward));
+  if (!(std::fabs(reward) <= std::numeric_limits<float>::max()))
+    throw std::invalid_argument("reward must be finite (as a float32), got " + std::to_string(reward));
   std::lock_guard<std::mutex> lock(mu_);
   if (!episode_open_)
     throw std::invalid_argument(have_obs_ ? "append after the episode ended: call start_episode(frame) first"
                                           : "append before start_episode: call start_episode(frame) with the "
                                             "observation after reset first");
+  check_frame_numbers_left();
+  // The frame push (allocation) is the only step that can throw; nothing after it does.
   const int64_t old_hi = sampleable().hi;
   const int64_t id = appended_;
   const int64_t s = slot(id);
@@ -235,7 +297,7 @@ void ReplayMemory::append(int64_t action, float reward, const uint8_t* frame, bo
   obs_frame_[s] = cur_frame_;
   history_[s] = static_cast<uint8_t>(cur_history_);
   action_[s] = static_cast<int32_t>(action);
-  reward_[s] = reward;
+  reward_[s] = static_cast<float>(reward);
   flags_[s] = static_cast<uint8_t>((terminated ? kTerminated : 0) | (truncated ? kTruncated : 0));
   ++appended_;
   cur_frame_ = next_frame;
@@ -323,7 +385,15 @@ void ReplayMemory::sample(int64_t batch, double beta, const BatchView& out) {
     for (int64_t b = 0; b < batch; ++b) out.ids[b] = r.lo + static_cast<int64_t>(rng_.below(static_cast<uint64_t>(count)));
   } else {
     // Stratified: one draw in each of `batch` equal segments of the total mass.
-    const double total = sum_tree_->total();
+    // The leaf bounds (see the header) make the total finite and positive; rebuild
+    // once if rounding says otherwise, and never sample from a broken tree.
+    double total = sum_tree_->total();
+    if (!(total > 0.0 && total <= std::numeric_limits<double>::max())) {
+      sum_tree_->rebuild();
+      total = sum_tree_->total();
+      if (!(total > 0.0 && total <= std::numeric_limits<double>::max()))
+        throw std::logic_error("replay memory invariant broken: priority total is " + std::to_string(total));
+    }
     const double segment = total / static_cast<double>(batch);
     const double lowest = min_tree_->min();
     const int64_t capacity = config_.capacity;
@@ -331,8 +401,12 @@ void ReplayMemory::sample(int64_t batch, double beta, const BatchView& out) {
       const double mass = (static_cast<double>(b) + rng_.uniform()) * segment;
       int64_t leaf = std::min(sum_tree_->find(mass), capacity - 1);
       // Rounding can land past the last positive leaf or on a zero (pending) one;
-      // step back to the nearest positive leaf. Some leaf is positive since count > 0.
-      while (sum_tree_->get(leaf) <= 0.0) leaf = leaf == 0 ? capacity - 1 : leaf - 1;
+      // step back to the nearest positive leaf. Some leaf is positive since count > 0,
+      // so this ends within capacity steps; the bound only guards a broken invariant.
+      for (int64_t steps = 0; !(sum_tree_->get(leaf) > 0.0); ++steps) {
+        if (steps == capacity) throw std::logic_error("replay memory invariant broken: no positive priority");
+        leaf = leaf == 0 ? capacity - 1 : leaf - 1;
+      }
       out.ids[b] = r.lo + (leaf - slot(r.lo) + capacity) % capacity;
       // w_i = (N P(i))^-beta / max_j (N P(j))^-beta = (p_i / p_min)^-beta
       out.weights[b] = static_cast<float>(std::pow(sum_tree_->get(leaf) / lowest, -beta));
@@ -358,10 +432,19 @@ void ReplayMemory::prefetch_item(int64_t id) const {
 
 void ReplayMemory::update_priorities(const int64_t* ids, const double* priorities, int64_t count) {
   if (!sum_tree_) throw std::invalid_argument("update_priorities needs a prioritized memory");
+  // Validate every item (the derived p^alpha included), then commit: an error changes nothing.
   for (int64_t i = 0; i < count; ++i) {
     if (!std::isfinite(priorities[i]) || priorities[i] < 0.0)
       throw std::invalid_argument("priorities must be finite and >= 0; item " + std::to_string(i) + " is " +
                                   std::to_string(priorities[i]));
+    const double leaf = std::pow(priorities[i] + config_.eps, config_.alpha);
+    if (!leaf_in_range(leaf)) {
+      char text[256];
+      std::snprintf(text, sizeof(text), "priority item %lld is %g: (p + eps) ** alpha = %g is above %g, where %lld "
+                    "of them could overflow the total", static_cast<long long>(i), priorities[i], leaf,
+                    sum_tree_->max_leaf(), static_cast<long long>(config_.capacity));
+      throw std::invalid_argument(text);
+    }
   }
   std::lock_guard<std::mutex> lock(mu_);
   for (int64_t i = 0; i < count; ++i) {
@@ -374,7 +457,7 @@ void ReplayMemory::update_priorities(const int64_t* ids, const double* prioritie
     if (ids[i] < r.lo || ids[i] >= r.hi) continue;  // overwritten since sampled, or still pending
     const double p = priorities[i] + config_.eps;
     max_priority_ = std::max(max_priority_, p);
-    set_leaf(ids[i], std::pow(p, config_.alpha));
+    set_leaf(ids[i], std::pow(p, config_.alpha));  // in range: checked above, and pow is deterministic
   }
 }
 
@@ -398,25 +481,42 @@ void ReplayMemory::reseed(uint64_t seed) {
 
 size_t ReplayMemory::bytes_allocated() const {
   std::lock_guard<std::mutex> lock(mu_);
-  const size_t per_slot = sizeof(int64_t) + sizeof(int32_t) + sizeof(float) + 2 * sizeof(uint8_t) +
-                          (sum_tree_ ? 2 * sizeof(double) + 2 * sizeof(double) : 0);
-  return frames_.bytes_allocated() + per_slot * static_cast<size_t>(config_.capacity);
+  return frames_.bytes_allocated() + static_cast<size_t>(config_.slot_bytes() * config_.capacity);
 }
 
 void ReplayMemory::check_invariants() const {
   std::lock_guard<std::mutex> lock(mu_);
   auto fail = [](const std::string& what) { throw std::logic_error("replay memory invariant broken: " + what); };
+  // Counters first, so that the frame arithmetic below cannot overflow.
+  if (appended_ < 0 || appended_ >= kMaxCount || frames_.begin() < 0 || frames_.end() < frames_.begin() ||
+      frames_.end() >= kMaxCount)
+    fail("counters out of range");
+  if (appended_ > frames_.end()) fail("more transitions than frames");
+  if (!have_obs_ && (appended_ != 0 || frames_.end() != 0 || episode_open_)) fail("transitions without an observation");
   if (have_obs_ && cur_frame_ != frames_.end() - 1) fail("newest observation is not the newest frame");
   if (cur_history_ < 0 || cur_history_ > config_.stack - 1) fail("history of the newest observation out of range");
   if (have_obs_ && cur_frame_ - cur_history_ < frames_.begin()) fail("frames of the newest state released");
+  if (episode_steps_ < 0 || episode_steps_ > appended_) fail("episode steps out of range");
+  if (cur_history_ != std::min(episode_steps_, config_.stack - 1)) fail("newest history disagrees with the episode's steps");
+  // The episode in progress is ids [first_open, appended): none of them ends an
+  // episode, the one before it does, and (n-step) no target reads past the newest id.
+  const int64_t first_open = episode_open_ ? appended_ - episode_steps_ : appended_;
   const Range r = sampleable();
   const int64_t live_lo = std::max<int64_t>(0, appended_ - config_.capacity);
+  if (first_open - 1 >= live_lo && !(flags_[slot(first_open - 1)] & (kTerminated | kTruncated)))
+    fail("the transition before the episode in progress does not end an episode");
+  if (episode_open_ && episode_steps_ > 0 && obs_frame_[slot(appended_ - 1)] + 1 != cur_frame_)
+    fail("the newest transition does not lead to the newest observation");
   for (int64_t id = live_lo; id < appended_; ++id) {
     const int64_t s = slot(id);
     if (history_[s] > config_.stack - 1) fail("history out of range at id " + std::to_string(id));
-    if (obs_frame_[s] - history_[s] < frames_.begin()) fail("state frames released for live id " + std::to_string(id));
-    if (obs_frame_[s] + 1 >= frames_.end()) fail("next frame missing for id " + std::to_string(id));
+    if (obs_frame_[s] < frames_.begin() + history_[s]) fail("state frames released for live id " + std::to_string(id));
+    if (obs_frame_[s] >= frames_.end() - 1) fail("next frame missing for id " + std::to_string(id));
     if (flags_[s] & ~(kTerminated | kTruncated)) fail("unknown flag bits at id " + std::to_string(id));
+    if (id >= first_open && (flags_[s] & (kTerminated | kTruncated)))
+      fail("episode in progress holds an ended transition at id " + std::to_string(id));
+    if (action_[s] < 0) fail("negative action at id " + std::to_string(id));
+    if (!std::isfinite(reward_[s])) fail("reward not finite at id " + std::to_string(id));
     if (id + 1 < appended_ && !(flags_[s] & (kTerminated | kTruncated))) {
       const int64_t n = slot(id + 1);
       if (obs_frame_[n] != obs_frame_[s] + 1) fail("episode frames not consecutive at id " + std::to_string(id));
@@ -427,10 +527,12 @@ void ReplayMemory::check_invariants() const {
       const bool can_sample = id >= r.lo && id < r.hi;
       const double leaf = sum_tree_->get(s);
       if (can_sample != (leaf > 0.0)) fail("priority of id " + std::to_string(id) + " disagrees with sampleability");
+      if (leaf > 0.0 && !leaf_in_range(leaf)) fail("priority of id " + std::to_string(id) + " out of range");
       if (min_tree_->get(s) != (leaf > 0.0 ? leaf : kInfinity)) fail("min tree leaf differs at id " + std::to_string(id));
     }
   }
   if (sum_tree_) {
+    if (!(max_priority_ > 0.0) || !leaf_in_range(std::pow(max_priority_, config_.alpha))) fail("max priority out of range");
     for (int64_t id = appended_; id < config_.capacity; ++id) {
       if (sum_tree_->get(id) != 0.0 || min_tree_->get(id) != kInfinity) fail("empty slot holds a priority");
     }
@@ -440,6 +542,7 @@ void ReplayMemory::check_invariants() const {
 }
 
 void ReplayMemory::save(const std::string& path) const {
+  check_path(path);
   std::lock_guard<std::mutex> lock(mu_);
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   try {
@@ -499,6 +602,7 @@ void ReplayMemory::save(const std::string& path) const {
 }
 
 std::unique_ptr<ReplayMemory> ReplayMemory::load(const std::string& path) {
+  check_path(path);
   SnapshotReader in(path);
   const std::string where = "replay snapshot '" + path + "'";
   if (in.file_size() < kHeaderBytes + sizeof(uint64_t)) {
@@ -543,16 +647,22 @@ std::unique_ptr<ReplayMemory> ReplayMemory::load(const std::string& path) {
 
   auto corrupt = [&](const std::string& why) { return FormatError(where + " is corrupt: " + why); };
   if (prioritized != 0 && prioritized != 1) throw corrupt("bad prioritized flag");
-  // Bound the sizes by the file itself before allocating anything.
-  if (config.capacity < 1 || config.capacity > (int64_t{1} << 40) || config.height < 1 || config.width < 1 || config.height > (1 << 16) ||
-      config.width > (1 << 16) || appended < 0 || frames_begin < 0 || frames_end < frames_begin ||
-      (episode_open != 0 && episode_open != 1) || (have_obs != 0 && have_obs != 1) || episode_steps < 0)
+  // Every header value in range before anything is allocated: counts below kMaxCount
+  // (so no later arithmetic overflows), sizes bounded by the file or the machine.
+  if (appended < 0 || appended >= kMaxCount || frames_begin < 0 || frames_end < frames_begin ||
+      frames_end >= kMaxCount || (episode_open != 0 && episode_open != 1) || (have_obs != 0 && have_obs != 1) ||
+      episode_steps < 0 || episode_steps > appended || cur_history < 0 || cur_history > kMaxStack ||
+      cur_frame < -1 || cur_frame >= kMaxCount)
     throw corrupt("impossible header values");
   try {
     config.validate();
   } catch (const std::invalid_argument& e) {
     throw corrupt(e.what());
   }
+  if (config.capacity > physical_memory_bytes() / config.slot_bytes())
+    throw corrupt("capacity " + std::to_string(config.capacity) + " needs " +
+                  std::to_string(config.capacity * config.slot_bytes()) + " bytes, more than this machine's " +
+                  std::to_string(physical_memory_bytes()) + " bytes of memory");
   const uint64_t live = static_cast<uint64_t>(std::min(appended, config.capacity));
   const uint64_t per_id = sizeof(int64_t) + sizeof(int32_t) + sizeof(float) + 2 + (config.prioritized ? sizeof(double) : 0);
   const uint64_t frame_bytes = static_cast<uint64_t>(config.frame_bytes());
@@ -600,7 +710,8 @@ std::unique_ptr<ReplayMemory> ReplayMemory::load(const std::string& path) {
   in.verify_checksum();
 
   if (config.prioritized) {
-    if (!(max_priority > 0.0) || !std::isfinite(max_priority)) throw corrupt("bad max priority");
+    if (!(max_priority > 0.0) || !std::isfinite(max_priority) || !m.leaf_in_range(std::pow(max_priority, config.alpha)))
+      throw corrupt("bad max priority");
     try {
       for (int64_t s = 0; s < config.capacity; ++s) {
         if (leaves[static_cast<size_t>(s)] > 0.0) m.set_leaf(s, leaves[static_cast<size_t>(s)]);

@@ -52,6 +52,18 @@
 // in the Fenwick tree and +inf in the min tree. A transition gets max_priority^alpha
 // (the largest p seen so far, 1 at first) when it becomes sampleable.
 //
+// Every stored p^alpha, computed in double, lies in [eps^alpha, max_leaf] with
+// eps^alpha a positive normal double (checked at construction) and
+// max_leaf = DBL_MAX / (2 capacity) (FenwickTree::max_leaf), so the total of the
+// sampleable leaves is finite, and positive whenever one is sampleable: sampling
+// never meets a total of 0 or infinity. A priority whose p^alpha falls outside is
+// refused (std::invalid_argument) before anything changes.
+//
+// Errors: every method checks its arguments and every derived value first, then
+// commits with operations that cannot throw, so an exception leaves the memory
+// exactly as it was. Frame numbers and ids stay below kMaxCount = 2^62 (146 years
+// at 10^9 appends per second), so no index arithmetic can overflow.
+//
 // Thread safety: every public method takes one mutex, so one thread may append
 // while another samples.
 #pragma once
@@ -97,7 +109,9 @@ struct MemoryConfig {
   uint64_t seed = 0;
 
   void validate() const;  // throws std::invalid_argument with the reason
-  int64_t frame_bytes() const { return height * width; }
+  int64_t frame_bytes() const { return height * width; }  // after validate(): no overflow
+  // Bytes of the per-transition arrays for one slot (priority trees included).
+  int64_t slot_bytes() const;
 };
 
 // Caller-owned output arrays, each with room for `batch` items; weights is
@@ -129,14 +143,16 @@ class ReplayMemory {
 
   const MemoryConfig& config() const { return config_; }
   void start_episode(const uint8_t* frame);
-  void append(int64_t action, float reward, const uint8_t* frame, bool terminated, bool truncated);
+  // reward must be finite and within float32 range (it is stored as float).
+  void append(int64_t action, double reward, const uint8_t* frame, bool terminated, bool truncated);
   int64_t size() const;                  // sampleable transitions
   int64_t transitions_appended() const;  // ids handed out so far
   // The stacked state of the newest observation (what the agent acts on next).
   void current_state(uint8_t* out) const;
   // Uniform: beta is ignored. Prioritized: stratified proportional sampling.
   void sample(int64_t batch, double beta, const BatchView& out);
-  // priorities are |TD error| (finite, >= 0); stale and pending ids are ignored.
+  // priorities are |TD error| (finite, >= 0, with (p + eps)^alpha <= max_leaf);
+  // stale and pending ids are ignored.
   void update_priorities(const int64_t* ids, const double* priorities, int64_t count);
   // Reads the stored priority p^alpha of a live id (tests, diagnostics).
   double priority_of(int64_t id) const;
@@ -158,6 +174,9 @@ class ReplayMemory {
   void fill_item(int64_t id, int64_t b, const BatchView& out) const;
   void prefetch_item(int64_t id) const;
   void set_leaf(int64_t id, double value);  // value = p^alpha, 0 for not sampleable
+  // Whether a p^alpha may be stored: in (0, max_leaf] (NaN is not).
+  bool leaf_in_range(double leaf) const { return leaf > 0.0 && leaf <= sum_tree_->max_leaf(); }
+  void check_frame_numbers_left() const;  // throws std::overflow_error at kMaxCount
   void release_frames();
   void mark_newly_sampleable(int64_t old_hi, int64_t new_hi);
 
