@@ -28,26 +28,27 @@ start of the buffer) Dopamine writes stack - 1 zero "padding" entries (zero fram
 reward 0, not terminal) before the next episode's first entry; the terminal step's own next
 frame is never stored. The buffer is circular: cursor = add_count % capacity is the next index to
 write; once add_count > capacity, the oldest entry is the one at the cursor. In logical order
-(oldest first), with stack 4 and Dopamine's n-step 1:
+(oldest first; logical p is index (cursor + p) % capacity), with stack 4 and Dopamine's n-step 1:
 
-    logical:   0  1  2  3 | 4  5  6  7  8T | 9 10 11 | 12 13 ... c-2 c-1
-    entry:     invalid    | episode A      | padding | episode B ...    invalid
-    import:    skipped    | A: 5 steps,    | skipped | B: ...  c-2 is  skipped
-                          | 8 terminated   |         | marked truncated (next frame obs[c-1])
+    logical  0 1 2 3   4 5 6T      7 8 9     10 ... 40T   41 42 43   44 ... newest-1   newest
+    entry    invalid   an episode  padding   episode A    padding    episode B, running  invalid
+                       begun earlier
+    import   skipped   dropped     skipped   31 steps,    skipped    44 .. newest-1,     skipped
+                                             40 terminal             newest-1 truncated
 
 Import rules (the diagram's):
-- Entries listed in invalid_range are not imported as transitions: the newest n (their next
-  frames are not written yet) and the stack oldest (their stacked states reach back across the
-  cursor into overwritten data). A valid entry whose episode began before them starts the
-  imported episode, so its first states repeat its first frame (the memory's rule at an episode
-  start) instead of the overwritten frames.
+- Entries listed in invalid_range are not imported: the newest n (their next frames are not
+  written yet) and the stack oldest (their stacked states reach back across the cursor into
+  overwritten data).
+- An episode whose first entry is gone (it began before the oldest valid entry) is dropped: its
+  states and its return would be wrong. Every imported episode starts at its true first step.
 - Padding entries are skipped, and checked to be zero; so is the entry after them, which must
   not be (a wrong --stack shows up here).
 - A terminal entry is appended with terminated=True and a copy of its own frame as the next
   observation (its discount is 0, so that frame is never bootstrapped from).
 - An episode cut without a terminal (at the newest edge: its last entry is invalid) loses that
-  last entry, whose next frame does not exist; the entry before it, whose next frame obs[c-1]
-  does, is appended with truncated=True.
+  last entry, whose next frame does not exist; the entry before it, whose next frame (the
+  newest entry's observation) does, is appended with truncated=True.
 - Rewards are stored as recorded. The dataset was recorded with Dopamine's preprocessing, not
   this project's: sticky actions (repeat probability 0.25), no episodic life (an episode is a
   whole game), rewards clipped to [-1, 1] by Dopamine's runner, and a terminal also at its
@@ -224,6 +225,14 @@ def make_plan(terminal: np.ndarray, add_count: int, invalid: set[int], stack: in
             close_run()
             pad_left = stack - 1
     close_run()
+    # Only episodes that begin at their true first step: after padding or a terminal, or at the
+    # buffer's first entry. A run after invalid entries continues an episode begun earlier.
+    def true_start(p: int) -> bool:
+        if p == 0:
+            return add_count <= capacity
+        return p - 1 in padding or bool(terminal[(oldest + p - 1) % capacity])
+
+    episodes = [(first, last) for first, last in episodes if true_start(first)]
     # An episode cut without a terminal needs the next frame of its last entry: the observation
     # after it, if stored (it may be an invalid entry's); otherwise that entry is dropped.
     kept = []

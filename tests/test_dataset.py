@@ -64,16 +64,18 @@ class DopamineBuffer:
 
 def expected_transitions(buffer):
     """What the import must produce, in order: the real entries whose add index lies in the
-    valid window (not the stack oldest of a wrapped buffer, not the newest), each with its next
-    frame (the next entry's frame, or its own if terminal) and flags."""
+    valid window (not the stack oldest of a wrapped buffer, not the newest), of episodes that
+    begin inside it, each with its next frame (the next entry's frame, or its own if terminal)
+    and flags."""
     window_lo = max(0, buffer.add_count - buffer.capacity)
     if buffer.add_count > buffer.capacity:
         window_lo += STACK  # invalid_range: the stack entries from the cursor on
     window_hi = buffer.add_count - 1  # invalid_range: the newest entry
     records = buffer.records
+    begun_before = {r["episode"] for r in records if r["index"] < window_lo}  # dropped whole
     out = []
     for k, r in enumerate(records):
-        if not window_lo <= r["index"] < window_hi:
+        if not window_lo <= r["index"] < window_hi or r["episode"] in begun_before:
             continue
         if r["terminal"]:
             next_obs, truncated = r["obs"], False
@@ -161,12 +163,13 @@ def test_unwrapped_buffer_imports_every_transition(tmp_path, capsys):
     assert f"size on disk: {(tmp_path / 'data.bin').stat().st_size:,} bytes" in out
 
 
-@pytest.mark.parametrize("lengths", [
-    [50, 70, 40, 90, 60],  # the oldest entry lies inside an episode
-    [50, 70, 40, 35, 115],  # a terminal one entry after the cursor: its padding reaches past the invalid entries
-    [50, 70, 40, 33, 117],  # the cursor on padding whose terminal was overwritten
+@pytest.mark.parametrize("lengths, first_episode", [
+    ([50, 70, 40, 90, 60], 4),  # the cursor inside episode 3, which is dropped
+    ([50, 70, 40, 35, 50, 62], 4),  # episode 3 ends one entry after the cursor; the padding after it
+                                    # reaches past the invalid entries; episode 4 begins after it
+    ([50, 70, 40, 30, 50, 65], 5),  # the cursor on padding: episode 4's first entry is invalid
 ])
-def test_wrapped_buffer_starts_at_the_cursor(tmp_path, lengths):
+def test_wrapped_buffer_starts_at_the_cursor(tmp_path, lengths, first_episode):
     buffer = DopamineBuffer(capacity=120, seed=1)
     for e, n in enumerate(lengths):
         buffer.episode(n, e < len(lengths) - 1, e)
@@ -174,8 +177,7 @@ def test_wrapped_buffer_starts_at_the_cursor(tmp_path, lengths):
     folder = buffer.save(tmp_path / "replay_logs", suffix=7)
     assert run_import(folder, tmp_path / "data.bin") == 0
     transitions = expected_transitions(buffer)
-    oldest = buffer.add_count - buffer.capacity
-    assert transitions[0]["index"] >= oldest + STACK  # the stack oldest entries are invalid
+    assert transitions[0]["episode"] == first_episode and transitions[-1]["truncated"]
     check_import(ReplayMemory.load(tmp_path / "data.bin"), transitions)
 
 
