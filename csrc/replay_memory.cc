@@ -732,4 +732,29 @@ std::unique_ptr<ReplayMemory> ReplayMemory::load(const std::string& path) {
   return memory;
 }
 
+TransitionLog ReplayMemory::export_log() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  TransitionLog log;
+  log.first_id = std::max<int64_t>(0, appended_ - config_.capacity);
+  const size_t count = static_cast<size_t>(appended_ - log.first_id);
+  log.actions.resize(count);
+  log.rewards.resize(count);
+  log.terminated.resize(count);
+  log.truncated.resize(count);
+  log.episode_start.resize(count);
+  for (size_t k = 0; k < count; ++k) {
+    const int64_t s = slot(log.first_id + static_cast<int64_t>(k));
+    log.actions[k] = action_[s];
+    log.rewards[k] = reward_[s];
+    log.terminated[k] = (flags_[s] & kTerminated) ? 1 : 0;
+    log.truncated[k] = (flags_[s] & kTruncated) ? 1 : 0;
+    if (k > 0) {
+      log.episode_start[k] = (log.terminated[k - 1] || log.truncated[k - 1]) ? 1 : 0;
+    } else {  // the predecessor is gone: only the state's history tells (see TransitionLog)
+      log.episode_start[k] = (history_[s] == 0 && (config_.stack > 1 || log.first_id == 0)) ? 1 : 0;
+    }
+  }
+  return log;
+}
+
 }  // namespace replay
