@@ -1,6 +1,6 @@
 """The learner: online and target Q-networks and their optimizer. Knows no env and no memory.
 
-act() is the one place an action is chosen, in training and in evaluation alike. Evaluation acts
+act_batch() is the one place an action is chosen, in training and in evaluation alike. Evaluation acts
 with the online network; training acts with the actor network: the online network itself, or with
 config.overlap a copy of it from before the update in flight (at most one update old), refreshed
 by sync_actor() when that update is done. learn() never touches the actor, so acting on one
@@ -74,17 +74,26 @@ class Agent:
         network = self.actor if actor else self.online
         return network(self._tensor(states)).argmax(dim=1).cpu().numpy()
 
+    def act_batch(self, states: np.ndarray, epsilon: float, rng: np.random.Generator, *,
+                  actor: bool = False) -> np.ndarray:
+        """Epsilon-greedy actions for (N, stack, 84, 84) uint8 states: the one call through which
+        training (actor=True: the actor network) and evaluation (the online network) act.
+
+        The rng is used row by row, one uniform draw per row and a second only when that row
+        explores: its use depends on nothing but epsilon, which keeps seeded runs (and resumed
+        ones) identical. The network runs only if some row is greedy.
+        """
+        random_actions = [int(rng.integers(self.n_actions)) if rng.random() < epsilon else None
+                          for _ in range(len(states))]
+        if None not in random_actions:
+            return np.array(random_actions, np.int64)
+        greedy = self.greedy_actions(states, actor=actor)  # the whole batch: one input shape
+        return np.array([g if a is None else a for a, g in zip(random_actions, greedy)], np.int64)
+
     def act(self, state: np.ndarray, epsilon: float, rng: np.random.Generator, *,
             actor: bool = False) -> int:
-        """Epsilon-greedy on one (stack, 84, 84) uint8 state, with the online network or (actor,
-        for training) the actor network.
-
-        One uniform draw per call and a second only when exploring: the rng's use depends on
-        nothing but epsilon, which keeps seeded runs (and resumed ones) identical.
-        """
-        if rng.random() < epsilon:
-            return int(rng.integers(self.n_actions))
-        return int(self.greedy_actions(state[None], actor=actor)[0])
+        """act_batch() on one (stack, 84, 84) state."""
+        return int(self.act_batch(state[None], epsilon, rng, actor=actor)[0])
 
     def learn(self, batch: Batch, weights: np.ndarray | None = None) -> LearnStats:
         """One gradient step. weights: importance weights (prioritized replay) or None.

@@ -6,6 +6,10 @@ agent steps unless its name says otherwise.
 
 main.py builds its command-line flags from the fields below (the flag name is in the field's
 metadata, the help text is the field's doc), so a flag is documented in exactly one place.
+
+A Config is a plain value: this module imports no environment, torch or replay code. What needs
+them (is the game known? does the memory fit in RAM?) is checked where flags become a Config
+(main.py) and before a run writes anything (train.py).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 FRAME_SKIP = 4  # emulator frames per agent step (DeepMind's setting; AtariPreprocessing's default)
+SCREEN_SIZE = 84  # observations are SCREEN_SIZE x SCREEN_SIZE grayscale frames
+STACK = 4  # frames per state: the network's input channels, stacked by the replay memory
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -141,11 +147,8 @@ class Config:
         need(self.batch_size <= self.memory_capacity_transitions, "batch_size",
              "must not exceed --memory-size")
         need(self.device in DEVICES, "device", f"must be one of {', '.join(DEVICES)}")
-        from atari_dqn.env import resolve_env_id  # raises ConfigError for an unknown game
-
-        resolve_env_id(self.env_id)
-        if not self.out_dir:
-            object.__setattr__(self, "out_dir", self.resume or default_run_dir(self))
+        if not self.out_dir and self.resume:
+            object.__setattr__(self, "out_dir", self.resume)
 
     @classmethod
     def from_flags(cls, given: dict[str, Any]) -> Config:
@@ -181,8 +184,7 @@ def flag_of(name: str) -> str:
     return next(f.metadata["flag"] for f in dataclasses.fields(Config) if f.name == name)
 
 
-def default_run_dir(config: Config) -> str:
-    from atari_dqn.env import game_name
-
+def default_run_dir(game: str, seed: int) -> str:
+    """rewards/<game>-seed<seed>-<date>: game is a file-name friendly name (env.game_name)."""
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return str(Path("rewards") / f"{game_name(config.env_id)}-seed{config.seed}-{stamp}")
+    return str(Path("rewards") / f"{game}-seed{seed}-{stamp}")

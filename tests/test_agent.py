@@ -12,7 +12,8 @@ N_ACTIONS = 4
 
 def make_agent(**overrides) -> Agent:
     torch.manual_seed(0)
-    return Agent(N_ACTIONS, Config(out_dir="x", **overrides), torch.device("cpu"))
+    config = Config(out_dir="x", **{"compile": False, **overrides})
+    return Agent(N_ACTIONS, config, torch.device("cpu"))
 
 
 def fixed_batch(size=16, seed=0) -> SimpleNamespace:
@@ -114,6 +115,20 @@ def test_act_is_greedy_at_epsilon_zero_and_uniform_at_one():
     assert {agent.act(state, 0.0, rng) for _ in range(20)} == {greedy}
     counts = np.bincount([agent.act(state, 1.0, rng) for _ in range(2_000)], minlength=N_ACTIONS)
     assert counts.min() > 400  # each of 4 actions about 500 times
+
+
+def test_act_batch_draws_from_the_rng_row_by_row_as_act_does():
+    """A batch of N states uses the rng as N calls of act() would, and its greedy rows are the
+    greedy actions of their states (one forward over the whole batch)."""
+    agent = make_agent()
+    states = fixed_batch(size=6).states
+    greedy = agent.greedy_actions(states)
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    for epsilon in (0.0, 0.5, 1.0):
+        batched = agent.act_batch(states, epsilon, a)
+        assert batched.dtype == np.int64 and batched.shape == (6,)
+        assert batched.tolist() == [agent.act(state, epsilon, b) for state in states]
+    assert agent.act_batch(states, 0.0, a).tolist() == greedy.tolist()
 
 
 def test_act_uses_the_rng_the_same_way_for_the_same_epsilon():

@@ -19,16 +19,17 @@ import torch
 from PIL import Image
 
 import main
+from atari_dqn import telemetry
+from atari_dqn.checkpoint import read_checkpoint
 from atari_dqn.config import Config
 from atari_dqn.network import QNetwork
-from atari_dqn import train as train_module
-from atari_dqn.train import read_checkpoint, train
+from atari_dqn.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--steps", "300", "--learning-starts", "100", "--memory-size", "1000",
         "--batch-size", "8", "--target-update", "50", "--eps-decay", "100",
         "--eval-every", "150", "--eval-episodes", "2", "--eval-max-steps", "150",
-        "--eval-eps", "0.3", "--seed", "3"]
+        "--eval-eps", "0.3", "--seed", "3", "--no-compile"]
 LINE = re.compile(r"^ {0,2}\d{1,3} {1,8}\d{1,8} -?\d+\.\d$")
 
 
@@ -109,9 +110,9 @@ def test_interrupted_and_resumed_run_equals_the_uninterrupted_one(reference, tmp
 
 def test_without_a_terminal_progress_is_printed_as_lines(tmp_path, monkeypatch, capsys):
     # capsys's stdout is not a terminal, so the bar is off and lines stand in for it
-    monkeypatch.setattr(train_module, "LOG_EVERY_STEPS", 50)
-    monkeypatch.setattr(train_module, "LINE_EVERY_STEPS", 100)
-    assert main.main([*TINY, "--no-compile", "--out", str(tmp_path / "run")]) == 0
+    monkeypatch.setattr(telemetry, "LOG_EVERY_STEPS", 50)
+    monkeypatch.setattr(telemetry, "LINE_EVERY_STEPS", 100)
+    assert main.main([*TINY, "--out", str(tmp_path / "run")]) == 0
     lines = re.findall(r"^agent step (\d+) of 300: \d+ steps/s, epsilon (\d\.\d{3}), "
                        r"last game score (-|-?\d+\.\d)$", capsys.readouterr().out, re.MULTILINE)
     assert [int(step) for step, _, _ in lines] == [100, 200, 300]
