@@ -7,7 +7,7 @@ import dataclasses
 import sys
 from typing import Any
 
-from atari_dqn.config import Config, ConfigError, default_run_dir
+from atari_dqn.config import Config, ConfigError, RunError, default_run_dir
 
 
 def _int(text: str) -> int:
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         from atari_dqn.train import train
 
         result = train(config)
-    except ConfigError as e:
+    except (ConfigError, RunError) as e:  # RunError: a disk error or a non-finite loss
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2
     # Stopped by a signal: the conventional 128 + signal number, after the checkpoint.

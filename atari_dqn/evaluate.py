@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from atari_dqn.config import FRAME_SKIP, SCREEN_SIZE, STACK  # noqa: E402
-from atari_dqn.files import atomic_write  # noqa: E402
+from atari_dqn.files import atomic_write, writing  # noqa: E402
 from atari_dqn.replay import ReplayMemory  # noqa: E402
 
 GIF_MAX_FRAMES = 4_500           # longer games are subsampled so the GIF stays a few MB
@@ -74,11 +74,13 @@ class NullFrameWriter:
 
 class PngFrameWriter:
     """Writes every frame played as <folder>/NNNNNN.png (numbered across the evaluation's games)
-    and, on close(), the best game as an animated GIF at gif_path."""
+    and, on close(), the best game as an animated GIF at gif_path. A failed write is a
+    DiskError naming the file."""
 
     def __init__(self, folder: Path, gif_path: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)  # leftovers of an evaluation cut short
-        folder.mkdir(parents=True)
+        with writing(folder):
+            folder.mkdir(parents=True)
         self.folder, self.gif_path = folder, gif_path
         self.count = 0
         self.game_start = 0
@@ -88,7 +90,9 @@ class PngFrameWriter:
         self.game_start = self.count
 
     def capture(self, env: gym.Env) -> None:
-        Image.fromarray(env.render()).save(self.folder / f"{self.count:06d}.png")
+        path = self.folder / f"{self.count:06d}.png"
+        with writing(path):
+            Image.fromarray(env.render()).save(path)
         self.count += 1
 
     def end_game(self, score: float) -> None:

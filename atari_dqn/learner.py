@@ -65,8 +65,9 @@ class Updates:
         else:
             batch = self.memory.sample(config.batch_size)
         if self.pool is None:
+            stats = self.agent.learn(batch, batch.weights)
             self.in_flight = (batch.ids, Future())
-            self.in_flight[1].set_result(self.agent.learn(batch, batch.weights))
+            self.in_flight[1].set_result(stats)
             self.finish()
         else:
             self.in_flight = (batch.ids, self.pool.submit(self.agent.learn, batch, batch.weights))

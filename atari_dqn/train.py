@@ -4,6 +4,11 @@ The parts live elsewhere: the run folder, checkpoints and resume in checkpoint.p
 schedule (and its --overlap thread) in learner.py, the progress bar and TensorBoard in
 telemetry.py, evaluation games in evaluate.py. Training and evaluation act through the same call,
 Agent.act_batch, on states stacked by the replay memory.
+
+Everything about the settings and the machine is checked before the run folder is made. Once it
+is, a run ends in one of three ways: it finishes; a signal or stop_when stops it after a
+checkpoint; or a RunError (one line, raised after the last good state is checkpointed or with the
+last checkpoint intact): a disk error, or a non-finite loss.
 """
 
 from __future__ import annotations
@@ -19,12 +24,15 @@ import numpy as np
 import torch
 
 from atari_dqn import env as envs
-from atari_dqn.agent import Agent
-from atari_dqn.checkpoint import (Progress, create_run_dir, load_checkpoint, record_evaluation,
-                                  save_checkpoint)
-from atari_dqn.config import Config, ConfigError
+from atari_dqn.agent import Agent, NonFiniteLoss
+from atari_dqn.checkpoint import (Progress, RunLock, create_run_dir, has_checkpoint,
+                                  load_checkpoint, record_evaluation, save_checkpoint,
+                                  tidy_run_dir)
+from atari_dqn.config import Config, ConfigError, RunError
 from atari_dqn.evaluate import NullFrameWriter, PngFrameWriter, evaluate, evaluation_seeds
+from atari_dqn.files import DiskError
 from atari_dqn.learner import Updates
+from atari_dqn.machine import check_machine
 from atari_dqn.schedule import epsilon
 from atari_dqn.telemetry import Telemetry
 
@@ -65,23 +73,18 @@ class StopOnSignal:
             signal.signal(s, old)
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: CUDA is not available on this machine")
-    return torch.device(name)
-
-
 def make_memory(config: Config) -> Any:
     from atari_dqn.replay import PrioritizedReplayMemory, ReplayMemory
 
     common = dict(frame_shape=(envs.SCREEN_SIZE, envs.SCREEN_SIZE), stack=envs.STACK,
                   seed=config.seed, n_step=config.n_step, gamma=config.gamma)
-    if config.prioritized:
-        return PrioritizedReplayMemory(config.memory_capacity_transitions, alpha=config.per_alpha,
-                                       **common)
-    return ReplayMemory(config.memory_capacity_transitions, **common)
+    try:
+        if config.prioritized:
+            return PrioritizedReplayMemory(config.memory_capacity_transitions,
+                                           alpha=config.per_alpha, **common)
+        return ReplayMemory(config.memory_capacity_transitions, **common)
+    except (ValueError, MemoryError) as e:  # the memory's own checks, in case ours missed one
+        raise ConfigError(f"--memory-size {config.memory_capacity_transitions}: {e}") from None
 
 
 def play_evaluation(agent: Agent, eval_env: Any, config: Config, run: Path,
@@ -98,12 +101,28 @@ def play_evaluation(agent: Agent, eval_env: Any, config: Config, run: Path,
 
 def train(config: Config, *, stop_when: Callable[[int], bool] = lambda step: False) -> RunResult:
     """Train (or continue) the run config describes. stop_when(agent_steps) -> True stops the
-    run after that step as a signal would: checkpoint, then return."""
-    device = pick_device(config.device)
+    run after that step as a signal would: checkpoint, then return. Raises ConfigError before
+    anything is written, RunError after."""
+    device = check_machine(config)
     envs.resolve_env_id(config.env_id)  # an unknown game is a ConfigError
     if not config.out_dir:
         raise ConfigError("--out: no run folder given")
-    run = config.run_dir if config.resume else create_run_dir(config)
+    run = config.run_dir
+    fresh = not (config.resume and has_checkpoint(run))
+    memory = make_memory(config) if fresh else None  # before the folder: its checks first
+    lock = RunLock(run) if config.resume else create_run_dir(config)
+    try:
+        return _train(config, run, device, memory, stop_when)
+    except DiskError as e:
+        since = "its last checkpoint" if has_checkpoint(run) else "step 0"
+        raise RunError(f"{e}; once that is fixed, --resume {run} continues from {since}") from None
+    finally:
+        lock.close()
+
+
+def _train(config: Config, run: Path, device: torch.device, memory: Any,
+           stop_when: Callable[[int], bool]) -> RunResult:
+    """train() on a locked run folder; memory: a new one, or None to load the checkpoint's."""
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     env = envs.make_train_env(config.env_id)
@@ -111,10 +130,11 @@ def train(config: Config, *, stop_when: Callable[[int], bool] = lambda step: Fal
                                   render=config.render)
     agent = Agent(int(env.action_space.n), config, device)
     act_rng = np.random.default_rng(config.seed)
-    if config.resume:
+    if memory is None:
         memory, progress, pending = load_checkpoint(run, config, agent, act_rng, env)
     else:
-        memory, progress, pending = make_memory(config), Progress(), None
+        progress, pending = Progress(), None
+        tidy_run_dir(run, progress, replay_name=None)  # what a run stopped early left
         obs, _ = env.reset(seed=config.seed)
         memory.start_episode(obs)
     telemetry = Telemetry(config, run, progress.step)
@@ -169,6 +189,11 @@ def train(config: Config, *, stop_when: Callable[[int], bool] = lambda step: Fal
                         checkpoint()
                     telemetry.message(f"stopped at agent step {step}; continue with --resume {run}")
                     return RunResult(run, step, stopped_early=True, signum=stop.signum)
+        except NonFiniteLoss as e:
+            checkpoint()  # the networks from before the update that failed
+            raise RunError(f"non-finite loss at agent step {progress.step} ({e}); stopped before "
+                           f"that update, with a checkpoint of the last good state in {run}; "
+                           f"a lower --lr (in a new run) may help") from None
         finally:
             updates.close()
             telemetry.close()

@@ -169,3 +169,21 @@ def test_compiled_agent_learns_what_the_eager_one_learns(double):
         torch.testing.assert_close(eager.online(state), compiled.online(state),
                                    rtol=1e-4, atol=1e-5)
     eager.load_state_dict(compiled.state_dict())  # a compiled run's checkpoint loads eagerly
+
+
+def test_a_non_finite_loss_raises_before_the_step_and_changes_nothing():
+    """Issue 12, defect 6: NaN TD errors used to be trained on (or crash in the memory)."""
+    from atari_dqn.agent import NonFiniteLoss
+
+    agent = make_agent()
+    agent.learn(fixed_batch())  # the optimizer has state to keep
+    before = make_agent()
+    before.load_state_dict(agent.state_dict())
+    batch = fixed_batch(seed=1)
+    batch.rewards[3] = np.nan
+    with pytest.raises(NonFiniteLoss, match="loss nan"):
+        agent.learn(batch)
+    for a, b in zip(params(agent.online), params(before.online)):
+        assert torch.equal(a, b)
+    clean = fixed_batch(seed=2)  # the optimizer's moments and step count are untouched too
+    assert agent.learn(clean).loss == before.learn(clean).loss

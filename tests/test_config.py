@@ -33,6 +33,16 @@ def test_defaults_are_valid_and_every_field_has_a_doc_and_a_flag():
     (dict(gamma=1.2), "--gamma"),
     (dict(batch_size=64, memory_capacity_transitions=32), "--batch-size"),
     (dict(device="tpu"), "--device"),
+    # issue 12, defects 6 and 7: each of these used to start a run (and crash inside it)
+    (dict(lr=float("inf")), "--lr must be a finite number"),
+    (dict(adam_eps=float("inf")), "--adam-eps must be a finite number"),
+    (dict(per_alpha=float("inf"), prioritized=True), "--per-alpha must be a finite number"),
+    (dict(gamma=float("nan")), "--gamma must be a finite number"),
+    (dict(seed=-1), "--seed must be in"),
+    (dict(n_step=1001, memory_capacity_transitions=2000), "--n-step must be at most 1000"),
+    (dict(memory_capacity_transitions=6, batch_size=1), r"--memory-size must be at least 4 \+"),
+    (dict(n_step=10, memory_capacity_transitions=13, batch_size=1), "--memory-size"),
+    (dict(eval_max_steps=600_000_000), "--eval-max-steps must be at most"),
 ])
 def test_bad_values_raise_a_config_error_naming_the_flag(bad, flag):
     with pytest.raises(ConfigError, match=flag):

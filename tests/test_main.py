@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 import main
 from atari_dqn.config import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def flags(*args: str) -> dict:
@@ -26,3 +32,13 @@ def test_an_unknown_game_is_refused_where_flags_become_a_config():
 def test_integer_flags_accept_scientific_and_underscored_forms():
     assert main.config_from_flags(flags("--steps", "1e3", "--out", "x")).total_steps == 1000
     assert main.config_from_flags(flags("--steps", "2_000", "--out", "x")).total_steps == 2000
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="python -P (no cwd on sys.path) is 3.11+")
+def test_plain_pytest_imports_main_without_the_working_folder_on_sys_path():
+    """`pytest` (unlike `python -m pytest`) does not put the working folder on sys.path;
+    pyproject's pythonpath does, so `import main` works either way."""
+    code = "import sys, pytest; sys.exit(pytest.main(['--collect-only', '-q', 'tests/test_main.py']))"
+    done = subprocess.run([sys.executable, "-P", "-c", code], cwd=ROOT, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
