@@ -19,6 +19,7 @@ from typing import Any
 
 FRAME_SKIP = 4  # emulator frames per agent step (DeepMind's setting; AtariPreprocessing's default)
 DEVICES = ("auto", "cpu", "cuda")
+HEADS = ("scalar", "quantile")
 
 
 class ConfigError(ValueError):
@@ -77,6 +78,15 @@ class Config:
     dueling: bool = _field(True, "dueling head: value + mean-subtracted advantage", "--dueling")
     grad_clip_norm: float = _field(10.0, "clip the gradient's global L2 norm to this",
                                    "--grad-clip")
+    head: str = _field("scalar", "what the network predicts per action: 'scalar' (a Q-value, "
+                       "Huber loss) or 'quantile' (QR-DQN, Dabney et al. 2018: --quantiles "
+                       "quantiles of the return, quantile Huber loss with kappa 1; acts on their "
+                       "mean)", "--head", choices=HEADS)
+    n_quantiles: int = _field(200, "quantiles per action of --head quantile (count; Dopamine's "
+                              "QR-DQN uses 200)", "--quantiles")
+    augment: bool = _field(False, "random shifts (DrQ) of states and next states at learn time: "
+                           "edge-padded by 4 pixels, randomly cropped back to 84x84, each stack "
+                           "independently", "--augment")
     # --- exploration --------------------------------------------------------------------------
     eps_start: float = _field(1.0, "epsilon when learning starts", "--eps-start")
     eps_end: float = _field(0.01, "epsilon after the decay", "--eps-end")
@@ -130,7 +140,7 @@ class Config:
 
         for name in ("total_steps", "memory_capacity_transitions", "batch_size",
                      "train_every_steps", "target_update_steps", "n_step", "eval_every_steps",
-                     "eval_episodes", "eval_max_steps", "threads"):
+                     "eval_episodes", "eval_max_steps", "threads", "n_quantiles"):
             need(getattr(self, name) >= 1, name, "must be a positive integer")
         for name in ("learning_starts_steps", "eps_decay_steps", "per_alpha"):
             need(getattr(self, name) >= 0, name, "must not be negative")
@@ -141,6 +151,7 @@ class Config:
         need(self.batch_size <= self.memory_capacity_transitions, "batch_size",
              "must not exceed --memory-size")
         need(self.device in DEVICES, "device", f"must be one of {', '.join(DEVICES)}")
+        need(self.head in HEADS, "head", f"must be one of {', '.join(HEADS)}")
         from atari_dqn.env import resolve_env_id  # raises ConfigError for an unknown game
 
         resolve_env_id(self.env_id)

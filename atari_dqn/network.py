@@ -1,7 +1,16 @@
-"""The Nature DQN network (Mnih et al. 2015), optionally with a dueling head (Wang et al. 2016).
+"""The Nature DQN network (Mnih et al. 2015), optionally with a dueling head (Wang et al. 2016)
+and a quantile head (QR-DQN, Dabney et al. 2018).
 
 Input: (B, 4, 84, 84) uint8 frame stacks, scaled to [0, 1] inside forward so that replay batches
-travel to the device as bytes. Output: (B, n_actions) Q-values.
+travel to the device as bytes. forward() returns (B, n_actions) Q-values: what acting needs.
+A quantile head predicts n_quantiles values of the return's distribution per action;
+quantiles() returns them, (B, n_actions, n_quantiles), for learning, and forward() their mean.
+
+State-dict keys (loaders read the architecture from them, atari_dqn/policy.py):
+  features.*                      the encoder
+  head.*                          without dueling: hidden layer, then n_actions [x n_quantiles]
+  value.*, advantage.*            with dueling: the two streams
+  quantile_fractions              quantile head only: the (n_quantiles,) midpoints tau_hat
 """
 
 from __future__ import annotations
@@ -27,9 +36,22 @@ def _mlp(n_in: int, n_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(n_in, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, n_out))
 
 
+def quantile_midpoints(n_quantiles: int) -> torch.Tensor:
+    """tau_hat_i = (2i + 1) / (2N), i = 0..N-1: the quantile levels a QR-DQN head regresses on
+    (the midpoints of N equal probability bins, Dabney et al. 2018, Lemma 2)."""
+    return (2 * torch.arange(n_quantiles, dtype=torch.float32) + 1) / (2 * n_quantiles)
+
+
 class QNetwork(nn.Module):
-    def __init__(self, n_actions: int, *, dueling: bool = False, in_channels: int = STACK) -> None:
+    """n_quantiles None: a scalar head (one Q-value per action); N: a quantile head."""
+
+    def __init__(self, n_actions: int, *, dueling: bool = False, in_channels: int = STACK,
+                 n_quantiles: int | None = None) -> None:
         super().__init__()
+        if n_quantiles is not None and n_quantiles < 1:
+            raise ValueError(f"n_quantiles must be a positive integer or None, got {n_quantiles}")
+        self.n_actions = n_actions
+        self.n_quantiles = n_quantiles
         layers: list[nn.Module] = []
         channels = in_channels
         for out, kernel, stride in CONVS:
@@ -37,17 +59,35 @@ class QNetwork(nn.Module):
             channels = out
         self.features = nn.Sequential(*layers, nn.Flatten())
         n_features = channels * conv_output_size() ** 2  # 64 * 7 * 7 = 3136
+        per_action = n_quantiles or 1
         self.dueling = dueling
         if dueling:
-            self.value = _mlp(n_features, 1)
-            self.advantage = _mlp(n_features, n_actions)
+            self.value = _mlp(n_features, per_action)
+            self.advantage = _mlp(n_features, n_actions * per_action)
         else:
-            self.head = _mlp(n_features, n_actions)
+            self.head = _mlp(n_features, n_actions * per_action)
+        if n_quantiles is not None:
+            self.register_buffer("quantile_fractions", quantile_midpoints(n_quantiles))
+
+    def _outputs(self, states: torch.Tensor) -> torch.Tensor:
+        """(B, n_actions) for a scalar head, (B, n_actions, n_quantiles) for a quantile head."""
+        x = self.features(states.float() / 255.0)
+        batch = x.shape[0]
+        per_action = () if self.n_quantiles is None else (self.n_quantiles,)
+        if not self.dueling:
+            return self.head(x).view(batch, self.n_actions, *per_action)
+        value = self.value(x).view(batch, 1, *per_action)
+        advantage = self.advantage(x).view(batch, self.n_actions, *per_action)
+        # Subtracting the mean advantage makes value and advantage identifiable (Wang et al. eq. 9);
+        # a quantile head does it per quantile: value quantiles + advantage quantiles - their mean.
+        return value + advantage - advantage.mean(dim=1, keepdim=True)
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:
-        x = self.features(states.float() / 255.0)
-        if not self.dueling:
-            return self.head(x)
-        advantage = self.advantage(x)
-        # Subtracting the mean advantage makes value and advantage identifiable (Wang et al. eq. 9).
-        return self.value(x) + advantage - advantage.mean(dim=1, keepdim=True)
+        outputs = self._outputs(states)
+        return outputs if self.n_quantiles is None else outputs.mean(dim=2)
+
+    def quantiles(self, states: torch.Tensor) -> torch.Tensor:
+        """(B, n_actions, n_quantiles) return quantiles at the levels quantile_fractions."""
+        if self.n_quantiles is None:
+            raise TypeError("quantiles(): this network has a scalar head")
+        return self._outputs(states)

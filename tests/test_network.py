@@ -41,3 +41,31 @@ def test_dueling_advantages_are_mean_subtracted():
     q = net(frames)
     # the mean over actions of Q is exactly the value stream
     torch.testing.assert_close(q.mean(dim=1, keepdim=True), net.value(features))
+
+
+@pytest.mark.parametrize("dueling", [False, True])
+def test_quantile_head_shapes_and_q_is_the_mean_over_quantiles(dueling):
+    net = QNetwork(6, dueling=dueling, n_quantiles=7)
+    frames = torch.randint(0, 256, (5, 4, 84, 84), dtype=torch.uint8)
+    quantiles = net.quantiles(frames)
+    assert quantiles.shape == (5, 6, 7)
+    q = net(frames)
+    assert q.shape == (5, 6)
+    torch.testing.assert_close(q, quantiles.mean(dim=2))
+    torch.testing.assert_close(net.quantile_fractions,
+                               torch.tensor([1, 3, 5, 7, 9, 11, 13]) / 14.0)
+
+
+def test_dueling_quantiles_are_value_quantiles_plus_mean_subtracted_advantages():
+    net = QNetwork(3, dueling=True, n_quantiles=5)
+    frames = torch.randint(0, 256, (2, 4, 84, 84), dtype=torch.uint8)
+    features = net.features(frames.float() / 255.0)
+    # per quantile, the mean over actions is the value stream's quantile
+    torch.testing.assert_close(net.quantiles(frames).mean(dim=1), net.value(features))
+
+
+def test_a_scalar_head_has_no_quantiles():
+    net = QNetwork(4)
+    assert "quantile_fractions" not in net.state_dict()
+    with pytest.raises(TypeError):
+        net.quantiles(torch.zeros(1, 4, 84, 84, dtype=torch.uint8))

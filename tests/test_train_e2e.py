@@ -230,3 +230,17 @@ def test_prioritized_run_stopped_between_learning_steps_resumes_exactly(overlap,
     assert main.main(["--resume", str(run)]) == 0
     assert (run / "rewards.txt").read_text() == (straight / "rewards.txt").read_text()
     assert_same_models(run, straight)
+
+
+def test_quantile_augmented_prioritized_run_stopped_and_resumed_equals_the_straight_one(tmp_path):
+    flags = ["--head", "quantile", "--quantiles", "8", "--augment", "--prioritized",
+             "--n-step", "3", "--no-compile"]
+    straight = tmp_path / "straight"
+    assert main.main([*TINY, *flags, "--out", str(straight)]) == 0
+    run = tmp_path / "stopped"
+    assert train(tiny_config(run, *flags), stop_when=lambda step: step == 222).steps == 222
+    assert main.main(["--resume", str(run)]) == 0
+    assert (run / "rewards.txt").read_text() == (straight / "rewards.txt").read_text()
+    assert_same_models(run, straight)
+    state = torch.load(run / "model_002.pt", weights_only=True)
+    QNetwork(4, dueling=True, n_quantiles=8).load_state_dict(state)
