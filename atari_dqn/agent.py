@@ -18,6 +18,8 @@ quantiles   rewards + discounts * Z_target(next_states, a*)   with the quantile 
 With config.augment both states and next states are randomly shifted (atari_dqn/augment.py),
 each draw independent, from a torch.Generator seeded from the run's seed and kept in
 state_dict(), so a resumed run draws what an uninterrupted one draws.
+reset() is BBF's shrink-and-perturb of the online network (Schwarzer et al. 2023; Ash and Adams
+2020), see its docstring.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ from atari_dqn.network import QNetwork
 
 HUBER_KAPPA = 1.0  # the quantile Huber loss's threshold (QR-DQN's kappa; Huber's delta)
 AUGMENT_STREAM = 1  # seeds the augmentation generator apart from torch's global one (same seed)
+RESET_STREAM = 2    # seeds the fresh weights of reset(), with the step
+SHRINK = 0.5        # reset(): encoder weights <- SHRINK * weights + PERTURB * fresh weights (BBF)
+PERTURB = 0.5
 
 
 class Batch(Protocol):
@@ -71,10 +76,31 @@ def quantile_huber_loss(quantiles: torch.Tensor, targets: torch.Tensor, fraction
     return (asymmetry * huber / kappa).mean(dim=2).sum(dim=1)
 
 
+@torch.inference_mode()
+def greedy_actions(network: QNetwork, states: np.ndarray, device: torch.device) -> np.ndarray:
+    """(B,) argmax of the network's Q-values on (B, stack, 84, 84) uint8 states."""
+    tensor = torch.from_numpy(np.ascontiguousarray(states)).to(device, non_blocking=True)
+    return network(tensor).argmax(dim=1).cpu().numpy()
+
+
+def epsilon_greedy(network: QNetwork, state: np.ndarray, epsilon: float,
+                   rng: np.random.Generator, device: torch.device) -> int:
+    """The one way an action is chosen (training, evaluation, play): epsilon-greedy on one
+    (stack, 84, 84) uint8 state.
+
+    One uniform draw per call and a second only when exploring: the rng's use depends on
+    nothing but epsilon, which keeps seeded runs (and resumed ones) identical.
+    """
+    if rng.random() < epsilon:
+        return int(rng.integers(network.n_actions))
+    return int(greedy_actions(network, state[None], device)[0])
+
+
 class Agent:
     def __init__(self, n_actions: int, config: Config, device: torch.device) -> None:
         self.n_actions = n_actions
         self.device = device
+        self.config = config
         self.double = config.double
         self.grad_clip_norm = config.grad_clip_norm
         # channels_last lets oneDNN skip its layout conversions: ~10-20% off an update on a CPU
@@ -108,22 +134,15 @@ class Agent:
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(array)).to(self.device, non_blocking=True)
 
-    @torch.inference_mode()
     def greedy_actions(self, states: np.ndarray, *, actor: bool = False) -> np.ndarray:
-        network = self.actor if actor else self.online
-        return network(self._tensor(states)).argmax(dim=1).cpu().numpy()
+        return greedy_actions(self.actor if actor else self.online, states, self.device)
 
     def act(self, state: np.ndarray, epsilon: float, rng: np.random.Generator, *,
             actor: bool = False) -> int:
         """Epsilon-greedy on one (stack, 84, 84) uint8 state, with the online network or (actor,
-        for training) the actor network.
-
-        One uniform draw per call and a second only when exploring: the rng's use depends on
-        nothing but epsilon, which keeps seeded runs (and resumed ones) identical.
-        """
-        if rng.random() < epsilon:
-            return int(rng.integers(self.n_actions))
-        return int(self.greedy_actions(state[None], actor=actor)[0])
+        for training) the actor network."""
+        return epsilon_greedy(self.actor if actor else self.online, state, epsilon, rng,
+                              self.device)
 
     def learn(self, batch: Batch, weights: np.ndarray | None = None) -> LearnStats:
         """One gradient step. weights: importance weights (prioritized replay) or None.
@@ -192,6 +211,32 @@ class Agent:
         td_errors = (targets[:, None, :] - chosen[:, :, None]).abs().mean(dim=(1, 2))
         return losses, chosen.mean(dim=1), td_errors
 
+    def reset(self, step: int) -> None:
+        """Shrink and perturb the online network (BBF): every encoder weight becomes
+        SHRINK * weight + PERTURB * a fresh initialisation's, the heads (value, advantage or head:
+        the hidden 512-unit layer and the output layer) are replaced by fresh ones, and Adam's
+        moments and step counts are dropped for all of them (they describe the old weights).
+
+        The fresh weights are a pure function of the run's seed and `step` (the global torch RNG
+        is left untouched), so a run resumed across a reset repeats it exactly. The target
+        network is left alone: it keeps the weights of the last sync, so TD targets stay those of
+        the trained network until the next --target-update copies the reset one in. Call only
+        while no update is in flight; then sync_actor().
+        """
+        seed = int(np.random.SeedSequence([self.config.seed, RESET_STREAM, step])
+                   .generate_state(1)[0])
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            fresh = dict(network_of(self.n_actions, self.config).named_parameters())
+        with torch.no_grad():
+            for name, param in self.online.named_parameters():
+                new = fresh[name].to(param.device)
+                if name.startswith("features."):
+                    param.mul_(SHRINK).add_(new, alpha=PERTURB)
+                else:
+                    param.copy_(new)
+                self.optimizer.state.pop(param, None)  # Adam starts afresh on the next step
+
     def sync_target(self) -> None:
         self.target.load_state_dict(self.online.state_dict())
 
@@ -226,4 +271,5 @@ class Agent:
 def network_of(n_actions: int, config: Config) -> QNetwork:
     """The Q-network a run's settings describe."""
     return QNetwork(n_actions, dueling=config.dueling,
-                    n_quantiles=config.n_quantiles if config.head == "quantile" else None)
+                    n_quantiles=config.n_quantiles if config.head == "quantile" else None,
+                    encoder_name=config.network)

@@ -11,6 +11,7 @@ Files of a run folder:
   rewards.txt               one line per evaluation (evaluate.rewards_line), rewritten atomically
   rewards.png               the learning curve so far
   model_NNN.pt              the online network's state_dict after evaluation NNN
+  final_model.pt            the same after the run's last evaluation (at --steps)
   checkpoint.pt             everything but the memory, for --resume (atomic)
   replay-<step>.bin         the replay memory the checkpoint names (written before it)
   eval_NNN/, eval_NNN.gif   with --render: every frame of evaluation NNN, and its best game
@@ -397,8 +398,10 @@ def evaluate_and_record(agent: Agent, eval_env: Any, config: Config, run: Path,
     progress.rewards_lines.append(rewards_line(index, progress.step, progress.last_eval_score))
     atomic_write_text(run / "rewards.txt", "\n".join(progress.rewards_lines) + "\n")
     plot_curve(run / "rewards.txt", run / "rewards.png", title=run.name)
-    atomic_torch_save(run / f"model_{index:03d}.pt",
-                      {k: v.cpu() for k, v in agent.online.state_dict().items()})
+    model = {k: v.cpu() for k, v in agent.online.state_dict().items()}
+    atomic_torch_save(run / f"model_{index:03d}.pt", model)
+    if progress.step == config.total_steps:  # a plain state_dict, as atari_dqn.policy loads it
+        atomic_torch_save(run / "final_model.pt", model)
     return scores
 
 
@@ -430,6 +433,13 @@ def train(config: Config, *, stop_when: Callable[[int], bool] = lambda step: Fal
     with StopOnSignal() as stop:
         try:
             while progress.step < config.total_steps:
+                if (config.reset_every_steps and progress.step
+                        and progress.step % config.reset_every_steps == 0):
+                    # at the top of the step after a multiple: after that step's evaluation
+                    # (which scores the trained network) and checkpoint (resumed, it resets too)
+                    updates.finish()
+                    agent.reset(progress.step)
+                    agent.sync_actor()
                 eps = epsilon(progress.step, start=config.eps_start, end=config.eps_end,
                               decay_steps=config.eps_decay_steps,
                               warmup_steps=config.learning_starts_steps)

@@ -290,3 +290,50 @@ def test_compiled_quantile_agent_learns_what_the_eager_one_learns():
         np.testing.assert_allclose(a.td_errors, b.td_errors, rtol=1e-4, atol=1e-4)
     for p, q in zip(params(eager.online), params(compiled.online)):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
+
+
+# --- --reset-every: shrink and perturb ---------------------------------------------------------
+
+def named(net):
+    return {k: v.detach().clone() for k, v in net.named_parameters()}
+
+
+@pytest.mark.parametrize("network", ["nature", "impala"])
+def test_reset_shrinks_the_encoder_and_reinitialises_the_heads(network):
+    """Two agents with different weights reset at the same step get the same fresh weights:
+    the same heads, and encoders whose 2 * after - before (the fresh part) is the same."""
+    a, b = make_agent(compile=False, network=network), make_agent(compile=False, network=network)
+    b.learn(fixed_batch())
+    before_a, before_b = named(a.online), named(b.online)
+    a.reset(1000)
+    b.reset(1000)
+    after_a, after_b = named(a.online), named(b.online)
+    for name in after_a:
+        if name.startswith("features."):
+            fresh_a = 2 * after_a[name] - before_a[name]
+            torch.testing.assert_close(fresh_a, 2 * after_b[name] - before_b[name])
+            assert not torch.allclose(fresh_a, before_a[name])  # a new draw, not the old init
+        else:
+            assert torch.equal(after_a[name], after_b[name])
+            assert not torch.equal(after_a[name], before_a[name])
+
+
+def test_reset_is_a_function_of_seed_and_step_and_leaves_other_state_alone():
+    agent, twin = make_agent(compile=False), make_agent(compile=False)
+    agent.learn(fixed_batch())
+    twin.learn(fixed_batch())
+    target_before = named(agent.target)
+    rng_before = torch.get_rng_state()
+    agent.reset(500)
+    assert torch.equal(torch.get_rng_state(), rng_before)  # the global RNG is untouched
+    assert all(torch.equal(v, named(agent.target)[k]) for k, v in target_before.items())
+    assert not agent.optimizer.state  # Adam's moments described the old weights
+    twin.reset(500)
+    assert all(torch.equal(v, named(twin.online)[k]) for k, v in named(agent.online).items())
+    other = make_agent(compile=False)
+    other.learn(fixed_batch())
+    other.reset(600)  # another step, other fresh weights
+    assert not torch.equal(named(other.online)["value.0.weight"],
+                           named(agent.online)["value.0.weight"])
+    batch = fixed_batch(seed=1)
+    assert agent.learn(batch).loss == twin.learn(batch).loss  # and learning goes on
