@@ -96,11 +96,10 @@ def architecture(state: dict[str, torch.Tensor],
                  config: dict[str, Any] | None) -> dict[str, Any]:
     """QNetwork's arguments for these weights: from the run's settings when known, else from the
     state_dict's keys and shapes."""
-    if "features.0.weight" in state:
-        inferred_encoder = "nature"
-    elif "features.0.conv.weight" in state:
-        inferred_encoder = "impala"
-    else:
+    # the first convolution's weight, (out, in_channels, k, k), names the encoder
+    first_conv = {"nature": "features.0.weight", "impala": "features.0.conv.weight"}
+    inferred_encoder = next((name for name, key in first_conv.items() if key in state), None)
+    if inferred_encoder is None:
         raise PolicyLoadError("not a Q-network of this project (no features.0 layer)")
     fractions = state.get("quantile_fractions")
     per_action = 1 if fractions is None else fractions.numel()
@@ -115,8 +114,7 @@ def architecture(state: dict[str, torch.Tensor],
         encoder, dueling = settings["network"], bool(settings.get("dueling"))
         n_quantiles = settings.get("n_quantiles") if settings["head"] == "quantile" else None
     return dict(n_actions=output.shape[0] // per_action, dueling=dueling,
-                in_channels=state[f"features.0.{'conv.' if inferred_encoder == 'impala' else ''}"
-                                  "weight"].shape[1],
+                in_channels=state[first_conv[inferred_encoder]].shape[1],
                 n_quantiles=n_quantiles, encoder_name=encoder)
 
 
@@ -127,11 +125,12 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> QNetwork:
     state, config = _weights_and_config(file)
     try:
         arch = architecture(state, config)
+    except PolicyLoadError as e:
+        raise PolicyLoadError(f"{file}: {e}") from None
+    try:
         network = QNetwork(**arch)
-    except (KeyError, TypeError, ValueError) as e:
-        if isinstance(e, PolicyLoadError):
-            raise PolicyLoadError(f"{file}: {e}") from None
-        raise PolicyLoadError(f"{file}: unusable architecture in config.json ({e})") from None
+    except (TypeError, ValueError) as e:  # e.g. a config.json naming an unknown encoder
+        raise PolicyLoadError(f"{file}: unusable architecture {arch} ({e})") from None
     try:
         network.load_state_dict(state)
     except RuntimeError as e:
