@@ -163,6 +163,10 @@ def resume_config(run_dir: str, given: dict[str, Any]) -> Config:
     flags typed on the command line). Any other flag that differs from the run's is an error."""
     saved = read_checkpoint(Path(run_dir))["config"]
     saved.setdefault("overlap", False)  # runs from before --overlap acted and learned in turn
+    # runs from before these flags: a scalar head on the Nature CNN, no augmentation, no resets
+    for name, then in (("head", "scalar"), ("n_quantiles", 200), ("network", "nature"),
+                       ("augment", False), ("reset_every_steps", 0)):
+        saved.setdefault(name, then)
     for name, value in given.items():
         if name not in RESUME_MAY_CHANGE and saved.get(name) != value:
             raise ConfigError(f"{flag_of(name)} cannot change when resuming: the run has "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
@@ -173,3 +174,16 @@ def test_steps_per_second_leave_out_evaluation_time(tmp_path, monkeypatch, capsy
     assert "evaluation 1: agent step 100, mean score 2.0 over 10 games" in out
     rates = re.findall(r"^agent step (\d+) of 300: (\d+) steps/s", out, re.MULTILINE)
     assert rates == [("100", "50"), ("200", "50")]
+
+
+def test_a_run_from_before_the_architecture_flags_resumes_with_them_at_their_old_values(
+        tmp_path):
+    old = dataclasses.asdict(Config(out_dir=str(tmp_path)))
+    for name in ("head", "n_quantiles", "network", "augment", "reset_every_steps"):
+        del old[name]
+    torch.save({"version": training.CHECKPOINT_VERSION, "config": old}, tmp_path / "checkpoint.pt")
+    same = {"head": "scalar", "network": "nature", "augment": False, "reset_every_steps": 0}
+    resumed = training.resume_config(str(tmp_path), same)
+    assert (resumed.head, resumed.network, resumed.augment) == ("scalar", "nature", False)
+    with pytest.raises(ConfigError, match="--head cannot change"):
+        training.resume_config(str(tmp_path), {"head": "quantile"})
