@@ -11,6 +11,16 @@ with a* = argmax of Q_target (DQN) or of the online network (Double DQN). The me
 n-step returns and terminals into rewards and discounts (discount 0 after a terminal), so the
 agent needs neither gamma nor the done flags. It never steps on a NaN or infinite loss or
 gradient: it raises NonFiniteLoss and leaves the networks and the optimizer as they were.
+
+With config.head == "quantile" (QR-DQN, Dabney et al. 2018) the networks predict N quantiles of
+the return per action, and learn() regresses the chosen action's quantiles on the N target
+quantiles   rewards + discounts * Z_target(next_states, a*)   with the quantile Huber loss
+(kappa = 1); a* is the argmax of the mean over quantiles (of the online network with double).
+With config.augment both states and next states are randomly shifted (atari_dqn/augment.py),
+each draw independent, from a torch.Generator seeded from the run's seed and kept in
+state_dict(), so a resumed run draws what an uninterrupted one draws.
+reset() is BBF's shrink-and-perturb of the online network (Schwarzer et al. 2023; Ash and Adams
+2020), see its docstring.
 """
 
 from __future__ import annotations
@@ -23,8 +33,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from atari_dqn.augment import random_shift
 from atari_dqn.config import Config
 from atari_dqn.network import QNetwork
+
+HUBER_KAPPA = 1.0  # the quantile Huber loss's threshold (QR-DQN's kappa; Huber's delta)
+AUGMENT_STREAM = 1  # seeds the augmentation generator apart from torch's global one (same seed)
+RESET_STREAM = 2    # seeds the fresh weights of reset(), with the step
+SHRINK = 0.5        # reset(): encoder weights <- SHRINK * weights + PERTURB * fresh weights (BBF)
+PERTURB = 0.5
 
 
 class Batch(Protocol):
@@ -37,9 +54,52 @@ class Batch(Protocol):
 
 @dataclass(frozen=True)
 class LearnStats:
-    loss: float            # the (weighted) Huber loss before the update
+    loss: float            # the (weighted) Huber or quantile Huber loss before the update
     mean_q: float          # mean Q(s, a) over the batch before the update
-    td_errors: np.ndarray  # (B,) float32 |target - Q(s, a)|, the new priorities
+    td_errors: np.ndarray  # (B,) float32 |target - Q(s, a)| (quantile head: the mean over all
+                           # target and predicted quantile pairs of |target_j - quantile_i|);
+                           # the new priorities
+
+
+def quantile_huber_loss(quantiles: torch.Tensor, targets: torch.Tensor, fractions: torch.Tensor,
+                        kappa: float = HUBER_KAPPA) -> torch.Tensor:
+    """QR-DQN's loss per transition (Dabney et al. 2018, eq. 10), as Dopamine reduces it.
+
+    quantiles (B, N) predicted at the levels fractions (N,) (tau_hat), targets (B, N'):
+    with u_ij = targets_j - quantiles_i,
+        loss = sum_i mean_j |tau_i - 1{u_ij < 0}| * huber_kappa(u_ij) / kappa      -> (B,)
+    where huber_kappa(u) = u^2 / 2 for |u| <= kappa, kappa * (|u| - kappa / 2) beyond.
+    """
+    u = targets[:, None, :] - quantiles[:, :, None]  # (B, N, N')
+    abs_u = u.abs()
+    huber = torch.where(abs_u <= kappa, 0.5 * u * u, kappa * (abs_u - 0.5 * kappa))
+    asymmetry = (fractions[None, :, None] - (u.detach() < 0).to(u.dtype)).abs()
+    return (asymmetry * huber / kappa).mean(dim=2).sum(dim=1)
+
+
+@torch.inference_mode()
+def greedy_actions(network: QNetwork, states: np.ndarray, device: torch.device) -> np.ndarray:
+    """(B,) argmax of the network's Q-values on (B, stack, 84, 84) uint8 states."""
+    tensor = torch.from_numpy(np.ascontiguousarray(states)).to(device, non_blocking=True)
+    return network(tensor).argmax(dim=1).cpu().numpy()
+
+
+def epsilon_greedy(network: QNetwork, states: np.ndarray, epsilon: float,
+                   rng: np.random.Generator, device: torch.device) -> np.ndarray:
+    """The one way actions are chosen (training, evaluation, play): epsilon-greedy (N,) int64
+    actions for (N, stack, 84, 84) uint8 states.
+
+    The rng is used row by row, one uniform draw per row and a second only when that row
+    explores: its use depends on nothing but epsilon, which keeps seeded runs (and resumed ones)
+    identical. The network runs only if some row is greedy, always on the whole batch (one input
+    shape per batch size for a compiled network).
+    """
+    random_actions = [int(rng.integers(network.n_actions)) if rng.random() < epsilon else None
+                      for _ in range(len(states))]
+    if None not in random_actions:
+        return np.array(random_actions, np.int64)
+    greedy = greedy_actions(network, states, device)
+    return np.array([g if a is None else a for a, g in zip(random_actions, greedy)], np.int64)
 
 
 class NonFiniteLoss(ArithmeticError):
@@ -59,13 +119,14 @@ class Agent:
     def __init__(self, n_actions: int, config: Config, device: torch.device) -> None:
         self.n_actions = n_actions
         self.device = device
+        self.config = config
         self.double = config.double
         self.grad_clip_norm = config.grad_clip_norm
         # channels_last lets oneDNN skip its layout conversions: ~10-20% off an update on a CPU
         # (docs/throughput.md); it changes no result beyond float rounding. Unmeasured on GPUs.
         layout = torch.channels_last if device.type == "cpu" else torch.contiguous_format
-        self.online = QNetwork(n_actions, dueling=config.dueling).to(device, memory_format=layout)
-        self.target = QNetwork(n_actions, dueling=config.dueling).to(device, memory_format=layout)
+        self.online = network_of(n_actions, config).to(device, memory_format=layout)
+        self.target = network_of(n_actions, config).to(device, memory_format=layout)
         self.target.requires_grad_(False)
         self.sync_target()
         self.actor = self.online
@@ -76,6 +137,15 @@ class Agent:
             # mode (batch 1 to act, the batch to learn), never recompiled for dynamic shapes.
             for network in {id(n): n for n in (self.online, self.target, self.actor)}.values():
                 network.compile(dynamic=False)
+        # quantiles() is not forward(), so compile() above does not cover it: learning's graph
+        self.online_quantiles, self.target_quantiles = self.online.quantiles, self.target.quantiles
+        if config.compile and config.head == "quantile":
+            self.online_quantiles = torch.compile(self.online.quantiles, dynamic=False)
+            self.target_quantiles = torch.compile(self.target.quantiles, dynamic=False)
+        self.augment_rng: torch.Generator | None = None
+        if config.augment:
+            seed = int(np.random.SeedSequence([config.seed, AUGMENT_STREAM]).generate_state(1)[0])
+            self.augment_rng = torch.Generator(device=device).manual_seed(seed)
         # The same Adam, in one kernel instead of a Python loop over tensors: 4-5x faster a step.
         self.optimizer = torch.optim.Adam(self.online.parameters(), lr=config.lr,
                                           eps=config.adam_eps, fused=True)
@@ -83,26 +153,15 @@ class Agent:
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(array)).to(self.device, non_blocking=True)
 
-    @torch.inference_mode()
     def greedy_actions(self, states: np.ndarray, *, actor: bool = False) -> np.ndarray:
-        network = self.actor if actor else self.online
-        return network(self._tensor(states)).argmax(dim=1).cpu().numpy()
+        return greedy_actions(self.actor if actor else self.online, states, self.device)
 
     def act_batch(self, states: np.ndarray, epsilon: float, rng: np.random.Generator, *,
                   actor: bool = False) -> np.ndarray:
-        """Epsilon-greedy actions for (N, stack, 84, 84) uint8 states: the one call through which
-        training (actor=True: the actor network) and evaluation (the online network) act.
-
-        The rng is used row by row, one uniform draw per row and a second only when that row
-        explores: its use depends on nothing but epsilon, which keeps seeded runs (and resumed
-        ones) identical. The network runs only if some row is greedy.
-        """
-        random_actions = [int(rng.integers(self.n_actions)) if rng.random() < epsilon else None
-                          for _ in range(len(states))]
-        if None not in random_actions:
-            return np.array(random_actions, np.int64)
-        greedy = self.greedy_actions(states, actor=actor)  # the whole batch: one input shape
-        return np.array([g if a is None else a for a, g in zip(random_actions, greedy)], np.int64)
+        """epsilon_greedy() with the online network (evaluation) or, with actor=True (training),
+        the actor network."""
+        return epsilon_greedy(self.actor if actor else self.online, states, epsilon, rng,
+                              self.device)
 
     def act(self, state: np.ndarray, epsilon: float, rng: np.random.Generator, *,
             actor: bool = False) -> int:
@@ -118,17 +177,17 @@ class Agent:
         our prioritized runs 20-250x smaller than a uniform one (docs/tuning.md).
         """
         states, next_states = self._tensor(batch.states), self._tensor(batch.next_states)
+        if self.augment_rng is not None:
+            states = random_shift(states, self.augment_rng)
+            next_states = random_shift(next_states, self.augment_rng)
         actions = self._tensor(batch.actions).long()
         rewards, discounts = self._tensor(batch.rewards), self._tensor(batch.discounts)
-        q = self.online(states).gather(1, actions[:, None]).squeeze(1)
-        with torch.no_grad():
-            next_q_all = self.target(next_states)
-            if self.double:
-                next_actions = self.online(next_states).argmax(dim=1, keepdim=True)
-            else:
-                next_actions = next_q_all.argmax(dim=1, keepdim=True)
-            targets = rewards + discounts * next_q_all.gather(1, next_actions).squeeze(1)
-        losses = F.smooth_l1_loss(q, targets, reduction="none")  # Huber with delta 1
+        if self.online.n_quantiles is None:
+            losses, q, td_errors = self._scalar_losses(states, actions, rewards, next_states,
+                                                       discounts)
+        else:
+            losses, q, td_errors = self._quantile_losses(states, actions, rewards, next_states,
+                                                         discounts)
         if weights is not None:
             losses = losses * self._tensor(weights / weights.max())
         loss = losses.mean()
@@ -137,9 +196,71 @@ class Agent:
         grad_norm = torch.nn.utils.clip_grad_norm_(self.online.parameters(), self.grad_clip_norm)
         _raise_unless_finite(loss, grad_norm)
         self.optimizer.step()
-        td_errors = (targets - q.detach()).abs().cpu().numpy().astype(np.float32)
-        return LearnStats(loss=float(loss.item()), mean_q=float(q.detach().mean().item()),
-                          td_errors=td_errors)
+        return LearnStats(loss=float(loss.item()), mean_q=float(q.mean().item()),
+                          td_errors=td_errors.cpu().numpy().astype(np.float32))
+
+    def _next_actions(self, next_states: torch.Tensor, next_q: torch.Tensor) -> torch.Tensor:
+        """(B, 1) a*: the argmax of the online network's Q (Double DQN) or of next_q, the target
+        network's (a quantile head's Q being the mean over its quantiles)."""
+        if self.double:
+            return self.online(next_states).argmax(dim=1, keepdim=True)
+        return next_q.argmax(dim=1, keepdim=True)
+
+    def _scalar_losses(self, states: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
+                       next_states: torch.Tensor, discounts: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per transition: Huber loss, Q(s, a) (detached), |TD error|."""
+        q = self.online(states).gather(1, actions[:, None]).squeeze(1)
+        with torch.no_grad():
+            next_q_all = self.target(next_states)
+            next_actions = self._next_actions(next_states, next_q_all)
+            targets = rewards + discounts * next_q_all.gather(1, next_actions).squeeze(1)
+        losses = F.smooth_l1_loss(q, targets, reduction="none")  # Huber with delta 1
+        q = q.detach()
+        return losses, q, (targets - q).abs()
+
+    def _quantile_losses(self, states: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
+                         next_states: torch.Tensor, discounts: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per transition: quantile Huber loss, Q(s, a) (detached), mean |quantile TD error|."""
+        n = self.online.n_quantiles
+        quantiles = self.online_quantiles(states)  # (B, A, N)
+        chosen = quantiles.gather(1, actions[:, None, None].expand(-1, 1, n)).squeeze(1)
+        with torch.no_grad():
+            next_quantiles = self.target_quantiles(next_states)
+            next_actions = self._next_actions(next_states, next_quantiles.mean(dim=2))
+            next_chosen = next_quantiles.gather(1, next_actions[:, :, None].expand(-1, 1, n))
+            targets = rewards[:, None] + discounts[:, None] * next_chosen.squeeze(1)  # (B, N)
+        losses = quantile_huber_loss(chosen, targets, self.online.quantile_fractions)
+        chosen = chosen.detach()
+        td_errors = (targets[:, None, :] - chosen[:, :, None]).abs().mean(dim=(1, 2))
+        return losses, chosen.mean(dim=1), td_errors
+
+    def reset(self, step: int) -> None:
+        """Shrink and perturb the online network (BBF): every encoder weight becomes
+        SHRINK * weight + PERTURB * a fresh initialisation's, the heads (value, advantage or head:
+        the hidden 512-unit layer and the output layer) are replaced by fresh ones, and Adam's
+        moments and step counts are dropped for all of them (they describe the old weights).
+
+        The fresh weights are a pure function of the run's seed and `step` (the global torch RNG
+        is left untouched), so a run resumed across a reset repeats it exactly. The target
+        network is left alone: it keeps the weights of the last sync, so TD targets stay those of
+        the trained network until the next --target-update copies the reset one in. Call only
+        while no update is in flight; then sync_actor().
+        """
+        seed = int(np.random.SeedSequence([self.config.seed, RESET_STREAM, step])
+                   .generate_state(1)[0])
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            fresh = dict(network_of(self.n_actions, self.config).named_parameters())
+        with torch.no_grad():
+            for name, param in self.online.named_parameters():
+                new = fresh[name].to(param.device)
+                if name.startswith("features."):
+                    param.mul_(SHRINK).add_(new, alpha=PERTURB)
+                else:
+                    param.copy_(new)
+                self.optimizer.state.pop(param, None)  # Adam starts afresh on the next step
 
     def sync_target(self) -> None:
         self.target.load_state_dict(self.online.state_dict())
@@ -155,6 +276,8 @@ class Agent:
                  "optimizer": self.optimizer.state_dict()}
         if self.actor is not self.online:  # a checkpoint may fall between two learning steps
             state["actor"] = self.actor.state_dict()
+        if self.augment_rng is not None:
+            state["augment_rng"] = self.augment_rng.get_state()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -165,3 +288,13 @@ class Agent:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.actor is not self.online:
             self.actor.load_state_dict(state.get("actor", state["online"]))
+        if self.augment_rng is not None and "augment_rng" in state:
+            # checkpoints from before --augment have none: the generator keeps its seeded state
+            self.augment_rng.set_state(state["augment_rng"])
+
+
+def network_of(n_actions: int, config: Config) -> QNetwork:
+    """The Q-network a run's settings describe."""
+    return QNetwork(n_actions, dueling=config.dueling,
+                    n_quantiles=config.n_quantiles if config.head == "quantile" else None,
+                    encoder_name=config.network)

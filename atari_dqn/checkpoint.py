@@ -52,6 +52,7 @@ from atari_dqn.files import DiskError, atomic_torch_save, atomic_write_text, wri
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_VERSION = 1
+FINAL_MODEL = "final_model.pt"  # the network after the run's last evaluation, at --steps
 CONFIG = "config.json"
 LOCK = ".lock"
 # What a checkpoint must hold, with the type of each entry.
@@ -130,6 +131,10 @@ def resume_config(run_dir: str, given: dict[str, Any]) -> Config:
     and so are --out naming another folder and --steps not above the steps already made."""
     saved, steps_made = saved_run(Path(run_dir))
     saved.setdefault("overlap", False)  # runs from before --overlap acted and learned in turn
+    # runs from before these flags: a scalar head on the Nature CNN, no augmentation, no resets
+    for name, then in (("head", "scalar"), ("n_quantiles", 200), ("network", "nature"),
+                       ("augment", False), ("reset_every_steps", 0)):
+        saved.setdefault(name, then)
     out = given.get("out_dir")
     if out and Path(out).resolve() != Path(run_dir).resolve():
         raise ConfigError(f"--out cannot be given with --resume: the run goes on in {run_dir}")
@@ -202,8 +207,8 @@ def create_run_dir(config: Config) -> RunLock:
 
 def tidy_run_dir(run: Path, progress: Progress, replay_name: str | None) -> None:
     """Put the folder back to the checkpoint's state (progress, whose memory is replay_name):
-    remove temporary files, replay snapshots other than replay_name, and models and frames of
-    evaluations past progress.evaluations; rewrite rewards.txt and rewards.png from progress.
+    remove temporary files, replay snapshots other than replay_name, final_model.pt, and models
+    and frames of evaluations past progress.evaluations; rewrite rewards.txt and rewards.png from progress.
     Call only while holding the folder's RunLock."""
     for pattern in TEMPORARY_GLOBS:
         for path in run.glob(pattern):
@@ -213,6 +218,8 @@ def tidy_run_dir(run: Path, progress: Progress, replay_name: str | None) -> None
         if path.name != replay_name:
             with writing(path):
                 path.unlink(missing_ok=True)
+    with writing(run / FINAL_MODEL):  # a resumed run trains on: its final model is still ahead
+        (run / FINAL_MODEL).unlink(missing_ok=True)
     for path in run.iterdir():
         match = EVALUATION_FILE.match(path.name)
         if match and int(match.group(1)) > progress.evaluations:
@@ -289,13 +296,17 @@ def load_checkpoint(run: Path, config: Config, agent: Agent, act_rng: np.random.
     return memory, progress, checkpoint.get("pending_priorities")
 
 
-def record_evaluation(run: Path, agent: Agent, progress: Progress, scores: list[float]) -> None:
+def record_evaluation(run: Path, agent: Agent, progress: Progress, scores: list[float], *,
+                      final: bool = False) -> None:
     """Evaluation number progress.evaluations + 1 played these scores: count it, append its line
-    to rewards.txt, redraw the curve, save the model."""
+    to rewards.txt, redraw the curve, save the model (and, for the run's last evaluation, the
+    same weights as final_model.pt: a plain state_dict, as atari_dqn.policy loads it)."""
     index = progress.evaluations + 1
     progress.evaluations = index
     progress.last_eval_score = float(np.mean(scores))
     progress.rewards_lines.append(rewards_line(index, progress.step, progress.last_eval_score))
     write_rewards(run, progress)
-    atomic_torch_save(run / f"model_{index:03d}.pt",
-                      {k: v.cpu() for k, v in agent.online.state_dict().items()})
+    model = {k: v.cpu() for k, v in agent.online.state_dict().items()}
+    atomic_torch_save(run / f"model_{index:03d}.pt", model)
+    if final:
+        atomic_torch_save(run / FINAL_MODEL, model)

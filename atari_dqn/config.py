@@ -30,6 +30,8 @@ DEVICES = ("auto", "cpu", "cuda")
 MAX_N_STEP = 1_000  # the replay memory's limit on n (csrc/replay_memory.cc, MemoryConfig)
 MAX_EPISODE_FRAMES = 2**31 - 1  # ALE keeps a game's frame cap in a C int
 MAX_SEED = 2**62  # seeds reach int64 C code (the memory, torch, ALE) as seed + agent step
+HEADS = ("scalar", "quantile")
+NETWORKS = ("nature", "impala")  # encoders; atari_dqn/network.py builds them
 
 
 class ConfigError(ValueError):
@@ -93,6 +95,25 @@ class Config:
     dueling: bool = _field(True, "dueling head: value + mean-subtracted advantage", "--dueling")
     grad_clip_norm: float = _field(10.0, "clip the gradient's global L2 norm to this",
                                    "--grad-clip")
+    network: str = _field("nature", "the encoder: 'nature' (Mnih et al. 2015: three "
+                          "convolutions) or 'impala' (Espeholt et al. 2018: stages of 16, 32, 32 "
+                          "channels, each a 3x3 convolution, a 3x3 max-pool with stride 2 and 2 "
+                          "residual blocks; about 6x the multiply-adds)", "--network",
+                          choices=NETWORKS)
+    head: str = _field("scalar", "what the network predicts per action: 'scalar' (a Q-value, "
+                       "Huber loss) or 'quantile' (QR-DQN, Dabney et al. 2018: --quantiles "
+                       "quantiles of the return, quantile Huber loss with kappa 1; acts on their "
+                       "mean)", "--head", choices=HEADS)
+    n_quantiles: int = _field(200, "quantiles per action of --head quantile (count; Dopamine's "
+                              "QR-DQN uses 200)", "--quantiles")
+    augment: bool = _field(False, "random shifts (DrQ) of states and next states at learn time: "
+                           "edge-padded by 4 pixels, randomly cropped back to 84x84, each stack "
+                           "independently", "--augment")
+    reset_every_steps: int = _field(0, "agent steps between shrink-and-perturb resets of the "
+                                    "online network (BBF, Schwarzer et al. 2023): encoder "
+                                    "weights <- 0.5 * weights + 0.5 * fresh ones, heads fully "
+                                    "re-initialised, their Adam state cleared; the target "
+                                    "network is left alone; 0 = never", "--reset-every")
     # --- exploration --------------------------------------------------------------------------
     eps_start: float = _field(1.0, "epsilon when learning starts", "--eps-start")
     eps_end: float = _field(0.01, "epsilon after the decay", "--eps-end")
@@ -152,9 +173,10 @@ class Config:
                 need(math.isfinite(getattr(self, f.name)), f.name, "must be a finite number")
         for name in ("total_steps", "memory_capacity_transitions", "batch_size",
                      "train_every_steps", "target_update_steps", "n_step", "eval_every_steps",
-                     "eval_episodes", "eval_max_steps", "threads"):
+                     "eval_episodes", "eval_max_steps", "threads", "n_quantiles"):
             need(getattr(self, name) >= 1, name, "must be a positive integer")
-        for name in ("learning_starts_steps", "eps_decay_steps", "per_alpha"):
+        for name in ("learning_starts_steps", "eps_decay_steps", "per_alpha",
+                     "reset_every_steps"):
             need(getattr(self, name) >= 0, name, "must not be negative")
         for name in ("eps_start", "eps_end", "eval_eps", "gamma", "per_beta_start"):
             need(0.0 <= getattr(self, name) <= 1.0, name, "must be in [0, 1]")
@@ -173,6 +195,8 @@ class Config:
         need(self.device in DEVICES, "device", f"must be one of {', '.join(DEVICES)}")
         if not self.out_dir and self.resume:
             object.__setattr__(self, "out_dir", self.resume)
+        need(self.head in HEADS, "head", f"must be one of {', '.join(HEADS)}")
+        need(self.network in NETWORKS, "network", f"must be one of {', '.join(NETWORKS)}")
 
     @classmethod
     def from_flags(cls, given: dict[str, Any]) -> Config:

@@ -97,7 +97,7 @@ def play_evaluation(agent: Agent, eval_env: Any, config: Config, run: Path,
               if config.render else NullFrameWriter())
     scores = evaluate(agent, eval_env, games=config.eval_episodes, epsilon=config.eval_eps,
                       seeds=evaluation_seeds(config.seed, index), frames=frames)
-    record_evaluation(run, agent, progress, scores)
+    record_evaluation(run, agent, progress, scores, final=progress.step == config.total_steps)
     return scores
 
 
@@ -150,6 +150,13 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
     with StopOnSignal() as stop:
         try:
             while progress.step < config.total_steps:
+                if (config.reset_every_steps and progress.step
+                        and progress.step % config.reset_every_steps == 0):
+                    # at the top of the step after a multiple: after that step's evaluation
+                    # (which scores the trained network) and checkpoint (resumed, it resets too)
+                    updates.finish()
+                    agent.reset(progress.step)
+                    agent.sync_actor()
                 eps = epsilon(progress.step, start=config.eps_start, end=config.eps_end,
                               decay_steps=config.eps_decay_steps,
                               warmup_steps=config.learning_starts_steps)

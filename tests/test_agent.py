@@ -187,3 +187,186 @@ def test_a_non_finite_loss_raises_before_the_step_and_changes_nothing():
         assert torch.equal(a, b)
     clean = fixed_batch(seed=2)  # the optimizer's moments and step count are untouched too
     assert agent.learn(clean).loss == before.learn(clean).loss
+
+
+# --- QR-DQN (--head quantile) and --augment ---------------------------------------------------
+
+from atari_dqn.agent import quantile_huber_loss  # noqa: E402
+
+
+def test_quantile_huber_loss_on_a_case_worked_out_by_hand():
+    # two predicted quantiles at tau 1/4 and 3/4, both 0; targets 2 and -0.5:
+    #   u = 2:    huber 1.5,   weight |tau - 0|  -> 0.25 * 1.5 = 0.375   and 0.75 * 1.5 = 1.125
+    #   u = -0.5: huber 0.125, weight |tau - 1|  -> 0.75 * 0.125 = 0.09375 and 0.25 * 0.125 = 0.03125
+    # mean over targets, sum over predictions: (0.375 + 0.09375) / 2 + (1.125 + 0.03125) / 2
+    loss = quantile_huber_loss(torch.zeros(1, 2), torch.tensor([[2.0, -0.5]]),
+                               torch.tensor([0.25, 0.75]))
+    assert loss.shape == (1,)
+    assert loss.item() == pytest.approx(0.8125)
+
+
+def test_one_median_quantile_is_half_the_huber_loss():
+    predicted, targets = torch.tensor([[0.3], [-2.0]]), torch.tensor([[1.0], [4.0]])
+    loss = quantile_huber_loss(predicted, targets, torch.tensor([0.5]))
+    huber = F.smooth_l1_loss(predicted, targets, reduction="none").squeeze(1)
+    torch.testing.assert_close(loss, 0.5 * huber)
+
+
+def test_the_quantile_loss_pulls_a_quantile_towards_its_level():
+    """With targets 0..99, the tau = 0.9 quantile's gradient points towards the 90th value."""
+    predicted = torch.full((1, 1), 50.0, requires_grad=True)
+    quantile_huber_loss(predicted, torch.arange(100.0)[None], torch.tensor([0.9])).sum().backward()
+    assert predicted.grad.item() < 0  # raising it lowers the loss
+
+
+import torch.nn.functional as F  # noqa: E402
+
+
+def reference_quantile_learn(agent: Agent, batch, weights=None) -> tuple[float, np.ndarray]:
+    """The loss and priorities of agent.learn(batch, weights) before its update, with loops."""
+    with torch.no_grad():
+        z = agent.online.quantiles(torch.from_numpy(batch.states)).numpy()
+        z_next = agent.target.quantiles(torch.from_numpy(batch.next_states)).numpy()
+        q_next_online = agent.online(torch.from_numpy(batch.next_states)).numpy()
+    taus = agent.online.quantile_fractions.numpy()
+    n = len(taus)
+    losses, td_errors = [], []
+    for b in range(len(batch.actions)):
+        chooser = q_next_online[b] if agent.double else z_next[b].mean(axis=1)
+        target = batch.rewards[b] + batch.discounts[b] * z_next[b, int(np.argmax(chooser))]
+        total, abs_sum = 0.0, 0.0
+        for i in range(n):
+            for j in range(n):
+                u = float(target[j]) - float(z[b, batch.actions[b], i])
+                h = 0.5 * u * u if abs(u) <= 1 else abs(u) - 0.5
+                total += abs(taus[i] - (u < 0)) * h / n
+                abs_sum += abs(u)
+        losses.append(total)
+        td_errors.append(abs_sum / (n * n))
+    losses = np.array(losses)
+    if weights is not None:
+        losses = losses * weights / weights.max()
+    return float(losses.mean()), np.array(td_errors, np.float32)
+
+
+@pytest.mark.parametrize("double", [False, True])
+@pytest.mark.parametrize("dueling", [False, True])
+@pytest.mark.parametrize("prioritized", [False, True])
+def test_quantile_learn_matches_the_written_out_loss(double, dueling, prioritized):
+    agent = make_agent(head="quantile", n_quantiles=5, double=double, dueling=dueling,
+                       compile=False)
+    batch = fixed_batch(size=6)
+    batch.discounts[:] = np.where(batch.discounts > 0, 0.99 ** 3, 0.0)  # 3-step returns
+    weights = (np.array([0.5, 1.0, 0.25, 0.0, 0.75, 0.1], np.float32) if prioritized
+               else None)
+    expected_loss, expected_td = reference_quantile_learn(agent, batch, weights)
+    stats = agent.learn(batch, weights)
+    assert stats.loss == pytest.approx(expected_loss, rel=1e-4)
+    np.testing.assert_allclose(stats.td_errors, expected_td, rtol=1e-4)
+    assert stats.td_errors.dtype == np.float32 and stats.td_errors.shape == (6,)
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_quantile_learning_steps_on_a_fixed_batch_lower_the_loss(augment):
+    agent = make_agent(head="quantile", compile=False, augment=augment)
+    batch = fixed_batch()
+    before, _ = reference_quantile_learn(agent, batch)
+    first = agent.learn(batch).loss
+    if not augment:  # augmented, the first step learns on shifted stacks
+        assert first == pytest.approx(before, rel=1e-4)
+    for _ in range(5):
+        agent.learn(batch)
+    after, _ = reference_quantile_learn(agent, batch)
+    assert after < before
+
+
+def test_the_default_quantile_count_is_200():
+    agent = make_agent(head="quantile", compile=False)
+    assert agent.online.n_quantiles == 200
+    assert agent.online(torch.from_numpy(fixed_batch(size=2).states)).shape == (2, N_ACTIONS)
+
+
+def test_augmented_learning_is_reproducible_and_resumes_exactly():
+    batches = [fixed_batch(seed=s) for s in range(4)]
+    a, b = make_agent(augment=True, compile=False), make_agent(augment=True, compile=False)
+    assert [a.learn(x).loss for x in batches[:2]] == [b.learn(x).loss for x in batches[:2]]
+    resumed = make_agent(augment=True, compile=False, seed=9)
+    resumed.load_state_dict(a.state_dict())
+    assert [a.learn(x).loss for x in batches[2:]] == [resumed.learn(x).loss for x in batches[2:]]
+
+
+def test_augmentation_changes_what_is_learned_and_depends_on_the_seed():
+    batch = fixed_batch()
+    plain = make_agent(compile=False).learn(batch).loss
+    shifted = make_agent(augment=True, compile=False).learn(batch).loss
+    other_seed = make_agent(augment=True, compile=False, seed=1).learn(batch).loss
+    assert len({plain, shifted, other_seed}) == 3
+
+
+def test_a_checkpoint_from_before_augment_loads_into_an_augmenting_agent():
+    old = make_agent(compile=False).state_dict()
+    assert "augment_rng" not in old
+    agent = make_agent(augment=True, compile=False)
+    agent.load_state_dict(old)
+    fresh = make_agent(augment=True, compile=False)
+    batch = fixed_batch()
+    assert agent.learn(batch).loss == fresh.learn(batch).loss  # the seeded generator is kept
+
+
+def test_compiled_quantile_agent_learns_what_the_eager_one_learns():
+    eager = make_agent(head="quantile", n_quantiles=8, compile=False)
+    compiled = make_agent(head="quantile", n_quantiles=8, compile=True)
+    compiled.load_state_dict(eager.state_dict())
+    for seed in range(2):
+        batch = fixed_batch(seed=seed)
+        a, b = eager.learn(batch), compiled.learn(batch)
+        np.testing.assert_allclose(a.td_errors, b.td_errors, rtol=1e-4, atol=1e-4)
+    for p, q in zip(params(eager.online), params(compiled.online)):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
+
+
+# --- --reset-every: shrink and perturb ---------------------------------------------------------
+
+def named(net):
+    return {k: v.detach().clone() for k, v in net.named_parameters()}
+
+
+@pytest.mark.parametrize("network", ["nature", "impala"])
+def test_reset_shrinks_the_encoder_and_reinitialises_the_heads(network):
+    """Two agents with different weights reset at the same step get the same fresh weights:
+    the same heads, and encoders whose 2 * after - before (the fresh part) is the same."""
+    a, b = make_agent(compile=False, network=network), make_agent(compile=False, network=network)
+    b.learn(fixed_batch())
+    before_a, before_b = named(a.online), named(b.online)
+    a.reset(1000)
+    b.reset(1000)
+    after_a, after_b = named(a.online), named(b.online)
+    for name in after_a:
+        if name.startswith("features."):
+            fresh_a = 2 * after_a[name] - before_a[name]
+            torch.testing.assert_close(fresh_a, 2 * after_b[name] - before_b[name])
+            assert not torch.allclose(fresh_a, before_a[name])  # a new draw, not the old init
+        else:
+            assert torch.equal(after_a[name], after_b[name])
+            assert not torch.equal(after_a[name], before_a[name])
+
+
+def test_reset_is_a_function_of_seed_and_step_and_leaves_other_state_alone():
+    agent, twin = make_agent(compile=False), make_agent(compile=False)
+    agent.learn(fixed_batch())
+    twin.learn(fixed_batch())
+    target_before = named(agent.target)
+    rng_before = torch.get_rng_state()
+    agent.reset(500)
+    assert torch.equal(torch.get_rng_state(), rng_before)  # the global RNG is untouched
+    assert all(torch.equal(v, named(agent.target)[k]) for k, v in target_before.items())
+    assert not agent.optimizer.state  # Adam's moments described the old weights
+    twin.reset(500)
+    assert all(torch.equal(v, named(twin.online)[k]) for k, v in named(agent.online).items())
+    other = make_agent(compile=False)
+    other.learn(fixed_batch())
+    other.reset(600)  # another step, other fresh weights
+    assert not torch.equal(named(other.online)["value.0.weight"],
+                           named(agent.online)["value.0.weight"])
+    batch = fixed_batch(seed=1)
+    assert agent.learn(batch).loss == twin.learn(batch).loss  # and learning goes on

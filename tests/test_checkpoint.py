@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
@@ -100,7 +101,7 @@ def test_taking_a_folder_removes_temporaries_and_what_is_ahead_of_the_checkpoint
     run = tmp_path
     leftovers = ["replay-000000150.bin.tmp.4242", ".checkpoint.pt.tmp.abc.pt",
                  ".rewards.txt.tmp.x.txt", "replay-000000100.bin", "model_003.pt",
-                 "eval_003.gif"]
+                 "eval_003.gif", "final_model.pt"]  # a resumed run's final model is ahead
     kept = ["replay-000000200.bin", "model_001.pt", "model_002.pt", "eval_002.gif",
             "config.json"]
     for name in leftovers + kept:
@@ -164,3 +165,16 @@ def test_a_damaged_checkpoint_is_one_clear_error(tmp_path):
         checkpoint.resume_config(config.out_dir, {})
     assert "is not a readable checkpoint" in str(caught.value)
     assert "weights_only" not in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_run_from_before_the_architecture_flags_resumes_with_them_at_their_old_values(
+        tmp_path):
+    old = dataclasses.asdict(Config(out_dir=str(tmp_path)))
+    for name in ("head", "n_quantiles", "network", "augment", "reset_every_steps"):
+        del old[name]
+    (tmp_path / "config.json").write_text(json.dumps(old))  # stopped before its first checkpoint
+    same = {"head": "scalar", "network": "nature", "augment": False, "reset_every_steps": 0}
+    resumed = checkpoint.resume_config(str(tmp_path), same)
+    assert (resumed.head, resumed.network, resumed.augment) == ("scalar", "nature", False)
+    with pytest.raises(ConfigError, match="--head cannot change"):
+        checkpoint.resume_config(str(tmp_path), {"head": "quantile"})

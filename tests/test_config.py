@@ -43,6 +43,10 @@ def test_defaults_are_valid_and_every_field_has_a_doc_and_a_flag():
     (dict(memory_capacity_transitions=6, batch_size=1), r"--memory-size must be at least 4 \+"),
     (dict(n_step=10, memory_capacity_transitions=13, batch_size=1), "--memory-size"),
     (dict(eval_max_steps=600_000_000), "--eval-max-steps must be at most"),
+    (dict(head="categorical"), "--head"),
+    (dict(head="quantile", n_quantiles=0), "--quantiles"),
+    (dict(network="resnet"), "--network"),
+    (dict(reset_every_steps=-1), "--reset-every"),
 ])
 def test_bad_values_raise_a_config_error_naming_the_flag(bad, flag):
     with pytest.raises(ConfigError, match=flag):
@@ -96,3 +100,12 @@ def test_tuned_preset_is_the_field_defaults():
 def test_unknown_preset_is_a_config_error():
     with pytest.raises(ConfigError, match="--preset"):
         Config.from_flags({"preset": "rainbow", "out_dir": "x"})
+
+
+def test_configs_from_before_the_architecture_flags_load_with_todays_architecture():
+    values = json.loads(Config(out_dir="x").to_json())
+    for name in ("head", "n_quantiles", "network", "augment", "reset_every_steps"):
+        del values[name]
+    config = Config.from_json(json.dumps(values))
+    assert (config.head, config.network, config.augment, config.reset_every_steps) == (
+        "scalar", "nature", False, 0)

@@ -211,3 +211,4 @@ def test_a_non_finite_loss_stops_the_run_after_checkpointing_the_last_good_state
     saved = read_checkpoint(run)
     assert saved["progress"]["step"] == step
     assert all(torch.isfinite(v).all() for v in saved["agent"]["online"].values())
+

@@ -60,6 +60,10 @@ def test_training_writes_rewards_models_curve_and_checkpoint(reference):
     for index in (1, 2):
         state = torch.load(reference / f"model_{index:03d}.pt", weights_only=True)
         QNetwork(4, dueling=True).load_state_dict(state)  # a plain state_dict (dueling by default)
+    # after the last evaluation, the same weights as final_model.pt, for play and policy.load
+    final = torch.load(reference / "final_model.pt", weights_only=True)
+    last = torch.load(reference / "model_002.pt", weights_only=True)
+    assert final.keys() == last.keys() and all(torch.equal(final[k], last[k]) for k in final)
     assert Image.open(reference / "rewards.png").format == "PNG"
     assert (reference / "checkpoint.pt").is_file()
     assert len(list(reference.glob("replay-*.bin"))) == 1
@@ -231,5 +235,40 @@ def test_prioritized_run_stopped_between_learning_steps_resumes_exactly(overlap,
     run = tmp_path / "stopped"
     assert train(tiny_config(run, *flags), stop_when=lambda step: step == 222).steps == 222
     assert main.main(["--resume", str(run)]) == 0
+    assert (run / "rewards.txt").read_text() == (straight / "rewards.txt").read_text()
+    assert_same_models(run, straight)
+
+
+def test_quantile_augmented_prioritized_run_stopped_and_resumed_equals_the_straight_one(tmp_path):
+    flags = ["--head", "quantile", "--quantiles", "8", "--augment", "--prioritized",
+             "--n-step", "3", "--no-compile"]
+    straight = tmp_path / "straight"
+    assert main.main([*TINY, *flags, "--out", str(straight)]) == 0
+    run = tmp_path / "stopped"
+    assert train(tiny_config(run, *flags), stop_when=lambda step: step == 222).steps == 222
+    assert main.main(["--resume", str(run)]) == 0
+    assert (run / "rewards.txt").read_text() == (straight / "rewards.txt").read_text()
+    assert_same_models(run, straight)
+    state = torch.load(run / "model_002.pt", weights_only=True)
+    QNetwork(4, dueling=True, n_quantiles=8).load_state_dict(state)
+
+
+def test_run_with_resets_stopped_and_resumed_equals_the_straight_one(tmp_path, monkeypatch):
+    from atari_dqn.agent import Agent
+
+    resets = []
+    original = Agent.reset
+    monkeypatch.setattr(Agent, "reset", lambda self, step: (resets.append(step),
+                                                            original(self, step))[1])
+    # (the reset is the same for either encoder; the Impala network's is tested in test_agent)
+    flags = ["--reset-every", "150", "--no-compile"]
+    straight = tmp_path / "straight"
+    assert main.main([*TINY, *flags, "--out", str(straight)]) == 0
+    assert resets == [150]  # after the evaluation at 150; none after the last step
+    run = tmp_path / "stopped"
+    assert train(tiny_config(run, *flags), stop_when=lambda step: step == 150).steps == 150
+    assert not (run / "final_model.pt").exists()  # only after the evaluation at --steps
+    assert main.main(["--resume", str(run)]) == 0
+    assert resets == [150, 150]  # the resumed run resets where the straight one did
     assert (run / "rewards.txt").read_text() == (straight / "rewards.txt").read_text()
     assert_same_models(run, straight)

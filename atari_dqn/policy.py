@@ -1,0 +1,151 @@
+"""load(path): a trained Q-network, ready to act, from a run folder or a model file of any run.
+
+    from atari_dqn import policy
+    net = policy.load("rewards/breakout-seed0")        # or .../model_007.pt, final_model.pt
+    q = net(frames)                                    # uint8 (B, 4, 84, 84) -> (B, net.n_actions)
+
+What it accepts:
+  a run folder        its final_model.pt if there is one, else its model_NNN.pt with the largest NNN
+  a model file        final_model.pt or model_NNN.pt: a plain state_dict of the online network
+                      (float32, or float16: cast to float32)
+  a checkpoint.pt     the online network inside it (its own config names the architecture)
+The architecture (encoder, head, dueling) is read from the config.json of the file's folder (a
+run folder's); settings that config lacks (runs from before --head and --network) are those runs'
+only choices, a scalar head on the Nature CNN. Without a config.json it is inferred from the
+state_dict's keys and shapes (atari_dqn/network.py lists them). n_actions comes from the shapes.
+
+Anything else (a missing path, a folder without models, a file that is no model, weights that do
+not fit the architecture) raises PolicyLoadError with a one-line message.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from atari_dqn.agent import epsilon_greedy
+from atari_dqn.network import QNetwork
+
+FINAL_MODEL = "final_model.pt"
+CHECKPOINT = "checkpoint.pt"
+MODEL_NAME = re.compile(r"^model_(\d+)\.pt$")
+# What a config.json without these settings meant: the only choices before they existed.
+LEGACY_ARCHITECTURE = {"network": "nature", "head": "scalar"}
+COMPILED_PREFIX = "_orig_mod."  # keys of a module wrapped by torch.compile() (not in place)
+
+
+class PolicyLoadError(ValueError):
+    """The path names no loadable model; the message says why, in one line."""
+
+
+def model_file(path: str | Path) -> Path:
+    """The model file `path` names: itself, or a run folder's final or newest model."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / FINAL_MODEL).is_file():
+            return path / FINAL_MODEL
+        numbered = [(int(m.group(1)), p) for p in path.iterdir()
+                    if (m := MODEL_NAME.match(p.name)) and p.is_file()]
+        if not numbered:
+            raise PolicyLoadError(f"{path}: no {FINAL_MODEL} or model_NNN.pt in this folder")
+        return max(numbered)[1]
+    if not path.exists():
+        raise PolicyLoadError(f"{path}: no such file or folder")
+    if not path.is_file():
+        raise PolicyLoadError(f"{path}: not a file or folder")
+    return path
+
+
+def _read(file: Path) -> Any:
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as e:  # a foreign or damaged file, whatever the loader's complaint
+        lines = str(e).strip().splitlines()
+        raise PolicyLoadError(f"{file}: not a model file "
+                              f"({lines[0] if lines else type(e).__name__})") from None
+
+
+def _weights_and_config(file: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+    """The online network's state_dict (float32) and the run's settings, if known."""
+    loaded = _read(file)
+    config = None
+    if isinstance(loaded, dict) and isinstance(loaded.get("agent"), dict) and \
+            isinstance(loaded.get("config"), dict):  # a checkpoint.pt
+        loaded, config = loaded["agent"].get("online"), loaded["config"]
+    if not (isinstance(loaded, dict) and loaded
+            and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items())):
+        raise PolicyLoadError(f"{file}: not a model file (no state_dict of tensors)")
+    state = {k.removeprefix(COMPILED_PREFIX): v.float() if v.is_floating_point() else v
+             for k, v in loaded.items()}
+    if config is None and (file.parent / "config.json").is_file():
+        try:
+            config = json.loads((file.parent / "config.json").read_text())
+        except (OSError, ValueError) as e:
+            raise PolicyLoadError(f"{file.parent / 'config.json'}: unreadable ({e})") from None
+        if not isinstance(config, dict):
+            raise PolicyLoadError(f"{file.parent / 'config.json'}: not a run's settings")
+    return state, config
+
+
+def architecture(state: dict[str, torch.Tensor],
+                 config: dict[str, Any] | None) -> dict[str, Any]:
+    """QNetwork's arguments for these weights: from the run's settings when known, else from the
+    state_dict's keys and shapes."""
+    # the first convolution's weight, (out, in_channels, k, k), names the encoder
+    first_conv = {"nature": "features.0.weight", "impala": "features.0.conv.weight"}
+    inferred_encoder = next((name for name, key in first_conv.items() if key in state), None)
+    if inferred_encoder is None:
+        raise PolicyLoadError("not a Q-network of this project (no features.0 layer)")
+    fractions = state.get("quantile_fractions")
+    per_action = 1 if fractions is None else fractions.numel()
+    output = state.get("advantage.2.weight", state.get("head.2.weight"))
+    if output is None or output.ndim != 2 or output.shape[0] % per_action:
+        raise PolicyLoadError("not a Q-network of this project (no head.2 or advantage.2 layer)")
+    if config is None:
+        encoder, dueling = inferred_encoder, "value.0.weight" in state
+        n_quantiles = None if fractions is None else per_action
+    else:
+        settings = {**LEGACY_ARCHITECTURE, **config}
+        encoder, dueling = settings["network"], bool(settings.get("dueling"))
+        n_quantiles = settings.get("n_quantiles") if settings["head"] == "quantile" else None
+    return dict(n_actions=output.shape[0] // per_action, dueling=dueling,
+                in_channels=state[first_conv[inferred_encoder]].shape[1],
+                n_quantiles=n_quantiles, encoder_name=encoder)
+
+
+def load(path: str | Path, device: str | torch.device = "cpu") -> QNetwork:
+    """The online network of a run folder or model file, in eval mode, without gradients:
+    uint8 (B, 4, 84, 84) -> Q-values (B, n_actions); a quantile head's are the quantiles' mean."""
+    file = model_file(path)
+    state, config = _weights_and_config(file)
+    try:
+        arch = architecture(state, config)
+    except PolicyLoadError as e:
+        raise PolicyLoadError(f"{file}: {e}") from None
+    try:
+        network = QNetwork(**arch)
+    except (TypeError, ValueError) as e:  # e.g. a config.json naming an unknown encoder
+        raise PolicyLoadError(f"{file}: unusable architecture {arch} ({e})") from None
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as e:
+        raise PolicyLoadError(f"{file}: the weights do not fit the architecture {arch} "
+                              f"({str(e).strip().splitlines()[0]})") from None
+    return network.to(device).eval().requires_grad_(False)
+
+
+class Actor:
+    """Acts epsilon-greedily with a loaded network: what evaluate() needs of an agent."""
+
+    def __init__(self, network: QNetwork) -> None:
+        self.network = network
+        self.n_actions = network.n_actions
+        self.device = next(network.parameters()).device
+
+    def act_batch(self, states: np.ndarray, epsilon: float, rng: np.random.Generator) -> np.ndarray:
+        return epsilon_greedy(self.network, states, epsilon, rng, self.device)

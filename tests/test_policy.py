@@ -1,0 +1,146 @@
+"""atari_dqn.policy.load: run folders and model files of any run, old ones included."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from atari_dqn import policy
+from atari_dqn.config import Config
+from atari_dqn.network import QNetwork
+from atari_dqn.policy import PolicyLoadError
+
+FRAMES = torch.randint(0, 256, (3, 4, 84, 84), dtype=torch.uint8, generator=torch.Generator()
+                       .manual_seed(0))
+
+
+def save_run(folder, network: QNetwork, config: dict | None = None, name="model_001.pt"):
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(network.state_dict(), folder / name)
+    if config is not None:
+        (folder / "config.json").write_text(json.dumps(config))
+    return folder / name
+
+
+def config_json(**settings) -> dict:
+    return json.loads(Config(out_dir="x", **settings).to_json())
+
+
+def old_config_json(**settings) -> dict:
+    """A config.json written before --head, --quantiles, --network, --augment, --reset-every."""
+    values = config_json(**settings)
+    for name in ("head", "n_quantiles", "network", "augment", "reset_every_steps"):
+        del values[name]
+    return values
+
+
+def assert_same_q(loaded, network):
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(FRAMES), network.eval()(FRAMES))
+
+
+ARCHITECTURES = [
+    dict(),
+    dict(dueling=True),
+    dict(dueling=True, n_quantiles=5),
+    dict(n_quantiles=3),
+    dict(encoder_name="impala", dueling=True),
+    dict(encoder_name="impala", n_quantiles=2),
+]
+
+
+def settings_of(arch: dict) -> dict:
+    return dict(dueling=arch.get("dueling", False), network=arch.get("encoder_name", "nature"),
+                head="quantile" if "n_quantiles" in arch else "scalar",
+                n_quantiles=arch.get("n_quantiles", 200))
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("with_config", [True, False])
+def test_any_architecture_loads_from_its_run_folder(arch, with_config, tmp_path):
+    network = QNetwork(6, **arch)
+    save_run(tmp_path / "run", network, config_json(**settings_of(arch)) if with_config else None)
+    loaded = policy.load(tmp_path / "run")
+    assert loaded.n_actions == 6 and not loaded.training
+    assert all(not p.requires_grad for p in loaded.parameters())
+    q = loaded(FRAMES)
+    assert q.shape == (3, 6) and q.dtype == torch.float32
+    assert_same_q(loaded, network)
+
+
+@pytest.mark.parametrize("dueling", [False, True])
+def test_todays_models_and_configs_load(dueling, tmp_path):
+    """A model_NNN.pt of today's runs (keys features.0.weight, head.* or value.*/advantage.*)
+    next to a config.json without the new settings."""
+    network = QNetwork(4, dueling=dueling)
+    keys = set(network.state_dict())
+    assert ("advantage.2.bias" in keys) == dueling and ("head.0.weight" in keys) != dueling
+    model = save_run(tmp_path / "run", network, old_config_json(dueling=dueling))
+    assert_same_q(policy.load(model), network)
+
+
+def test_a_run_folder_gives_its_final_model_else_its_newest_numbered_one(tmp_path):
+    run = tmp_path / "run"
+    nets = {name: QNetwork(4) for name in ("model_002.pt", "model_010.pt", "model_009.pt")}
+    for name, net in nets.items():
+        save_run(run, net, config_json(dueling=False), name=name)
+    assert policy.model_file(run) == run / "model_010.pt"  # by number, not by name
+    assert_same_q(policy.load(run), nets["model_010.pt"])
+    final = QNetwork(4)
+    save_run(run, final, name="final_model.pt")
+    assert_same_q(policy.load(run), final)
+
+
+def test_fp16_weights_load_as_float32(tmp_path):
+    network = QNetwork(4, dueling=True)
+    half = {k: v.half() for k, v in network.state_dict().items()}
+    (tmp_path / "run").mkdir()
+    torch.save(half, tmp_path / "run" / "final_model.pt")
+    loaded = policy.load(tmp_path / "run" / "final_model.pt")
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(FRAMES), network(FRAMES), rtol=1e-2, atol=1e-2)
+
+
+def test_a_checkpoint_loads_its_online_network(tmp_path):
+    from atari_dqn.agent import Agent
+
+    config = Config(out_dir=str(tmp_path), head="quantile", n_quantiles=4, compile=False)
+    agent = Agent(4, config, torch.device("cpu"))
+    torch.save({"version": 1, "config": json.loads(config.to_json()),
+                "agent": agent.state_dict()}, tmp_path / "checkpoint.pt")
+    assert_same_q(policy.load(tmp_path / "checkpoint.pt"), agent.online)
+
+
+def test_a_network_compiled_out_of_place_loads(tmp_path):
+    network = QNetwork(4)
+    state = {f"_orig_mod.{k}": v for k, v in network.state_dict().items()}
+    torch.save(state, tmp_path / "model.pt")
+    assert_same_q(policy.load(tmp_path / "model.pt"), network)
+
+
+def test_bad_paths_and_foreign_files_raise_policy_load_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "text.pt").write_text("not a model")
+    torch.save([1, 2, 3], tmp_path / "list.pt")
+    torch.save({"weight": torch.zeros(3)}, tmp_path / "foreign.pt")
+    torch.save({}, tmp_path / "nothing.pt")
+    cases = {tmp_path / "missing": "no such file",
+             tmp_path / "empty": "no final_model.pt or model_NNN.pt",
+             tmp_path / "text.pt": "not a model file",
+             tmp_path / "list.pt": "not a model file",
+             tmp_path / "nothing.pt": "not a model file",
+             tmp_path / "foreign.pt": "not a Q-network"}
+    for path, message in cases.items():
+        with pytest.raises(PolicyLoadError, match=message) as error:
+            policy.load(path)
+        assert "\n" not in str(error.value)
+    assert issubclass(PolicyLoadError, ValueError)
+
+
+def test_weights_that_do_not_fit_the_run_config_raise(tmp_path):
+    save_run(tmp_path / "run", QNetwork(4, dueling=True), config_json(dueling=False))
+    with pytest.raises(PolicyLoadError, match="do not fit"):
+        policy.load(tmp_path / "run")
