@@ -7,6 +7,7 @@ import dataclasses
 import sys
 from typing import Any
 
+from atari_dqn.cli import OneLineParser
 from atari_dqn.config import Config, ConfigError, RunError, default_run_dir
 
 
@@ -22,7 +23,7 @@ def _int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="main.py",
         description="Train a Nature-CNN DQN on an Atari game (DeepMind preprocessing). "
                     "1 agent step = 4 emulator frames; counts are agent steps unless stated.")

@@ -63,7 +63,6 @@ The memory is saved (atomically) only after every entry was read and checked.
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import os
 import re
@@ -75,6 +74,7 @@ from pathlib import Path
 
 import numpy as np
 
+from atari_dqn.cli import OneLineParser
 from atari_dqn.replay import PrioritizedReplayMemory, ReplayMemory, load_snapshot
 
 PROG = "dataset"
@@ -448,15 +448,9 @@ def describe(data: Path) -> list[str]:
 
 # --- command line --------------------------------------------------------------------------------
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, status 2, like every other error
-        print(f"{PROG}: error: {message}", file=sys.stderr)
-        sys.exit(2)
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog=f"python -m atari_dqn.{PROG}", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     imp = sub.add_parser("import", help="convert a DQN Replay Dataset checkpoint into a replay snapshot")
     imp.add_argument("folder", type=Path, metavar="DIR", help="folder of Dopamine replay checkpoint files")
     imp.add_argument("--out", type=Path, required=True, help="the snapshot to write (must not exist)")

@@ -26,6 +26,7 @@ import torch
 from atari_dqn import env as envs
 from atari_dqn import policy
 from atari_dqn.config import ConfigError
+from atari_dqn.cli import OneLineParser
 from atari_dqn.evaluate import NullFrameWriter, PngFrameWriter, evaluate, evaluation_seeds
 
 DEFAULT_GAME = "Breakout"
@@ -38,7 +39,7 @@ class PlayError(ValueError):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="play", description="Play whole games with a trained agent and print the scores.")
     parser.add_argument("path", metavar="RUN_OR_MODEL",
                         help="a run folder (its final_model.pt, else its last model_NNN.pt) or a "

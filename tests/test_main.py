@@ -42,3 +42,12 @@ def test_plain_pytest_imports_main_without_the_working_folder_on_sys_path():
     done = subprocess.run([sys.executable, "-P", "-c", code], cwd=ROOT, capture_output=True,
                           text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("argv", [["--bogus"], ["--steps", "ten"], ["--device", "tpu"]])
+def test_a_usage_error_is_one_line_and_status_2(argv, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main.main(argv)
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("main.py: error: ")
