@@ -10,5 +10,6 @@ from typing import NoReturn
 
 class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
+        program = self.prog.split()[0]  # a subcommand's parser is "<program> <subcommand>"
+        print(f"{program}: error: {message} (see --help)", file=sys.stderr)
         sys.exit(2)
