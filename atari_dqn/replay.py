@@ -97,10 +97,25 @@ def _check_int(value: object, name: str) -> int:
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
 
 
+def _check_size(value: object, name: str) -> int:
+    """An integer the C++ core takes as int64 (it checks the meaningful range itself)."""
+    value = _check_int(value, name)
+    if not -(2**63) <= value < 2**63:
+        raise ValueError(f"{name} is too large: {value}")
+    return value
+
+
 def _check_flag(value: object, name: str) -> bool:
     if isinstance(value, (bool, np.bool_)) or (isinstance(value, (int, np.integer)) and value in (0, 1)):
         return bool(value)
     raise TypeError(f"{name} must be a bool, got {value!r}")
+
+
+def _check_seed(value: object) -> int:
+    seed = _check_int(value, "seed")
+    if not 0 <= seed < 2**64:
+        raise ValueError(f"seed must be in [0, 2**64), got {seed}")
+    return seed
 
 
 def _check_reward(value: object) -> float:
@@ -131,34 +146,34 @@ class ReplayMemory:
     def _make_core(cls, capacity, frame_shape, stack, seed, n_step, gamma, alpha, eps, streams) -> _replay.Memory:
         if len(tuple(frame_shape)) != 2:
             raise ValueError(f"frame_shape must be (height, width), got {frame_shape!r}")
-        height, width = (_check_int(v, "frame_shape") for v in frame_shape)
-        seed = _check_int(seed, "seed")
-        if seed < 0:
-            raise ValueError(f"seed must be >= 0, got {seed}")
+        height, width = (_check_size(v, "frame_shape") for v in frame_shape)
+        seed = _check_seed(seed)
         return _replay.Memory(
-            capacity=_check_int(capacity, "capacity"),
+            capacity=_check_size(capacity, "capacity"),
             height=height,
             width=width,
-            stack=_check_int(stack, "stack"),
-            n_step=_check_int(n_step, "n_step"),
+            stack=_check_size(stack, "stack"),
+            n_step=_check_size(n_step, "n_step"),
             gamma=float(gamma),
             prioritized=cls._PRIORITIZED,
             alpha=float(alpha),
             eps=float(eps),
             seed=seed,
-            streams=_check_int(streams, "streams"),
+            streams=_check_size(streams, "streams"),
         )
 
     # -- writing -----------------------------------------------------------------
     # The hot calls go straight to C++, whose argument conversion refuses (TypeError)
-    # anything that is not exactly the right type, without copying. Only then do
-    # the Python checks run: to name the bad argument, or to accept a strided view.
+    # anything that is not exactly the right type (a bool flag, a float or int reward,
+    # a C-contiguous uint8 frame, an int stream), without copying. Only then do the Python checks
+    # run: to name the bad argument, or to accept what they allow beyond that (0/1
+    # flags, numpy scalars, a strided view). The fast path accepts a subset of them.
     def start_episode(self, frame: np.ndarray, stream: int = 0) -> None:
         """Begins an episode on a stream with the observation after reset (cuts off one in progress)."""
         try:
             self._core.start_episode(frame, stream)
         except TypeError:
-            self._core.start_episode(_check_frame(frame, self.frame_shape), _check_int(stream, "stream"))
+            self._core.start_episode(_check_frame(frame, self.frame_shape), _check_size(stream, "stream"))
 
     def append(
         self, action: int, reward: float, frame: np.ndarray, terminated: bool, truncated: bool = False, stream: int = 0
@@ -173,7 +188,7 @@ class ReplayMemory:
                 _check_frame(frame, self.frame_shape),
                 _check_flag(terminated, "terminated"),
                 _check_flag(truncated, "truncated"),
-                _check_int(stream, "stream"),
+                _check_size(stream, "stream"),
             )
 
     def append_batch(
@@ -213,7 +228,7 @@ class ReplayMemory:
 
     def state(self, stream: int = 0) -> np.ndarray:
         """The (stack, H, W) uint8 state of a stream's newest observation: what the agent acts on next."""
-        return self._core.state(_check_int(stream, "stream"))
+        return self._core.state(_check_size(stream, "stream"))
 
     def states(self) -> np.ndarray:
         """The (streams, stack, H, W) uint8 states of every stream's newest observation (batched acting)."""
@@ -282,7 +297,7 @@ class ReplayMemory:
         return self._core.bytes_allocated()
 
     def reseed(self, seed: int) -> None:
-        self._core.reseed(_check_int(seed, "seed"))
+        self._core.reseed(_check_seed(seed))
 
     def check_invariants(self) -> None:
         """Raises RuntimeError if any internal invariant is broken (for tests)."""

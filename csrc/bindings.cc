@@ -42,6 +42,34 @@ const uint8_t* frame_pointer(const ReplayMemory& m, const FrameArray& frame) {
   return frame.data();
 }
 
+// The append fast path takes its scalars as handles and accepts only the exact
+// types below; anything else is a TypeError, and atari_dqn/replay.py then applies
+// its documented checks (_check_flag, _check_reward), which accept a superset
+// (0/1 integers, numpy scalars). So this path is never less strict than those.
+bool strict_flag(py::handle value, const char* name) {
+  if (value.ptr() == Py_True) return true;
+  if (value.ptr() == Py_False) return false;
+  throw py::type_error(std::string(name) + " must be a bool, got " + std::string(py::repr(value)));
+}
+
+double strict_reward(py::handle value) {
+  PyObject* v = value.ptr();
+  if (PyFloat_Check(v)) return PyFloat_AS_DOUBLE(v);
+  if (PyLong_Check(v) && !PyBool_Check(v)) {
+    const double d = PyLong_AsDouble(v);
+    if (d == -1.0 && PyErr_Occurred()) throw py::error_already_set();
+    return d;
+  }
+  throw py::type_error("reward must be a real number, got " + std::string(py::str(py::type::handle_of(value).attr("__name__"))));
+}
+
+// Bounds checks for the trees' accessors, which the core leaves unchecked on its hot path.
+void check_index(int64_t i, int64_t size, const char* what) {
+  if (i < 0 || i >= size)
+    throw py::index_error(std::string(what) + " index " + std::to_string(i) + " out of range [0, " +
+                          std::to_string(size) + ")");
+}
+
 py::tuple sample(ReplayMemory& m, int64_t batch, double beta) {
   if (batch < 1) throw std::invalid_argument("batch_size must be >= 1, got " + std::to_string(batch));
   const MemoryConfig& c = m.config();
@@ -129,8 +157,21 @@ PYBIND11_MODULE(_replay, mod) {
   py::class_<replay::FenwickTree>(mod, "FenwickTree")
       .def(py::init<int64_t, int64_t>(), py::arg("size"), py::arg("rebuild_every") = 0)
       .def("set", &replay::FenwickTree::set, py::arg("index"), py::arg("value"))
-      .def("get", &replay::FenwickTree::get, py::arg("index"))
-      .def("prefix", &replay::FenwickTree::prefix, py::arg("count"))
+      .def(
+          "get",
+          [](const replay::FenwickTree& t, int64_t i) {
+            check_index(i, t.size(), "FenwickTree");
+            return t.get(i);
+          },
+          py::arg("index"))
+      .def(
+          "prefix",
+          [](const replay::FenwickTree& t, int64_t count) {
+            check_index(count, t.size() + 1, "FenwickTree prefix");
+            return t.prefix(count);
+          },
+          py::arg("count"))
+      .def_property_readonly("max_leaf", &replay::FenwickTree::max_leaf)
       .def("total", &replay::FenwickTree::total)
       .def("find", &replay::FenwickTree::find, py::arg("mass"))
       .def("rebuild", &replay::FenwickTree::rebuild)
@@ -152,7 +193,13 @@ PYBIND11_MODULE(_replay, mod) {
   py::class_<replay::MinTree>(mod, "MinTree")
       .def(py::init<int64_t>(), py::arg("size"))
       .def("set", &replay::MinTree::set, py::arg("index"), py::arg("value"))
-      .def("get", &replay::MinTree::get, py::arg("index"))
+      .def(
+          "get",
+          [](const replay::MinTree& t, int64_t i) {
+            check_index(i, t.size(), "MinTree");
+            return t.get(i);
+          },
+          py::arg("index"))
       .def("min", &replay::MinTree::min)
       .def("check_invariants", &replay::MinTree::check_invariants);
 
@@ -186,11 +233,13 @@ PYBIND11_MODULE(_replay, mod) {
           py::arg("frame").noconvert(), py::arg("stream") = 0)
       .def(
           "append",
-          [](ReplayMemory& m, int64_t action, float reward, const FrameArray& frame, bool terminated, bool truncated,
-             int64_t stream) {
+          [](ReplayMemory& m, int64_t action, py::handle reward, const FrameArray& frame, py::handle terminated,
+             py::handle truncated, int64_t stream) {
+            const double r = strict_reward(reward);
+            const bool term = strict_flag(terminated, "terminated"), trunc = strict_flag(truncated, "truncated");
             const uint8_t* data = frame_pointer(m, frame);
             py::gil_scoped_release release;
-            m.append(action, reward, data, terminated, truncated, stream);
+            m.append(action, r, data, term, trunc, stream);
           },
           py::arg("action"), py::arg("reward"), py::arg("frame").noconvert(), py::arg("terminated"),
           py::arg("truncated"), py::arg("stream") = 0)

@@ -29,12 +29,15 @@ FrameStore::FrameStore(size_t frame_bytes, size_t chunk_bytes)
 uint8_t* FrameStore::push_uninitialized() {
   if (chunks_.empty()) first_chunk_ = end_ >> chunk_shift_;
   if (end_ >= (first_chunk_ + static_cast<int64_t>(chunks_.size())) * chunk_frames_) {
+    // Strong guarantee: if an allocation throws, the store is as it was (no leak).
+    std::unique_ptr<uint8_t[]> chunk;
     if (!spare_.empty()) {
-      chunks_.push_back(std::move(spare_.back()));
+      chunk = std::move(spare_.back());
       spare_.pop_back();
     } else {
-      chunks_.emplace_back(new uint8_t[static_cast<size_t>(chunk_frames_) * frame_bytes_]);
+      chunk.reset(new uint8_t[static_cast<size_t>(chunk_frames_) * frame_bytes_]);
     }
+    chunks_.push_back(std::move(chunk));
   }
   uint8_t* slot = const_cast<uint8_t*>(get(end_));
   ++end_;

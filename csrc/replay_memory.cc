@@ -24,6 +24,9 @@ constexpr uint8_t kTruncated = 2;
 constexpr double kInfinity = std::numeric_limits<double>::infinity();
 constexpr int64_t kMaxStack = 255;  // history_ is one byte
 constexpr int64_t kMaxNStep = 1000;
+constexpr int64_t kMaxCount = int64_t{1} << 62;     // frame numbers and ids stay below (see the header)
+constexpr int64_t kMaxCapacity = int64_t{1} << 40;  // transitions; keeps capacity * slot bytes far from overflow
+constexpr int64_t kMaxFrameBytes = int64_t{1} << 32;
 constexpr int64_t kMaxStreams = std::numeric_limits<uint16_t>::max() + 1;  // stream_ is two bytes
 
 // Snapshot layout (native little-endian; the endian mark rejects foreign byte order).
@@ -53,6 +56,19 @@ constexpr size_t kHeaderBytesStreams = 8 + 4 + 4 + 5 * 8 + 8 + 8 + 8 + 8 + 8 + 8
 
 std::string errno_text(const std::string& what, const std::string& path) {
   return what + " '" + path + "': " + std::strerror(errno);
+}
+
+// The C library would silently cut a path at its first NUL byte and write elsewhere.
+void check_path(const std::string& path) {
+  if (path.find('\0') != std::string::npos) throw std::invalid_argument("path contains a NUL byte: refused");
+}
+
+int64_t physical_memory_bytes() {
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page_bytes = ::sysconf(_SC_PAGE_SIZE);
+  if (pages <= 0 || page_bytes <= 0) return std::numeric_limits<int64_t>::max();  // unknown: no bound
+  return static_cast<int64_t>(pages) > std::numeric_limits<int64_t>::max() / page_bytes
+             ? std::numeric_limits<int64_t>::max()
+             : static_cast<int64_t>(pages) * page_bytes;
 }
 
 // Writes through stdio and hashes every byte it writes.
@@ -94,10 +110,28 @@ class SnapshotWriter {
 
 class SnapshotReader {
  public:
-  explicit SnapshotReader(const std::string& path) : path_(path), file_(std::fopen(path.c_str(), "rb")) {
-    if (file_ == nullptr) throw FileError(errno, errno_text("cannot open", path));
+  // Opens without blocking (a FIFO would otherwise wait for a writer forever) and
+  // refuses anything but a regular file before reading a byte.
+  explicit SnapshotReader(const std::string& path) : path_(path), file_(nullptr) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) throw FileError(errno, errno_text("cannot open", path));
     struct stat info;
-    if (::fstat(::fileno(file_), &info) != 0) throw FileError(errno, errno_text("cannot stat", path));
+    if (::fstat(fd, &info) != 0) {
+      const int error = errno;
+      ::close(fd);
+      throw FileError(error, "cannot stat '" + path + "': " + std::strerror(error));
+    }
+    if (!S_ISREG(info.st_mode)) {
+      ::close(fd);
+      if (S_ISDIR(info.st_mode)) throw FileError(EISDIR, "cannot read '" + path + "': " + std::strerror(EISDIR));
+      throw FormatError("'" + path + "' is not a regular file, so not a replay memory snapshot");
+    }
+    const int flags = ::fcntl(fd, F_GETFL);
+    if (flags < 0 || ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0 || (file_ = ::fdopen(fd, "rb")) == nullptr) {
+      const int error = errno;
+      ::close(fd);
+      throw FileError(error, "cannot open '" + path + "': " + std::strerror(error));
+    }
     size_ = static_cast<uint64_t>(info.st_size);
   }
   ~SnapshotReader() { std::fclose(file_); }
@@ -138,9 +172,12 @@ class SnapshotReader {
 }  // namespace
 
 void MemoryConfig::validate() const {
-  if (height < 1 || width < 1)
-    throw std::invalid_argument("frame_shape must be positive, got (" + std::to_string(height) + ", " +
-                                std::to_string(width) + ")");
+  const std::string shape = "(" + std::to_string(height) + ", " + std::to_string(width) + ")";
+  if (height < 1 || width < 1) throw std::invalid_argument("frame_shape must be positive, got " + shape);
+  if (height > kMaxFrameBytes / width)  // height * width without computing an overflowing product
+    throw std::invalid_argument("frame_shape " + shape + " is too large: a frame must be at most 2^32 bytes");
+  if (capacity > kMaxCapacity)
+    throw std::invalid_argument("capacity " + std::to_string(capacity) + " is too large: at most 2^40 transitions");
   if (stack < 1 || stack > kMaxStack)
     throw std::invalid_argument("stack must be in [1, 255], got " + std::to_string(stack));
   if (n_step < 1 || n_step > kMaxNStep)
@@ -158,7 +195,24 @@ void MemoryConfig::validate() const {
       throw std::invalid_argument("alpha must be finite and >= 0, got " + std::to_string(alpha));
     if (!(eps > 0.0) || !std::isfinite(eps))
       throw std::invalid_argument("eps must be finite and > 0, got " + std::to_string(eps));
+    // The smallest stored priority, eps^alpha, must neither underflow to 0 (a total
+    // of 0 could not be sampled) nor exceed the largest leaf (see the header).
+    const double floor = std::pow(eps, alpha);
+    const double max_leaf = std::numeric_limits<double>::max() / (2.0 * static_cast<double>(capacity));
+    if (!(floor >= std::numeric_limits<double>::min() && floor <= max_leaf)) {
+      char text[256];
+      std::snprintf(text, sizeof(text), "eps ** alpha = %g ** %g = %g must be in [%g, %g] (priorities that neither "
+                    "underflow to 0 nor overflow the total)", eps, alpha, floor, std::numeric_limits<double>::min(), max_leaf);
+      throw std::invalid_argument(text);
+    }
   }
+}
+
+int64_t MemoryConfig::slot_bytes() const {
+  // obs_frame_ action_ reward_ flags_ history_ stream_ next_, and the two trees' leaves and nodes.
+  return static_cast<int64_t>(sizeof(int64_t) + sizeof(int32_t) + sizeof(float) + 2 * sizeof(uint8_t) +
+                              sizeof(uint16_t) + sizeof(int64_t) +
+                              (prioritized ? 2 * sizeof(double) + 2 * sizeof(double) : 0));
 }
 
 ReplayMemory::ReplayMemory(const MemoryConfig& config)
@@ -175,7 +229,10 @@ ReplayMemory::ReplayMemory(const MemoryConfig& config)
   // beyond their live frames (a partial chunk at each end, spares) stays that
   // of a single store however many streams there are.
   const size_t chunk_bytes = FrameStore::kDefaultChunkBytes / static_cast<size_t>(config_.streams);
-  for (int64_t s = 0; s < config_.streams; ++s) streams_.emplace_back(static_cast<size_t>(config_.frame_bytes()), chunk_bytes);
+  for (int64_t s = 0; s < config_.streams; ++s) {
+    streams_.emplace_back(static_cast<size_t>(config_.frame_bytes()), chunk_bytes);
+    streams_.back().pending.reserve(static_cast<size_t>(config_.n_step - 1));
+  }
   if (config_.prioritized) {
     sum_tree_ = std::make_unique<FenwickTree>(config_.capacity);
     min_tree_ = std::make_unique<MinTree>(config_.capacity);
@@ -192,16 +249,18 @@ void ReplayMemory::check_stream(int64_t stream) const {
                             std::to_string(stream));
 }
 
-void ReplayMemory::check_can_append(int64_t action, float reward, int64_t stream) const {
+void ReplayMemory::check_can_append(int64_t action, double reward, int64_t stream, int64_t frames) const {
   if (action < 0 || action > std::numeric_limits<int32_t>::max())
     throw std::invalid_argument("action must be in [0, 2^31), got " + std::to_string(action));
-  if (!std::isfinite(reward)) throw std::invalid_argument("reward must be finite, got " + std::to_string(reward));
+  if (!(std::fabs(reward) <= std::numeric_limits<float>::max()))
+    throw std::invalid_argument("reward must be finite (as a float32), got " + std::to_string(reward));
   const Stream& st = streams_[static_cast<size_t>(stream)];
   if (!st.episode_open)
     throw std::invalid_argument(st.have_obs ? "append after the episode ended" + on_stream(stream) +
                                                   ": call start_episode(frame) first"
                                             : "append before start_episode" + on_stream(stream) +
                                                   ": call start_episode(frame) with the observation after reset first");
+  check_frame_numbers_left(st, frames);
 }
 
 void ReplayMemory::check_has_observation(int64_t stream) const {
@@ -211,8 +270,7 @@ void ReplayMemory::check_has_observation(int64_t stream) const {
 
 bool ReplayMemory::is_pending(int64_t id) const {
   if (pending_ == 0) return false;
-  const std::deque<int64_t>& pending = streams_[stream_[static_cast<size_t>(slot(id))]].pending;
-  return std::find(pending.begin(), pending.end(), id) != pending.end();
+  return streams_[stream_[static_cast<size_t>(slot(id))]].pending.contains(id);
 }
 
 int64_t ReplayMemory::size() const {
@@ -237,7 +295,7 @@ void ReplayMemory::make_sampleable(int64_t id) {
 
 void ReplayMemory::end_episode(Stream& st) {
   st.episode_open = false;
-  for (int64_t id : st.pending) make_sampleable(id);  // oldest first
+  for (size_t i = 0; i < st.pending.size(); ++i) make_sampleable(st.pending.at(i));  // oldest first
   pending_ -= static_cast<int64_t>(st.pending.size());
   st.pending.clear();
 }
@@ -250,6 +308,11 @@ void ReplayMemory::release_frames(int64_t stream) {
     keep = std::min(keep, obs_frame_[s] - history_[s]);
   }
   st.frames.release_before(keep);
+}
+
+void ReplayMemory::check_frame_numbers_left(const Stream& st, int64_t frames) const {
+  if (st.frames.end() >= kMaxCount - frames)
+    throw std::overflow_error("replay memory has used up its 2^62 frame numbers");
 }
 
 void ReplayMemory::evict_oldest() {
@@ -269,18 +332,21 @@ void ReplayMemory::evict_oldest() {
 void ReplayMemory::start_episode(const uint8_t* frame, int64_t stream) {
   check_stream(stream);
   std::lock_guard<std::mutex> lock(mu_);
+  check_frame_numbers_left(streams_[static_cast<size_t>(stream)], 1);
   start_episode_locked(frame, stream);
 }
 
 void ReplayMemory::start_episode_locked(const uint8_t* frame, int64_t stream) {
   Stream& st = streams_[static_cast<size_t>(stream)];
+  // The only step that can throw (allocation) comes first; nothing below throws.
+  const int64_t first_frame = st.frames.push(frame);
   if (st.episode_open && st.episode_steps > 0) {
     // The episode in progress is cut off: its last step becomes a truncation, so
     // its pending n-step transitions bootstrap from its true last observation.
     if (st.newest_id >= 0) flags_[static_cast<size_t>(slot(st.newest_id))] |= kTruncated;
     end_episode(st);
   }
-  st.cur_frame = st.frames.push(frame);
+  st.cur_frame = first_frame;
   st.cur_history = 0;
   st.episode_steps = 0;
   st.episode_open = true;
@@ -288,20 +354,21 @@ void ReplayMemory::start_episode_locked(const uint8_t* frame, int64_t stream) {
   release_frames(stream);
 }
 
-void ReplayMemory::append(int64_t action, float reward, const uint8_t* frame, bool terminated, bool truncated,
+void ReplayMemory::append(int64_t action, double reward, const uint8_t* frame, bool terminated, bool truncated,
                           int64_t stream) {
   check_stream(stream);
   std::lock_guard<std::mutex> lock(mu_);
-  check_can_append(action, reward, stream);
-  append_locked(action, reward, frame, terminated, truncated, stream);
+  check_can_append(action, reward, stream, 1);
+  append_locked(action, static_cast<float>(reward), frame, terminated, truncated, stream);
 }
 
 void ReplayMemory::append_batch(const int64_t* actions, const float* rewards, const uint8_t* frames,
                                 const uint8_t* terminated, const uint8_t* truncated, const uint8_t* reset_frames) {
   std::lock_guard<std::mutex> lock(mu_);
   for (int64_t i = 0; i < config_.streams; ++i) {
+    const bool reset = reset_frames != nullptr && (terminated[i] != 0 || truncated[i] != 0);
     try {
-      check_can_append(actions[i], rewards[i], i);
+      check_can_append(actions[i], rewards[i], i, reset ? 2 : 1);
     } catch (const std::invalid_argument& e) {
       throw std::invalid_argument("append_batch row " + std::to_string(i) + ": " + e.what());
     }
@@ -318,15 +385,16 @@ void ReplayMemory::append_batch(const int64_t* actions, const float* rewards, co
 void ReplayMemory::append_locked(int64_t action, float reward, const uint8_t* frame, bool terminated, bool truncated,
                                  int64_t stream) {
   Stream& st = streams_[static_cast<size_t>(stream)];
+  // The frame push (allocation) is the only step that can throw; nothing after it does.
+  const int64_t next_frame = st.frames.push(frame);
   const int64_t id = appended_;
   const size_t s = static_cast<size_t>(slot(id));
   const int64_t evicted_stream = id >= config_.capacity ? stream_[s] : -1;
   if (evicted_stream >= 0) evict_oldest();
-  const int64_t next_frame = st.frames.push(frame);
   obs_frame_[s] = st.cur_frame;
   history_[s] = static_cast<uint8_t>(st.cur_history);
   action_[s] = static_cast<int32_t>(action);
-  reward_[s] = reward;
+  reward_[s] = static_cast<float>(reward);
   flags_[s] = static_cast<uint8_t>((terminated ? kTerminated : 0) | (truncated ? kTruncated : 0));
   stream_[s] = static_cast<uint16_t>(stream);
   next_[s] = -1;
@@ -345,16 +413,17 @@ void ReplayMemory::append_locked(int64_t action, float reward, const uint8_t* fr
     make_sampleable(id);
   } else {
     if (sum_tree_) set_leaf(id, 0.0);
-    st.pending.push_back(id);
-    ++pending_;
     // The list holds the newest min(n - 1, steps) of the episode, less evicted ones
-    // (always its oldest): past n - 1, its front now has its n - 1 later steps.
-    if (static_cast<int64_t>(st.pending.size()) > config_.n_step - 1) {
-      const int64_t ready = st.pending.front();
+    // (always its oldest): when it is full, its front now has its n - 1 later steps.
+    int64_t ready = -1;
+    if (st.pending.size() == st.pending.capacity()) {
+      ready = st.pending.front();
       st.pending.pop_front();
       --pending_;
-      make_sampleable(ready);
     }
+    st.pending.push_back(id);
+    ++pending_;
+    if (ready >= 0) make_sampleable(ready);
   }
   ++appended_;
   release_frames(stream);
@@ -447,7 +516,9 @@ void ReplayMemory::sample(int64_t batch, double beta, const BatchView& out) {
   if (!sum_tree_) {
     // The k-th live id that is not pending: step over the pending ids at or below it.
     sorted_pending_.clear();
-    for (const Stream& st : streams_) sorted_pending_.insert(sorted_pending_.end(), st.pending.begin(), st.pending.end());
+    for (const Stream& st : streams_) {
+      for (size_t i = 0; i < st.pending.size(); ++i) sorted_pending_.push_back(st.pending.at(i));
+    }
     std::sort(sorted_pending_.begin(), sorted_pending_.end());
     for (int64_t b = 0; b < batch; ++b) {
       int64_t id = lo + static_cast<int64_t>(rng_.below(static_cast<uint64_t>(count)));
@@ -459,7 +530,15 @@ void ReplayMemory::sample(int64_t batch, double beta, const BatchView& out) {
     }
   } else {
     // Stratified: one draw in each of `batch` equal segments of the total mass.
-    const double total = sum_tree_->total();
+    // The leaf bounds (see the header) make the total finite and positive; rebuild
+    // once if rounding says otherwise, and never sample from a broken tree.
+    double total = sum_tree_->total();
+    if (!(total > 0.0 && total <= std::numeric_limits<double>::max())) {
+      sum_tree_->rebuild();
+      total = sum_tree_->total();
+      if (!(total > 0.0 && total <= std::numeric_limits<double>::max()))
+        throw std::logic_error("replay memory invariant broken: priority total is " + std::to_string(total));
+    }
     const double segment = total / static_cast<double>(batch);
     const double lowest = min_tree_->min();
     const int64_t capacity = config_.capacity;
@@ -467,8 +546,12 @@ void ReplayMemory::sample(int64_t batch, double beta, const BatchView& out) {
       const double mass = (static_cast<double>(b) + rng_.uniform()) * segment;
       int64_t leaf = std::min(sum_tree_->find(mass), capacity - 1);
       // Rounding can land past the last positive leaf or on a zero (pending) one;
-      // step back to the nearest positive leaf. Some leaf is positive since count > 0.
-      while (sum_tree_->get(leaf) <= 0.0) leaf = leaf == 0 ? capacity - 1 : leaf - 1;
+      // step back to the nearest positive leaf. Some leaf is positive since count > 0,
+      // so this ends within capacity steps; the bound only guards a broken invariant.
+      for (int64_t steps = 0; !(sum_tree_->get(leaf) > 0.0); ++steps) {
+        if (steps == capacity) throw std::logic_error("replay memory invariant broken: no positive priority");
+        leaf = leaf == 0 ? capacity - 1 : leaf - 1;
+      }
       out.ids[b] = lo + (leaf - slot(lo) + capacity) % capacity;
       // w_i = (N P(i))^-beta / max_j (N P(j))^-beta = (p_i / p_min)^-beta
       out.weights[b] = static_cast<float>(std::pow(sum_tree_->get(leaf) / lowest, -beta));
@@ -495,10 +578,19 @@ void ReplayMemory::prefetch_item(int64_t id) const {
 
 void ReplayMemory::update_priorities(const int64_t* ids, const double* priorities, int64_t count) {
   if (!sum_tree_) throw std::invalid_argument("update_priorities needs a prioritized memory");
+  // Validate every item (the derived p^alpha included), then commit: an error changes nothing.
   for (int64_t i = 0; i < count; ++i) {
     if (!std::isfinite(priorities[i]) || priorities[i] < 0.0)
       throw std::invalid_argument("priorities must be finite and >= 0; item " + std::to_string(i) + " is " +
                                   std::to_string(priorities[i]));
+    const double leaf = std::pow(priorities[i] + config_.eps, config_.alpha);
+    if (!leaf_in_range(leaf)) {
+      char text[256];
+      std::snprintf(text, sizeof(text), "priority item %lld is %g: (p + eps) ** alpha = %g is above %g, where %lld "
+                    "of them could overflow the total", static_cast<long long>(i), priorities[i], leaf,
+                    sum_tree_->max_leaf(), static_cast<long long>(config_.capacity));
+      throw std::invalid_argument(text);
+    }
   }
   std::lock_guard<std::mutex> lock(mu_);
   for (int64_t i = 0; i < count; ++i) {
@@ -511,7 +603,7 @@ void ReplayMemory::update_priorities(const int64_t* ids, const double* prioritie
     if (ids[i] < lo || is_pending(ids[i])) continue;  // overwritten since sampled, or still pending
     const double p = priorities[i] + config_.eps;
     max_priority_ = std::max(max_priority_, p);
-    set_leaf(ids[i], std::pow(p, config_.alpha));
+    set_leaf(ids[i], std::pow(p, config_.alpha));  // in range: checked above, and pow is deterministic
   }
 }
 
@@ -535,11 +627,9 @@ void ReplayMemory::reseed(uint64_t seed) {
 
 size_t ReplayMemory::bytes_allocated() const {
   std::lock_guard<std::mutex> lock(mu_);
-  const size_t per_slot = sizeof(int64_t) + sizeof(int32_t) + sizeof(float) + 2 * sizeof(uint8_t) + sizeof(uint16_t) +
-                          sizeof(int64_t) + (sum_tree_ ? 2 * sizeof(double) + 2 * sizeof(double) : 0);
-  size_t frames = 0;
-  for (const Stream& st : streams_) frames += st.frames.bytes_allocated();
-  return frames + per_slot * static_cast<size_t>(config_.capacity);
+  size_t per_stream = 0;  // frames and the pending-id rings
+  for (const Stream& st : streams_) per_stream += st.frames.bytes_allocated() + st.pending.capacity() * sizeof(int64_t);
+  return per_stream + static_cast<size_t>(config_.slot_bytes() * config_.capacity);
 }
 
 void ReplayMemory::rebuild_stream_links() {
@@ -557,8 +647,9 @@ void ReplayMemory::rebuild_stream_links() {
     if (st.newest_id >= 0) next_[static_cast<size_t>(slot(st.newest_id))] = id;
     if (st.oldest_id < 0) st.oldest_id = id;
     st.newest_id = id;
+    if (st.pending.capacity() == 0) continue;
+    if (st.pending.size() == st.pending.capacity()) st.pending.pop_front();
     st.pending.push_back(id);
-    if (static_cast<int64_t>(st.pending.size()) > config_.n_step - 1) st.pending.pop_front();
   }
   for (Stream& st : streams_) {
     const int64_t pending = st.episode_open ? std::min(config_.n_step - 1, st.episode_steps) : 0;
@@ -571,6 +662,8 @@ void ReplayMemory::check_invariants() const {
   std::lock_guard<std::mutex> lock(mu_);
   auto fail = [](const std::string& what) { throw std::logic_error("replay memory invariant broken: " + what); };
   const int64_t live_lo_id = live_lo();
+  // Counters first, so that the frame arithmetic below cannot overflow.
+  if (appended_ < 0 || appended_ >= kMaxCount || pending_ < 0) fail("counters out of range");
   // Each stream's live ids in order, rebuilt from stream_ alone.
   std::vector<std::vector<int64_t>> chains(streams_.size());
   for (int64_t id = live_lo_id; id < appended_; ++id) {
@@ -583,30 +676,46 @@ void ReplayMemory::check_invariants() const {
     const Stream& st = streams_[i];
     const std::vector<int64_t>& chain = chains[i];
     const std::string where = " (stream " + std::to_string(i) + ")";
+    if (st.frames.begin() < 0 || st.frames.end() < st.frames.begin() || st.frames.end() >= kMaxCount)
+      fail("frame counters out of range" + where);
+    if (static_cast<int64_t>(chain.size()) > st.frames.end()) fail("more transitions than frames" + where);
+    if (!st.have_obs && (!chain.empty() || st.frames.end() != 0 || st.episode_open))
+      fail("transitions without an observation" + where);
     if (st.have_obs && st.cur_frame != st.frames.end() - 1) fail("newest observation is not the newest frame" + where);
     if (st.cur_history < 0 || st.cur_history > config_.stack - 1) fail("history of the newest observation out of range" + where);
     if (st.have_obs && st.cur_frame - st.cur_history < st.frames.begin()) fail("frames of the newest state released" + where);
-    if (!st.have_obs && (st.episode_open || !chain.empty())) fail("transitions or an open episode without an observation" + where);
+    if (st.episode_steps < 0 || st.episode_steps > appended_) fail("episode steps out of range" + where);
+    if (st.cur_history != std::min(st.episode_steps, config_.stack - 1))
+      fail("newest history disagrees with the episode's steps" + where);
     if (st.oldest_id != (chain.empty() ? -1 : chain.front()) || st.newest_id != (chain.empty() ? -1 : chain.back()))
       fail("oldest or newest live id wrong" + where);
+    // The episode in progress is the stream's last episode_steps transitions: the live
+    // ones among them end no episode, and the one before them (if live) ends one.
+    const int64_t open_steps = st.episode_open ? st.episode_steps : 0;
+    const int64_t first_open = static_cast<int64_t>(chain.size()) - open_steps;  // index into chain
     for (size_t k = 0; k < chain.size(); ++k) {
       const int64_t id = chain[k];
       const size_t s = static_cast<size_t>(slot(id));
       if (history_[s] > config_.stack - 1) fail("history out of range at id " + std::to_string(id));
-      if (obs_frame_[s] - history_[s] < st.frames.begin()) fail("state frames released for live id " + std::to_string(id));
-      if (obs_frame_[s] + 1 >= st.frames.end()) fail("next frame missing for id " + std::to_string(id));
+      if (obs_frame_[s] < st.frames.begin() + history_[s]) fail("state frames released for live id " + std::to_string(id));
+      if (obs_frame_[s] >= st.frames.end() - 1) fail("next frame missing for id " + std::to_string(id));
       if (flags_[s] & ~(kTerminated | kTruncated)) fail("unknown flag bits at id " + std::to_string(id));
+      if (action_[s] < 0) fail("negative action at id " + std::to_string(id));
+      if (!std::isfinite(reward_[s])) fail("reward not finite at id " + std::to_string(id));
       const bool ended = flags_[s] & (kTerminated | kTruncated);
+      const int64_t index = static_cast<int64_t>(k);
+      if (index >= first_open && ended) fail("episode in progress holds an ended transition at id " + std::to_string(id));
+      if (index == first_open - 1 && !ended)
+        fail("the transition before the episode in progress does not end an episode at id " + std::to_string(id));
       const int64_t after = k + 1 < chain.size() ? chain[k + 1] : -1;
       if (next_[s] != after) fail("link to the stream's next id wrong at id " + std::to_string(id));
-      // The successor's observation: the next transition's, or the stream's newest.
-      const bool successor = after >= 0 || (st.episode_open && st.episode_steps > 0);
-      if (after < 0 && ended == (st.episode_open && st.episode_steps > 0))
-        fail("the newest id's episode end disagrees with the open episode at id " + std::to_string(id));
-      if (!ended && successor) {
+      // Its successor observation: the next transition's, or (newest id) the stream's newest.
+      if (!ended) {
         const int64_t frame = after >= 0 ? obs_frame_[static_cast<size_t>(slot(after))] : st.cur_frame;
         const int64_t history = after >= 0 ? history_[static_cast<size_t>(slot(after))] : st.cur_history;
-        if (frame != obs_frame_[s] + 1) fail("episode frames not consecutive at id " + std::to_string(id));
+        if (frame != obs_frame_[s] + 1)
+          fail(after >= 0 ? "episode frames not consecutive at id " + std::to_string(id)
+                          : "the newest transition does not lead to the newest observation" + where);
         if (history != std::min<int64_t>(history_[s] + 1, config_.stack - 1))
           fail("history does not grow by one at id " + std::to_string(id));
       }
@@ -617,8 +726,9 @@ void ReplayMemory::check_invariants() const {
     // Pending: the newest min(n - 1, episode steps) ids of an open episode that are still live.
     const size_t expected = std::min(chain.size(), static_cast<size_t>(
         st.episode_open ? std::min(config_.n_step - 1, st.episode_steps) : 0));
-    if (st.pending.size() != expected || !std::equal(st.pending.begin(), st.pending.end(), chain.end() - expected))
-      fail("pending ids wrong" + where);
+    bool pending_ok = st.pending.size() == expected;
+    for (size_t k = 0; pending_ok && k < expected; ++k) pending_ok = st.pending.at(k) == chain[chain.size() - expected + k];
+    if (!pending_ok) fail("pending ids wrong" + where);
     pending_total += static_cast<int64_t>(expected);
   }
   if (pending_total != pending_) fail("pending count wrong");
@@ -628,8 +738,12 @@ void ReplayMemory::check_invariants() const {
       const bool can_sample = !is_pending(id);
       const double leaf = sum_tree_->get(s);
       if (can_sample != (leaf > 0.0)) fail("priority of id " + std::to_string(id) + " disagrees with sampleability");
+      if (leaf > 0.0 && !leaf_in_range(leaf)) fail("priority of id " + std::to_string(id) + " out of range");
       if (min_tree_->get(s) != (leaf > 0.0 ? leaf : kInfinity)) fail("min tree leaf differs at id " + std::to_string(id));
     }
+  }
+  if (sum_tree_) {
+    if (!(max_priority_ > 0.0) || !leaf_in_range(std::pow(max_priority_, config_.alpha))) fail("max priority out of range");
     for (int64_t id = appended_; id < config_.capacity; ++id) {
       if (sum_tree_->get(id) != 0.0 || min_tree_->get(id) != kInfinity) fail("empty slot holds a priority");
     }
@@ -639,6 +753,7 @@ void ReplayMemory::check_invariants() const {
 }
 
 void ReplayMemory::save(const std::string& path) const {
+  check_path(path);
   std::lock_guard<std::mutex> lock(mu_);
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   // One stream writes version 1, byte for byte what a single-stream build wrote.
@@ -710,6 +825,7 @@ void ReplayMemory::save(const std::string& path) const {
 }
 
 std::unique_ptr<ReplayMemory> ReplayMemory::load(const std::string& path) {
+  check_path(path);
   SnapshotReader in(path);
   const std::string where = "replay snapshot '" + path + "'";
   if (in.file_size() < kHeaderBytesOneStream + sizeof(uint64_t)) {
@@ -772,25 +888,31 @@ std::unique_ptr<ReplayMemory> ReplayMemory::load(const std::string& path) {
   in.verify_header_checksum(where);
 
   if (prioritized != 0 && prioritized != 1) throw corrupt("bad prioritized flag");
-  // Bound the sizes by the file itself before allocating anything.
-  if (config.capacity < 1 || config.capacity > (int64_t{1} << 40) || config.height < 1 || config.width < 1 || config.height > (1 << 16) ||
-      config.width > (1 << 16) || appended < 0)
-    throw corrupt("impossible header values");
-  uint64_t frames = 0;
-  const uint64_t frame_bytes = static_cast<uint64_t>(config.height * config.width);
+  // Every header value in range before anything is allocated: counts below kMaxCount
+  // (so no later arithmetic overflows), sizes bounded by the file or the machine.
+  if (appended < 0 || appended >= kMaxCount) throw corrupt("impossible header values");
   for (const StreamHeader& h : stream_headers) {
-    if (h.frames_begin < 0 || h.frames_end < h.frames_begin || (h.episode_open != 0 && h.episode_open != 1) ||
-        (h.have_obs != 0 && h.have_obs != 1) || h.episode_steps < 0)
+    if (h.frames_begin < 0 || h.frames_end < h.frames_begin || h.frames_end >= kMaxCount ||
+        (h.episode_open != 0 && h.episode_open != 1) || (h.have_obs != 0 && h.have_obs != 1) || h.episode_steps < 0 ||
+        h.episode_steps > appended || h.cur_history < 0 || h.cur_history > kMaxStack || h.cur_frame < -1 ||
+        h.cur_frame >= kMaxCount)
       throw corrupt("impossible header values");
-    const uint64_t stream_frames = static_cast<uint64_t>(h.frames_end - h.frames_begin);
-    if (stream_frames > in.file_size() / frame_bytes) throw FormatError(where + " is truncated");
-    frames += stream_frames;
   }
   try {
     config.validate();
   } catch (const std::invalid_argument& e) {
     throw corrupt(e.what());
   }
+  uint64_t frames = 0;
+  const uint64_t frame_bytes = static_cast<uint64_t>(config.frame_bytes());
+  for (const StreamHeader& h : stream_headers) {
+    frames += static_cast<uint64_t>(h.frames_end - h.frames_begin);
+    if (frames > in.file_size() / frame_bytes) throw FormatError(where + " is truncated");
+  }
+  if (config.capacity > physical_memory_bytes() / config.slot_bytes())
+    throw corrupt("capacity " + std::to_string(config.capacity) + " needs " +
+                  std::to_string(config.capacity * config.slot_bytes()) + " bytes, more than this machine's " +
+                  std::to_string(physical_memory_bytes()) + " bytes of memory");
   const uint64_t live = static_cast<uint64_t>(std::min(appended, config.capacity));
   const uint64_t per_id = sizeof(int64_t) + sizeof(int32_t) + sizeof(float) + 2 + (single ? 0 : sizeof(uint16_t)) +
                           (config.prioritized ? sizeof(double) : 0);
@@ -848,7 +970,8 @@ std::unique_ptr<ReplayMemory> ReplayMemory::load(const std::string& path) {
   in.verify_checksum();
 
   if (config.prioritized) {
-    if (!(max_priority > 0.0) || !std::isfinite(max_priority)) throw corrupt("bad max priority");
+    if (!(max_priority > 0.0) || !std::isfinite(max_priority) || !m.leaf_in_range(std::pow(max_priority, config.alpha)))
+      throw corrupt("bad max priority");
     try {
       for (int64_t s = 0; s < config.capacity; ++s) {
         if (leaves[static_cast<size_t>(s)] > 0.0) m.set_leaf(s, leaves[static_cast<size_t>(s)]);

@@ -74,9 +74,22 @@
 // in the Fenwick tree and +inf in the min tree. A transition gets max_priority^alpha
 // (the largest p seen so far, 1 at first) when it becomes sampleable.
 //
+// Every stored p^alpha, computed in double, lies in [eps^alpha, max_leaf] with
+// eps^alpha a positive normal double (checked at construction) and
+// max_leaf = DBL_MAX / (2 capacity) (FenwickTree::max_leaf), so the total of the
+// sampleable leaves is finite, and positive whenever one is sampleable: sampling
+// never meets a total of 0 or infinity. A priority whose p^alpha falls outside is
+// refused (std::invalid_argument) before anything changes.
+//
+// Errors: every method checks its arguments and every derived value first, then
+// commits with operations that cannot throw, so an exception leaves the memory
+// exactly as it was; counters move last. (append_batch checks every row first, so
+// bad input stores nothing; see it for running out of memory.) Frame numbers and
+// ids stay below kMaxCount = 2^62 (146 years at 10^9 appends per second), so no
+// index arithmetic can overflow.
+//
 // Thread safety: every public method takes one mutex, so one thread may append
-// while another samples. Every method checks all its arguments before it
-// changes anything (validate, then commit); the id counter moves last.
+// while another samples.
 #pragma once
 #include <cstdint>
 #include <deque>
@@ -122,7 +135,9 @@ struct MemoryConfig {
   int64_t streams = 1;  // independent episode streams (envs) feeding the memory
 
   void validate() const;  // throws std::invalid_argument with the reason
-  int64_t frame_bytes() const { return height * width; }
+  int64_t frame_bytes() const { return height * width; }  // after validate(): no overflow
+  // Bytes of the per-transition arrays for one slot (priority trees included).
+  int64_t slot_bytes() const;
 };
 
 // Caller-owned output arrays, each with room for `batch` items; weights is
@@ -155,13 +170,16 @@ class ReplayMemory {
   const MemoryConfig& config() const { return config_; }
   // Every call that takes a stream throws std::out_of_range unless 0 <= stream < streams.
   void start_episode(const uint8_t* frame, int64_t stream = 0);
-  void append(int64_t action, float reward, const uint8_t* frame, bool terminated, bool truncated,
+  // reward must be finite and within float32 range (it is stored as float).
+  void append(int64_t action, double reward, const uint8_t* frame, bool terminated, bool truncated,
               int64_t stream = 0);
   // One step of every stream (row i is stream i; each array has `streams` rows,
   // frames and reset_frames are streams x height x width; terminated/truncated are
   // 0 or nonzero). The same as append(..., stream = i) for i = 0, 1, ... in order,
   // each followed, when reset_frames is not null and row i ended its episode, by
-  // start_episode(reset_frames row i, i). Every row is checked before any is stored.
+  // start_episode(reset_frames row i, i). Every row is checked before any is stored;
+  // only running out of memory (std::bad_alloc) can stop a batch half-way, and then
+  // the rows before it stay stored, each whole.
   void append_batch(const int64_t* actions, const float* rewards, const uint8_t* frames, const uint8_t* terminated,
                     const uint8_t* truncated, const uint8_t* reset_frames);
   int64_t size() const;                  // sampleable transitions
@@ -172,7 +190,8 @@ class ReplayMemory {
   void current_states(uint8_t* out) const;
   // Uniform: beta is ignored. Prioritized: stratified proportional sampling.
   void sample(int64_t batch, double beta, const BatchView& out);
-  // priorities are |TD error| (finite, >= 0); stale and pending ids are ignored.
+  // priorities are |TD error| (finite, >= 0, with (p + eps)^alpha <= max_leaf);
+  // stale and pending ids are ignored.
   void update_priorities(const int64_t* ids, const double* priorities, int64_t count);
   // Reads the stored priority p^alpha of a live id (tests, diagnostics).
   double priority_of(int64_t id) const;
@@ -184,6 +203,34 @@ class ReplayMemory {
   void check_invariants() const;  // throws std::logic_error on a broken invariant
 
  private:
+  // A FIFO of at most `capacity` ids (a stream's pending ids, oldest first). Its
+  // storage is allocated once, by reserve(), so push and pop never throw: they
+  // may run in the commit phase of append.
+  class IdRing {
+   public:
+    void reserve(size_t capacity) {
+      if (ids_.size() < capacity) ids_.assign(capacity, -1), head_ = size_ = 0;  // only while empty
+    }
+    size_t capacity() const { return ids_.size(); }
+    size_t size() const { return size_; }
+    bool empty() const { return size_ == 0; }
+    int64_t at(size_t i) const { return ids_[(head_ + i) % ids_.size()]; }  // i-th oldest
+    int64_t front() const { return ids_[head_]; }
+    void push_back(int64_t id) { ids_[(head_ + size_++) % ids_.size()] = id; }  // requires size() < capacity()
+    void pop_front() { head_ = (head_ + 1) % ids_.size(), --size_; }
+    void clear() { head_ = size_ = 0; }
+    bool contains(int64_t id) const {
+      for (size_t i = 0; i < size_; ++i) {
+        if (at(i) == id) return true;
+      }
+      return false;
+    }
+
+   private:
+    std::vector<int64_t> ids_;
+    size_t head_ = 0, size_ = 0;
+  };
+
   // Everything one stream of episodes owns.
   struct Stream {
     explicit Stream(size_t frame_bytes, size_t chunk_bytes) : frames(frame_bytes, chunk_bytes) {}
@@ -195,14 +242,15 @@ class ReplayMemory {
     int64_t episode_steps = 0;  // steps appended to the episode in progress
     int64_t oldest_id = -1;     // oldest live transition of this stream, -1 if none
     int64_t newest_id = -1;     // newest live transition of this stream, -1 if none
-    std::deque<int64_t> pending;  // live pending ids of the open episode, oldest first
+    IdRing pending;             // live pending ids of the open episode, oldest first (n_step - 1 slots)
   };
 
   int64_t live_lo() const { return appended_ > config_.capacity ? appended_ - config_.capacity : 0; }
   int64_t slot(int64_t id) const { return id % config_.capacity; }
   std::string on_stream(int64_t stream) const;  // " on stream i" in messages, when there are several
   void check_stream(int64_t stream) const;
-  void check_can_append(int64_t action, float reward, int64_t stream) const;
+  // Throws what append would for these arguments; `frames` = frames the step will push.
+  void check_can_append(int64_t action, double reward, int64_t stream, int64_t frames) const;
   void check_has_observation(int64_t stream) const;
   bool is_pending(int64_t id) const;  // id is live
   void start_episode_locked(const uint8_t* frame, int64_t stream);
@@ -217,6 +265,10 @@ class ReplayMemory {
   void end_episode(Stream& st);             // its pending ids become sampleable
   void release_frames(int64_t stream);
   void rebuild_stream_links();              // load: next_, oldest/newest, pending from the arrays
+  // Whether a p^alpha may be stored: in (0, max_leaf] (NaN is not).
+  bool leaf_in_range(double leaf) const { return leaf > 0.0 && leaf <= sum_tree_->max_leaf(); }
+  // Throws std::overflow_error unless `frames` more frames stay below kMaxCount.
+  void check_frame_numbers_left(const Stream& st, int64_t frames) const;
 
   MemoryConfig config_;
   mutable std::mutex mu_;
