@@ -311,6 +311,11 @@ class PrioritizedReplayMemory(ReplayMemory):
     draw in each of batch_size equal segments of the total; new transitions get
     the largest p seen so far (1.0 at first); weights are (N P(i))^-beta divided
     by the largest weight over the whole memory.
+
+    Every stored p^alpha lies in [eps^alpha, max_leaf], max_leaf = DBL_MAX / (2 capacity),
+    so the total is finite and positive: eps and alpha whose eps^alpha underflows are
+    refused at construction, and a priority whose (p + eps)^alpha exceeds max_leaf is
+    refused by update_priorities (ValueError, nothing changed).
     """
 
     _PRIORITIZED = True

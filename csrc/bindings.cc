@@ -8,6 +8,7 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <vector>
@@ -49,6 +50,12 @@ const uint8_t* frame_pointer(const ReplayMemory& m, const FrameArray& frame) {
 bool strict_flag(py::handle value, const char* name) {
   if (value.ptr() == Py_True) return true;
   if (value.ptr() == Py_False) return false;
+  const char* type = Py_TYPE(value.ptr())->tp_name;  // numpy.bool_ (numpy 2 names it numpy.bool)
+  if (std::strcmp(type, "numpy.bool") == 0 || std::strcmp(type, "numpy.bool_") == 0) {
+    const int truth = PyObject_IsTrue(value.ptr());
+    if (truth < 0) throw py::error_already_set();
+    return truth == 1;
+  }
   throw py::type_error(std::string(name) + " must be a bool, got " + std::string(py::repr(value)));
 }
 

@@ -279,3 +279,30 @@ def test_loading_a_fifo_is_an_error_not_a_hang(tmp_path):
     assert "ValueError" in result.stdout and "not a regular file" in result.stdout, result.stdout + result.stderr
     with pytest.raises(IsADirectoryError):
         ReplayMemory.load(tmp_path)
+
+
+# -- snapshots written before issue 12's checks still load ---------------------------------------
+DATA = os.path.join(os.path.dirname(__file__), "data")
+
+
+def test_snapshots_written_by_the_version_1_code_still_load():
+    """tests/data/*_v1.snapshot were written by the code of commit 5214e7b (format version 1:
+    episodes ended by terminals, truncations and cut-offs, n-step, wrapped, priorities updated)."""
+    prioritized = PrioritizedReplayMemory.load(os.path.join(DATA, "prioritized_v1.snapshot"))
+    prioritized.check_invariants()
+    assert (prioritized.appended, len(prioritized)) == (40, 15)
+    top, updated = 2.0469639979351646, [1.2078121105990907, 0.9095409052751212, 1.6670923789457397]
+    assert [prioritized.priority(i) for i in range(24, 31)] == [top, top, *updated, top, top]
+    assert prioritized.max_priority == 2.782551102616979
+    batch = prioritized.sample(6, 0.5)
+    assert batch.ids.tolist() == [33, 35, 37, 38, 28, 31]
+    assert batch.rewards.tolist() == [16.665000915527344, 17.65999984741211, 18.655000686645508, 9.5,
+                                      14.177499771118164, 15.670000076293945]
+    assert batch.weights.tolist() == pytest.approx([0.4272986352443695] * 4 + [0.4734856188297272, 1.0], rel=1e-6)
+    assert int(batch.states.sum()) == 13456
+    uniform = ReplayMemory.load(os.path.join(DATA, "uniform_v1.snapshot"))
+    uniform.check_invariants()
+    batch = uniform.sample(6)
+    assert batch.ids.tolist() == [28, 38, 31, 39, 27, 33]
+    assert batch.rewards.tolist() == [7.0, 9.5, 7.75, 9.75, 6.75, 8.25]
+    assert int(batch.states.sum()) == 20532
