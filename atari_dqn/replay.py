@@ -165,9 +165,9 @@ class ReplayMemory:
     # -- writing -----------------------------------------------------------------
     # The hot calls go straight to C++, whose argument conversion refuses (TypeError)
     # anything that is not exactly the right type (a bool flag, a float or int reward,
-    # a C-contiguous uint8 frame, an int stream), without copying. Only then do the Python checks
-    # run: to name the bad argument, or to accept what they allow beyond that (0/1
-    # flags, numpy scalars, a strided view). The fast path accepts a subset of them.
+    # a C-contiguous uint8 frame, an int stream), without copying. Only then do the
+    # Python checks run: to name the bad argument, or to accept what they allow beyond
+    # that (0/1 flags, numpy scalars, a strided view). The fast path accepts a subset.
     def start_episode(self, frame: np.ndarray, stream: int = 0) -> None:
         """Begins an episode on a stream with the observation after reset (cuts off one in progress)."""
         try:

@@ -208,8 +208,8 @@ class ReplayMemory {
   // may run in the commit phase of append.
   class IdRing {
    public:
-    void reserve(size_t capacity) {
-      if (ids_.size() < capacity) ids_.assign(capacity, -1), head_ = size_ = 0;  // only while empty
+    void reserve(size_t capacity) {  // on an empty ring
+      if (ids_.size() < capacity) ids_.assign(capacity, -1);
     }
     size_t capacity() const { return ids_.size(); }
     size_t size() const { return size_; }
@@ -217,8 +217,14 @@ class ReplayMemory {
     int64_t at(size_t i) const { return ids_[(head_ + i) % ids_.size()]; }  // i-th oldest
     int64_t front() const { return ids_[head_]; }
     void push_back(int64_t id) { ids_[(head_ + size_++) % ids_.size()] = id; }  // requires size() < capacity()
-    void pop_front() { head_ = (head_ + 1) % ids_.size(), --size_; }
-    void clear() { head_ = size_ = 0; }
+    void pop_front() {  // requires !empty()
+      head_ = (head_ + 1) % ids_.size();
+      --size_;
+    }
+    void clear() {
+      head_ = 0;
+      size_ = 0;
+    }
     bool contains(int64_t id) const {
       for (size_t i = 0; i < size_; ++i) {
         if (at(i) == id) return true;
@@ -272,7 +278,7 @@ class ReplayMemory {
 
   MemoryConfig config_;
   mutable std::mutex mu_;
-  std::deque<Stream> streams_;  // a deque: Stream does not move cheaply
+  std::deque<Stream> streams_;  // a deque never moves its elements (a FrameStore has no nothrow move)
   Rng rng_;
   int64_t appended_ = 0;        // transitions ever appended (next id)
   int64_t pending_ = 0;         // live pending ids over all streams

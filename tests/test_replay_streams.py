@@ -399,3 +399,87 @@ def test_bytes_per_transition_do_not_grow_with_streams():
             memory.append_batch(terminated=np.full(streams, step % 300 == 299), reset_frames=frames, **args)
         nbytes[streams] = memory.nbytes / memory.capacity
     assert nbytes[8] <= nbytes[1] * 1.06, nbytes
+
+
+# -- property test: random operations over several streams ---------------------------------------
+from hypothesis import HealthCheck, event, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import test_replay_properties as properties  # noqa: E402
+
+BATCH_DTYPES = {"actions": np.int64, "rewards": np.float32, "terminated": np.bool_, "truncated": np.bool_}
+# a stream: a fraction of the memory's streams (a valid one) or, now and then, an index out of range
+stream_choice = st.one_of(st.floats(0.0, 0.999), st.floats(0.0, 0.999), st.floats(0.0, 0.999), st.sampled_from([-1, 4]))
+stream_append = st.tuples(st.just("append"), st.sampled_from([0, 1, 2, 3] * 3 + [-1]),
+                          st.sampled_from([0.0, 1.0, -1.0] * 3 + [np.nan]),
+                          st.integers(0, 255), st.sampled_from([(False, False)] * 6 + [(True, False), (False, True)]),
+                          stream_choice)
+stream_ops = st.one_of(  # one_of picks its branches evenly: repeats weight the common operations
+    stream_append, stream_append, stream_append,
+    st.tuples(st.just("start_episode"), st.integers(0, 255), stream_choice),
+    st.tuples(st.just("start_episode"), st.integers(0, 255), stream_choice),
+    st.tuples(st.just("append_batch"), st.integers(0, 2**32), st.booleans(),
+              st.sampled_from([None] * 6 + ["actions", "rewards", "terminated", "truncated", "bad row"])),
+    st.tuples(st.just("append_batch"), st.integers(0, 2**32), st.just(True), st.just(None)),
+    st.tuples(st.just("states"),),
+    properties.update, properties.sample_op, properties.sample_op, st.tuples(st.just("save_load"),),
+)
+
+
+def stream_index(memory, choice):
+    return int(choice * memory.streams) if isinstance(choice, float) else choice
+
+
+def apply_stream_op(memory, operation, directory):
+    kind = operation[0]
+    if kind == "append":
+        _, action, reward, value, (terminated, truncated), stream = operation
+        memory.append(action, reward, np.full(properties.SHAPE, value, np.uint8), terminated, truncated,
+                      stream=stream_index(memory, stream))
+    elif kind == "start_episode":
+        memory.start_episode(np.full(properties.SHAPE, operation[1], np.uint8), stream=stream_index(memory, operation[2]))
+    elif kind == "append_batch":
+        _, seed, reset, spoil = operation
+        rng = np.random.default_rng(seed)
+        n = memory.streams
+        terminated = rng.random(n) < 0.2
+        args = dict(actions=rng.integers(0, 4, n), rewards=rng.normal(size=n).astype(np.float32),
+                    frames=rng.integers(0, 256, (n, *properties.SHAPE), dtype=np.uint8), terminated=terminated,
+                    truncated=~terminated & (rng.random(n) < 0.1))
+        if spoil == "bad row":
+            args["actions"][rng.integers(n)] = -1
+        elif spoil is not None:
+            args[spoil] = args[spoil].astype(np.float64 if spoil != "rewards" else np.float16)
+        resets = rng.integers(0, 256, (n, *properties.SHAPE), dtype=np.uint8) if reset else None
+        memory.append_batch(**args, reset_frames=resets)
+    elif kind == "states":
+        states = memory.states()
+        assert states.shape == (memory.streams, memory.stack, *properties.SHAPE)
+    else:
+        return properties.apply(memory, operation, directory)
+    return memory
+
+
+@settings(max_examples=100, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(config=properties.configs, streams=st.integers(1, 4), ops=st.lists(stream_ops, min_size=10, max_size=60))
+def test_random_operations_on_streams_keep_every_promise(tmp_path_factory, config, streams, ops):
+    """As test_replay_properties, with streams: an operation either succeeds or raises a documented
+    exception (a TypeError for a wrong dtype, ValueError, IndexError) and changes no byte."""
+    capacity = max(config["capacity"], config["stack"] + config["n_step"])
+    common = dict(frame_shape=properties.SHAPE, stack=config["stack"], n_step=config["n_step"], seed=7,
+                  streams=streams)
+    memory = PrioritizedReplayMemory(capacity, **common) if config["prioritized"] else ReplayMemory(capacity, **common)
+    directory = str(tmp_path_factory.mktemp("streams"))
+    for operation in [("start_episode", 0, 0), *ops]:
+        _, before = properties.snapshot_bytes(memory, directory, "before.bin")
+        try:
+            memory = apply_stream_op(memory, operation, directory)
+            event(f"{operation[0]} succeeded")
+        except (ValueError, IndexError, TypeError) as error:
+            event(f"{operation[0]} raised {type(error).__name__}")
+            assert not isinstance(error, TypeError) or operation[0] == "append_batch", error
+            _, after = properties.snapshot_bytes(memory, directory, "after.bin")
+            assert after == before, f"{operation} raised but changed the memory"
+        memory.check_invariants()
+    properties.apply(memory, ("save_load",), directory)

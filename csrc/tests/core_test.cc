@@ -511,10 +511,11 @@ void test_streams_random_operations(bool prioritized) {
         for (size_t b = 0; b < 8; ++b) {
           const int64_t id = out.ids[b];
           check(id >= m.transitions_appended() - c.capacity && id < m.transitions_appended(), "sampled id is live");
+          const int64_t stream = stream_of[static_cast<size_t>(id)];
           bool own_stream = true;
           for (int64_t k = 0; k < stack; ++k) {
-            own_stream = own_stream && out.states[b * state_bytes + static_cast<size_t>(k) * frame_bytes] == stream_of[static_cast<size_t>(id)] &&
-                         out.next_states[b * state_bytes + static_cast<size_t>(k) * frame_bytes] == stream_of[static_cast<size_t>(id)];
+            const size_t at = b * state_bytes + static_cast<size_t>(k) * frame_bytes;
+            own_stream = own_stream && out.states[at] == stream && out.next_states[at] == stream;
           }
           check(own_stream, "a sampled state holds frames of its own stream only");
           if (prioritized) check(out.weights[b] > 0 && out.weights[b] <= 1, "weight in (0, 1]");
