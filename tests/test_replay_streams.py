@@ -8,7 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
+import test_replay_properties as properties
 from atari_dqn.replay import PrioritizedReplayMemory, ReplayMemory
 from test_replay_snapshot import assert_same_batches, checksum
 
@@ -402,12 +405,6 @@ def test_bytes_per_transition_do_not_grow_with_streams():
 
 
 # -- property test: random operations over several streams ---------------------------------------
-from hypothesis import HealthCheck, event, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-import test_replay_properties as properties  # noqa: E402
-
-BATCH_DTYPES = {"actions": np.int64, "rewards": np.float32, "terminated": np.bool_, "truncated": np.bool_}
 # a stream: a fraction of the memory's streams (a valid one) or, now and then, an index out of range
 stream_choice = st.one_of(st.floats(0.0, 0.999), st.floats(0.0, 0.999), st.floats(0.0, 0.999), st.sampled_from([-1, 4]))
 stream_append = st.tuples(st.just("append"), st.sampled_from([0, 1, 2, 3] * 3 + [-1]),
