@@ -7,7 +7,7 @@ import dataclasses
 import sys
 from typing import Any
 
-from atari_dqn.config import Config, ConfigError
+from atari_dqn.config import Config, ConfigError, RunError, default_run_dir
 
 
 def _int(text: str) -> int:
@@ -43,20 +43,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def config_from_flags(given: dict[str, Any]) -> Config:
+    """The flags typed -> a Config: a resumed run's saved settings, or a new run's preset with
+    the flags on top. Game names are resolved here (config.py knows no games): an unknown game
+    is an error, and the default run folder is named after the game."""
+    if given.get("resume"):
+        from atari_dqn.checkpoint import resume_config
+
+        return resume_config(given["resume"], given)
+    config = Config.from_flags(given)  # checked before torch is imported: fast errors
+    from atari_dqn.env import game_name  # raises ConfigError for an unknown game
+
+    game = game_name(config.env_id)
+    if not config.out_dir:
+        config = dataclasses.replace(config, out_dir=default_run_dir(game, config.seed))
+    return config
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     given = vars(parser.parse_args(argv))  # argparse itself exits 2 on an unknown flag
     try:
-        if given.get("resume"):
-            from atari_dqn.train import resume_config
-
-            config = resume_config(given["resume"], given)
-        else:
-            config = Config.from_flags(given)  # checked before torch is imported: fast errors
+        config = config_from_flags(given)
         from atari_dqn.train import train
 
         result = train(config)
-    except ConfigError as e:
+    except (ConfigError, RunError) as e:  # RunError: a disk error or a non-finite loss
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2
     # Stopped by a signal: the conventional 128 + signal number, after the checkpoint.

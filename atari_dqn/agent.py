@@ -1,15 +1,16 @@
 """The learner: online and target Q-networks and their optimizer. Knows no env and no memory.
 
-act() is the one place an action is chosen, in training and in evaluation alike. Evaluation acts
-with the online network; training acts with the actor network: the online network itself, or with
-config.overlap a copy of it from before the update in flight (at most one update old), refreshed
-by sync_actor() when that update is done. learn() never touches the actor, so acting on one
-thread while learning on another needs no lock.
+act_batch() is the one place an action is chosen, in training and in evaluation alike.
+Evaluation acts with the online network; training acts with the actor network: the online
+network itself, or with config.overlap a copy of it from before the update in flight (at most
+one update old), refreshed by sync_actor() when that update is done. learn() never touches the
+actor, so acting on one thread while learning on another needs no lock.
 learn() takes any batch with the replay memory's fields (states, actions, rewards, next_states,
 discounts) and regresses Q(s, a) on   rewards + discounts * Q_target(next_states, a*)
 with a* = argmax of Q_target (DQN) or of the online network (Double DQN). The memory folds
 n-step returns and terminals into rewards and discounts (discount 0 after a terminal), so the
-agent needs neither gamma nor the done flags.
+agent needs neither gamma nor the done flags. It never steps on a NaN or infinite loss or
+gradient: it raises NonFiniteLoss and leaves the networks and the optimizer as they were.
 """
 
 from __future__ import annotations
@@ -39,6 +40,19 @@ class LearnStats:
     loss: float            # the (weighted) Huber loss before the update
     mean_q: float          # mean Q(s, a) over the batch before the update
     td_errors: np.ndarray  # (B,) float32 |target - Q(s, a)|, the new priorities
+
+
+class NonFiniteLoss(ArithmeticError):
+    """learn() found a NaN or infinite loss or gradient and did not step: the networks and the
+    optimizer are as they were before the call."""
+
+
+def _raise_unless_finite(loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
+    # One check for both (one device sync): any NaN or infinite TD error makes the loss so.
+    values = torch.stack([loss.detach(), grad_norm.detach().to(loss.dtype)])
+    if not bool(torch.isfinite(values).all()):
+        loss_value, norm_value = values.tolist()
+        raise NonFiniteLoss(f"loss {loss_value}, gradient norm {norm_value}")
 
 
 class Agent:
@@ -74,17 +88,26 @@ class Agent:
         network = self.actor if actor else self.online
         return network(self._tensor(states)).argmax(dim=1).cpu().numpy()
 
+    def act_batch(self, states: np.ndarray, epsilon: float, rng: np.random.Generator, *,
+                  actor: bool = False) -> np.ndarray:
+        """Epsilon-greedy actions for (N, stack, 84, 84) uint8 states: the one call through which
+        training (actor=True: the actor network) and evaluation (the online network) act.
+
+        The rng is used row by row, one uniform draw per row and a second only when that row
+        explores: its use depends on nothing but epsilon, which keeps seeded runs (and resumed
+        ones) identical. The network runs only if some row is greedy.
+        """
+        random_actions = [int(rng.integers(self.n_actions)) if rng.random() < epsilon else None
+                          for _ in range(len(states))]
+        if None not in random_actions:
+            return np.array(random_actions, np.int64)
+        greedy = self.greedy_actions(states, actor=actor)  # the whole batch: one input shape
+        return np.array([g if a is None else a for a, g in zip(random_actions, greedy)], np.int64)
+
     def act(self, state: np.ndarray, epsilon: float, rng: np.random.Generator, *,
             actor: bool = False) -> int:
-        """Epsilon-greedy on one (stack, 84, 84) uint8 state, with the online network or (actor,
-        for training) the actor network.
-
-        One uniform draw per call and a second only when exploring: the rng's use depends on
-        nothing but epsilon, which keeps seeded runs (and resumed ones) identical.
-        """
-        if rng.random() < epsilon:
-            return int(rng.integers(self.n_actions))
-        return int(self.greedy_actions(state[None], actor=actor)[0])
+        """act_batch() on one (stack, 84, 84) state."""
+        return int(self.act_batch(state[None], epsilon, rng, actor=actor)[0])
 
     def learn(self, batch: Batch, weights: np.ndarray | None = None) -> LearnStats:
         """One gradient step. weights: importance weights (prioritized replay) or None.
@@ -111,7 +134,8 @@ class Agent:
         loss = losses.mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.online.parameters(), self.grad_clip_norm)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.online.parameters(), self.grad_clip_norm)
+        _raise_unless_finite(loss, grad_norm)
         self.optimizer.step()
         td_errors = (targets - q.detach()).abs().cpu().numpy().astype(np.float32)
         return LearnStats(loss=float(loss.item()), mean_q=float(q.detach().mean().item()),

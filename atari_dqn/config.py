@@ -6,6 +6,10 @@ agent steps unless its name says otherwise.
 
 main.py builds its command-line flags from the fields below (the flag name is in the field's
 metadata, the help text is the field's doc), so a flag is documented in exactly one place.
+
+A Config is a plain value: this module imports no environment, torch or replay code. What needs
+them (is the game known? does the memory fit in RAM?) is checked where flags become a Config
+(main.py) and before a run writes anything (train.py).
 """
 
 from __future__ import annotations
@@ -13,16 +17,28 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 FRAME_SKIP = 4  # emulator frames per agent step (DeepMind's setting; AtariPreprocessing's default)
+SCREEN_SIZE = 84  # observations are SCREEN_SIZE x SCREEN_SIZE grayscale frames
+STACK = 4  # frames per state: the network's input channels, stacked by the replay memory
 DEVICES = ("auto", "cpu", "cuda")
+# Limits of the code the settings reach, so that a bad value is refused here and not deep inside:
+MAX_N_STEP = 1_000  # the replay memory's limit on n (csrc/replay_memory.cc, MemoryConfig)
+MAX_EPISODE_FRAMES = 2**31 - 1  # ALE keeps a game's frame cap in a C int
+MAX_SEED = 2**62  # seeds reach int64 C code (the memory, torch, ALE) as seed + agent step
 
 
 class ConfigError(ValueError):
     """A setting or a run folder is unusable; main.py prints the message and exits with status 2."""
+
+
+class RunError(Exception):
+    """A run cannot go on (a disk error, a non-finite loss); its last checkpoint is intact.
+    main.py prints the message (one line) and exits with status 2."""
 
 
 def _field(default: Any, doc: str, flag: str, **extra: Any) -> Any:
@@ -122,12 +138,18 @@ class Config:
                            "--compile")
     tensorboard: bool = _field(False, "write TensorBoard scalars to <run>/tensorboard/",
                                "--tensorboard")
+    allow_large_memory: bool = _field(False, "start even if the replay memory, when full, "
+                                      "would not fit in the RAM available now (about 7.2 KB per "
+                                      "transition)", "--allow-large-memory")
 
     def __post_init__(self) -> None:
         def need(ok: bool, name: str, what: str) -> None:
             if not ok:
                 raise ConfigError(f"{flag_of(name)} {what}, got {getattr(self, name)!r}")
 
+        for f in dataclasses.fields(self):
+            if f.type == "float":
+                need(math.isfinite(getattr(self, f.name)), f.name, "must be a finite number")
         for name in ("total_steps", "memory_capacity_transitions", "batch_size",
                      "train_every_steps", "target_update_steps", "n_step", "eval_every_steps",
                      "eval_episodes", "eval_max_steps", "threads"):
@@ -138,14 +160,19 @@ class Config:
             need(0.0 <= getattr(self, name) <= 1.0, name, "must be in [0, 1]")
         for name in ("lr", "adam_eps", "grad_clip_norm"):
             need(getattr(self, name) > 0, name, "must be positive")
+        need(0 <= self.seed <= MAX_SEED, "seed", f"must be in [0, 2**{MAX_SEED.bit_length() - 1}]")
+        need(self.n_step <= MAX_N_STEP, "n_step", f"must be at most {MAX_N_STEP}")
+        need(self.eval_max_steps <= MAX_EPISODE_FRAMES // FRAME_SKIP, "eval_max_steps",
+             f"must be at most {MAX_EPISODE_FRAMES // FRAME_SKIP} (ALE's cap on a game)")
+        # The replay memory's own rule: its newest transition's state and n-step return must fit.
+        need(self.memory_capacity_transitions >= STACK + self.n_step, "memory_capacity_transitions",
+             f"must be at least {STACK} + --n-step = {STACK + self.n_step} (one stacked "
+             f"transition)")
         need(self.batch_size <= self.memory_capacity_transitions, "batch_size",
              "must not exceed --memory-size")
         need(self.device in DEVICES, "device", f"must be one of {', '.join(DEVICES)}")
-        from atari_dqn.env import resolve_env_id  # raises ConfigError for an unknown game
-
-        resolve_env_id(self.env_id)
-        if not self.out_dir:
-            object.__setattr__(self, "out_dir", self.resume or default_run_dir(self))
+        if not self.out_dir and self.resume:
+            object.__setattr__(self, "out_dir", self.resume)
 
     @classmethod
     def from_flags(cls, given: dict[str, Any]) -> Config:
@@ -174,15 +201,14 @@ class Config:
 
 # Settings a resumed run may change: none of them changes what the agent learns or is scored.
 RESUME_MAY_CHANGE = ("total_steps", "device", "threads", "compile", "tensorboard", "render",
-                     "resume", "out_dir")
+                     "allow_large_memory", "resume", "out_dir")
 
 
 def flag_of(name: str) -> str:
     return next(f.metadata["flag"] for f in dataclasses.fields(Config) if f.name == name)
 
 
-def default_run_dir(config: Config) -> str:
-    from atari_dqn.env import game_name
-
+def default_run_dir(game: str, seed: int) -> str:
+    """rewards/<game>-seed<seed>-<date>: game is a file-name friendly name (env.game_name)."""
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return str(Path("rewards") / f"{game_name(config.env_id)}-seed{config.seed}-{stamp}")
+    return str(Path("rewards") / f"{game}-seed{seed}-{stamp}")

@@ -9,9 +9,10 @@ They differ in what an episode is:
   training:   one life. A lost life returns terminated=True so the learner sees it as the end
               of the episode, but reset() then only plays a no-op (and FIRE) unless the real game
               is over. info["game_over"] says which. Games are cut after TRAIN_MAX_FRAMES.
-  evaluation: a whole game (all lives), cut after a caller-chosen number of agent steps; the
-              observation is the stack of the last 4 frames (padded at the start by repeating
-              the first one, the same rule the replay memory uses).
+  evaluation: a whole game (all lives), cut after a caller-chosen number of agent steps.
+Observations are single 84x84 uint8 frames in both. Frames are stacked into states by one rule,
+the replay memory's (ReplayMemory.state(): the last STACK frames of the episode, padded at its
+start by repeating its first frame), in training and in evaluation alike (evaluate.py).
 Rewards are left raw here: the learner clips them with learning_reward(), scores use them raw.
 AtariPreprocessing's own terminal_on_life_loss is not used: it fully resets the game at a lost
 life, which is not what DeepMind did.
@@ -25,15 +26,13 @@ from typing import Any
 import ale_py
 import gymnasium as gym
 import numpy as np
-from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
+from gymnasium.wrappers import AtariPreprocessing
 
-from atari_dqn.config import FRAME_SKIP, ConfigError
+from atari_dqn.config import FRAME_SKIP, SCREEN_SIZE, STACK, ConfigError  # noqa: F401 (re-exported)
 
 gym.register_envs(ale_py)
 
 NOOP_MAX = 30
-SCREEN_SIZE = 84
-STACK = 4
 TRAIN_MAX_FRAMES = 108_000  # 30 minutes of play at 60 Hz = 27,000 agent steps
 
 
@@ -133,17 +132,15 @@ def _needs_fire(env: gym.Env) -> bool:
 
 
 def make_train_env(name: str) -> gym.Env:
-    """Observations are single 84x84 uint8 frames; the replay memory stacks them."""
+    """A game whose lost lives end learning episodes; cut after TRAIN_MAX_FRAMES."""
     env: gym.Env = EpisodicLife(_base_env(name, max_frames=TRAIN_MAX_FRAMES, render=False))
     return FireOnReset(env) if _needs_fire(env) else env
 
 
 def make_eval_env(name: str, *, max_steps: int, render: bool = False) -> gym.Env:
-    """Observations are (4, 84, 84) uint8 stacks; env.render() gives the RGB screen if render."""
+    """Whole games cut after max_steps agent steps; env.render() gives the RGB screen if render."""
     env: gym.Env = _base_env(name, max_frames=max_steps * FRAME_SKIP, render=render)
-    if _needs_fire(env):
-        env = FireOnReset(env)
-    return FrameStackObservation(env, STACK, padding_type="reset")
+    return FireOnReset(env) if _needs_fire(env) else env
 
 
 # --- exact save and restore of a training environment in mid-episode ---------------------------

@@ -1,4 +1,8 @@
-"""Evaluation games, the rewards.txt line format, the learning curve and rendered frames."""
+"""Evaluation games, the rewards.txt line format, the learning curve and rendered frames.
+
+Evaluation acts as training does: its frames are stacked by a replay memory (the one stacking
+rule, see frame_stacker) and actions are chosen by the actor's act_batch() on a batch of states.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import math
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 import gymnasium as gym
 import matplotlib
@@ -15,9 +20,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from atari_dqn.agent import Agent  # noqa: E402
-from atari_dqn.config import FRAME_SKIP  # noqa: E402
-from atari_dqn.files import atomic_write  # noqa: E402
+from atari_dqn.config import FRAME_SKIP, SCREEN_SIZE, STACK  # noqa: E402
+from atari_dqn.files import atomic_write, writing  # noqa: E402
+from atari_dqn.replay import ReplayMemory  # noqa: E402
 
 GIF_MAX_FRAMES = 4_500           # longer games are subsampled so the GIF stays a few MB
 FRAME_MS = 1000 * FRAME_SKIP / 60  # one agent step of play at the emulator's 60 Hz
@@ -69,11 +74,13 @@ class NullFrameWriter:
 
 class PngFrameWriter:
     """Writes every frame played as <folder>/NNNNNN.png (numbered across the evaluation's games)
-    and, on close(), the best game as an animated GIF at gif_path."""
+    and, on close(), the best game as an animated GIF at gif_path. A failed write is a
+    DiskError naming the file."""
 
     def __init__(self, folder: Path, gif_path: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)  # leftovers of an evaluation cut short
-        folder.mkdir(parents=True)
+        with writing(folder):
+            folder.mkdir(parents=True)
         self.folder, self.gif_path = folder, gif_path
         self.count = 0
         self.game_start = 0
@@ -83,7 +90,9 @@ class PngFrameWriter:
         self.game_start = self.count
 
     def capture(self, env: gym.Env) -> None:
-        Image.fromarray(env.render()).save(self.folder / f"{self.count:06d}.png")
+        path = self.folder / f"{self.count:06d}.png"
+        with writing(path):
+            Image.fromarray(env.render()).save(path)
         self.count += 1
 
     def end_game(self, score: float) -> None:
@@ -110,21 +119,40 @@ def evaluation_seeds(seed: int, index: int) -> tuple[int, int]:
     return int(env_seed), int(act_seed)
 
 
-def evaluate(agent: Agent, env: gym.Env, *, games: int, epsilon: float, seeds: tuple[int, int],
+class Actor(Protocol):
+    """What plays: Agent, or anything that chooses actions the way it does."""
+
+    def act_batch(self, states: np.ndarray, epsilon: float,
+                  rng: np.random.Generator) -> np.ndarray: ...
+
+
+def frame_stacker() -> ReplayMemory:
+    """A replay memory just large enough to stack one state (stack + n_step transitions), for a
+    player that learns nothing. Training acts on its replay memory's state() and evaluation on
+    this one's, so both stack frames by the same rule and the same code: the last STACK frames of
+    the episode, padded at its start by repeating its first frame."""
+    return ReplayMemory(STACK + 1, frame_shape=(SCREEN_SIZE, SCREEN_SIZE), stack=STACK)
+
+
+def evaluate(actor: Actor, env: gym.Env, *, games: int, epsilon: float, seeds: tuple[int, int],
              frames: NullFrameWriter | PngFrameWriter = NullFrameWriter()) -> list[float]:
     """Play whole games with epsilon-greedy actions; return each game's raw (unclipped) score."""
     env_seed, act_seed = seeds
     rng = np.random.default_rng(act_seed)
+    stacker = frame_stacker()
     scores = []
     for game in range(games):
-        state, _ = env.reset(seed=env_seed if game == 0 else None)
+        obs, _ = env.reset(seed=env_seed if game == 0 else None)
+        stacker.start_episode(obs)
         frames.begin_game()
         frames.capture(env)
         score, over = 0.0, False
         while not over:
-            state, reward, terminated, truncated, _ = env.step(agent.act(state, epsilon, rng))
+            action = int(actor.act_batch(stacker.state()[None], epsilon, rng)[0])
+            obs, reward, terminated, truncated, _ = env.step(action)
             score += float(reward)
             over = terminated or truncated
+            stacker.append(action, float(reward), obs, terminated, truncated)
             frames.capture(env)
         frames.end_game(score)
         scores.append(score)

@@ -40,13 +40,14 @@ class _Recorder(NullFrameWriter):
     def begin_game(self) -> None:
         self.games.append(([], []))
 
-    def act(self, state: np.ndarray, epsilon: float, rng: np.random.Generator) -> int:
+    def act_batch(self, states: np.ndarray, epsilon: float,
+                  rng: np.random.Generator) -> np.ndarray:
         with torch.inference_mode():
-            q_values = self.agent.online(torch.from_numpy(state[None])).numpy()[0]
-        action = self.agent.act(state, epsilon, rng)
-        self.games[-1][0].append(action)
-        self.games[-1][1].append(q_values)
-        return action
+            q_values = self.agent.online(torch.from_numpy(states)).numpy()
+        actions = self.agent.act_batch(states, epsilon, rng)
+        self.games[-1][0].extend(actions.tolist())
+        self.games[-1][1].extend(q_values)
+        return actions
 
 
 def action_report(run: Path, model_index: int, games: int) -> list[str]:
@@ -57,7 +58,7 @@ def action_report(run: Path, model_index: int, games: int) -> list[str]:
     agent.online.load_state_dict(torch.load(run / f"model_{model_index:03d}.pt",
                                             map_location="cpu", weights_only=True))
     recorder = _Recorder(agent)
-    scores = evaluate(recorder, env, games=games, epsilon=config.eval_eps,  # type: ignore[arg-type]
+    scores = evaluate(recorder, env, games=games, epsilon=config.eval_eps,
                       seeds=evaluation_seeds(config.seed, model_index), frames=recorder)
     names = env.unwrapped.get_action_meanings()
     env.close()

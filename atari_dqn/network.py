@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from atari_dqn.env import SCREEN_SIZE, STACK
+from atari_dqn.config import SCREEN_SIZE, STACK
 
 HIDDEN = 512
 # (out_channels, kernel, stride) of the three convolutions

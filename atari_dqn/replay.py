@@ -40,7 +40,7 @@ import numpy as np
 
 from atari_dqn import _replay
 
-__all__ = ["Batch", "ReplayMemory", "PrioritizedReplayMemory"]
+__all__ = ["Batch", "ReplayMemory", "PrioritizedReplayMemory", "load_snapshot"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,6 +303,19 @@ class ReplayMemory:
         """Raises RuntimeError if any internal invariant is broken (for tests)."""
         self._core.check_invariants()
 
+    def export_log(self) -> dict[str, np.ndarray]:
+        """The live transitions in id order, as a copy (for dataset tools, not for learning).
+
+        Keys, each an array with one entry per live transition (min(appended, capacity)):
+        ids int64; actions int32; rewards float32 (as appended); terminated, truncated and
+        episode_start bool; streams uint16 (the stream each was appended on). episode_start
+        marks the first step of an episode: the one after a terminal or truncation on the same
+        stream, or, for the oldest live transition of a stream, one whose episode began with it
+        (its stacked state has no earlier frame; with stack 1 the memory cannot tell, and it
+        counts as a start only while no transition has left the memory).
+        """
+        return self._core.export_log()
+
 
 class PrioritizedReplayMemory(ReplayMemory):
     """Proportional prioritized replay (Schaul et al. 2016) over a Fenwick tree.
@@ -371,3 +384,12 @@ class PrioritizedReplayMemory(ReplayMemory):
     def max_priority(self) -> float:
         """The largest p = |TD error| + eps seen so far (1.0 at first)."""
         return self._core.max_priority
+
+
+def load_snapshot(path: str | os.PathLike) -> ReplayMemory:
+    """Reads a snapshot of either kind: a PrioritizedReplayMemory if it was saved by one."""
+    core = _replay.Memory.load(os.fspath(path))
+    kind = PrioritizedReplayMemory if core.prioritized else ReplayMemory
+    memory = kind.__new__(kind)
+    memory._core = core
+    return memory

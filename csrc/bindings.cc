@@ -145,6 +145,38 @@ void append_batch(ReplayMemory& m, const py::array_t<int64_t, py::array::c_style
 
 }  // namespace
 
+// Memory.export_log(): the live transitions in id order as numpy arrays (see
+// replay::TransitionLog); a copy taken under the memory's mutex.
+static void bind_export_log(py::module_& mod) {
+  auto memory_class = py::reinterpret_borrow<py::class_<ReplayMemory>>(mod.attr("Memory"));
+  memory_class.def("export_log", [](const ReplayMemory& m) {
+    replay::TransitionLog log;
+    {
+      py::gil_scoped_release release;
+      log = m.export_log();
+    }
+    const auto count = static_cast<py::ssize_t>(log.actions.size());
+    py::array_t<int64_t> ids(count);
+    int64_t* id_data = ids.mutable_data();
+    for (py::ssize_t k = 0; k < count; ++k) id_data[k] = log.first_id + k;
+    auto as_bool = [count](const std::vector<uint8_t>& flags) {
+      py::array_t<bool> out(count);
+      bool* data = out.mutable_data();
+      for (py::ssize_t k = 0; k < count; ++k) data[k] = flags[static_cast<size_t>(k)] != 0;
+      return out;
+    };
+    py::dict out;
+    out["ids"] = ids;
+    out["actions"] = py::array_t<int32_t>(count, log.actions.data());
+    out["rewards"] = py::array_t<float>(count, log.rewards.data());
+    out["terminated"] = as_bool(log.terminated);
+    out["truncated"] = as_bool(log.truncated);
+    out["episode_start"] = as_bool(log.episode_start);
+    out["streams"] = py::array_t<uint16_t>(count, log.streams.data());
+    return out;
+  });
+}
+
 PYBIND11_MODULE(_replay, mod) {
   mod.doc() = "C++ core of the replay memory; use atari_dqn.replay instead.";
 
@@ -310,4 +342,6 @@ PYBIND11_MODULE(_replay, mod) {
       .def_property_readonly("alpha", [](const ReplayMemory& m) { return m.config().alpha; })
       .def_property_readonly("eps", [](const ReplayMemory& m) { return m.config().eps; })
       .def_property_readonly("streams", [](const ReplayMemory& m) { return m.config().streams; });
+
+  bind_export_log(mod);
 }

@@ -1000,4 +1000,35 @@ std::unique_ptr<ReplayMemory> ReplayMemory::load(const std::string& path) {
   return memory;
 }
 
+TransitionLog ReplayMemory::export_log() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  TransitionLog log;
+  log.first_id = live_lo();
+  const size_t count = static_cast<size_t>(appended_ - log.first_id);
+  log.actions.resize(count);
+  log.rewards.resize(count);
+  log.terminated.resize(count);
+  log.truncated.resize(count);
+  log.episode_start.resize(count);
+  log.streams.resize(count);
+  std::vector<int64_t> previous(streams_.size(), -1);  // per stream: entry k of its latest live id so far
+  for (size_t k = 0; k < count; ++k) {
+    const int64_t s = slot(log.first_id + static_cast<int64_t>(k));
+    const uint16_t stream = stream_[static_cast<size_t>(s)];
+    log.actions[k] = action_[s];
+    log.rewards[k] = reward_[s];
+    log.terminated[k] = (flags_[s] & kTerminated) ? 1 : 0;
+    log.truncated[k] = (flags_[s] & kTruncated) ? 1 : 0;
+    log.streams[k] = stream;
+    if (previous[stream] >= 0) {  // the previous transition of the same stream
+      const size_t before = static_cast<size_t>(previous[stream]);
+      log.episode_start[k] = (log.terminated[before] || log.truncated[before]) ? 1 : 0;
+    } else {  // the stream's predecessor is gone: only the state's history tells (see TransitionLog)
+      log.episode_start[k] = (history_[s] == 0 && (config_.stack > 1 || log.first_id == 0)) ? 1 : 0;
+    }
+    previous[stream] = static_cast<int64_t>(k);
+  }
+  return log;
+}
+
 }  // namespace replay

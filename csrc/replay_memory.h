@@ -152,6 +152,23 @@ struct MemoryConfig {
 //     state frames [1, stack + 1). With one step the next state is always the
 //     state shifted by one frame (padding included), so this writes and reads
 //     stack + 1 frames per item instead of 2 * stack.
+// The live transitions in id order (a read-only copy for dataset tools, not for
+// sampling): entry k is id first_id + k, k < count = min(appended, capacity), and
+// streams[k] is the stream it was appended on. episode_start[k] is 1 when the
+// transition is the first step of its episode: the one after a terminal or
+// truncation of the same stream, or, for the oldest live id of its stream, one
+// whose state has no history (history 0). With stack 1 every history is 0, so
+// such an id then counts as a start only if no id was evicted yet (first_id 0).
+struct TransitionLog {
+  int64_t first_id = 0;
+  std::vector<int32_t> actions;
+  std::vector<float> rewards;
+  std::vector<uint8_t> terminated;
+  std::vector<uint8_t> truncated;
+  std::vector<uint8_t> episode_start;
+  std::vector<uint16_t> streams;
+};
+
 struct BatchView {
   uint8_t* states = nullptr;
   uint8_t* next_states = nullptr;
@@ -201,6 +218,7 @@ class ReplayMemory {
   void reseed(uint64_t seed);
   size_t bytes_allocated() const;
   void check_invariants() const;  // throws std::logic_error on a broken invariant
+  TransitionLog export_log() const;  // see TransitionLog
 
  private:
   // A FIFO of at most `capacity` ids (a stream's pending ids, oldest first). Its

@@ -12,7 +12,8 @@ N_ACTIONS = 4
 
 def make_agent(**overrides) -> Agent:
     torch.manual_seed(0)
-    return Agent(N_ACTIONS, Config(out_dir="x", **overrides), torch.device("cpu"))
+    config = Config(out_dir="x", **{"compile": False, **overrides})
+    return Agent(N_ACTIONS, config, torch.device("cpu"))
 
 
 def fixed_batch(size=16, seed=0) -> SimpleNamespace:
@@ -116,6 +117,20 @@ def test_act_is_greedy_at_epsilon_zero_and_uniform_at_one():
     assert counts.min() > 400  # each of 4 actions about 500 times
 
 
+def test_act_batch_draws_from_the_rng_row_by_row_as_act_does():
+    """A batch of N states uses the rng as N calls of act() would, and its greedy rows are the
+    greedy actions of their states (one forward over the whole batch)."""
+    agent = make_agent()
+    states = fixed_batch(size=6).states
+    greedy = agent.greedy_actions(states)
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    for epsilon in (0.0, 0.5, 1.0):
+        batched = agent.act_batch(states, epsilon, a)
+        assert batched.dtype == np.int64 and batched.shape == (6,)
+        assert batched.tolist() == [agent.act(state, epsilon, b) for state in states]
+    assert agent.act_batch(states, 0.0, a).tolist() == greedy.tolist()
+
+
 def test_act_uses_the_rng_the_same_way_for_the_same_epsilon():
     agent = make_agent()
     state = fixed_batch(size=1).states[0]
@@ -154,3 +169,21 @@ def test_compiled_agent_learns_what_the_eager_one_learns(double):
         torch.testing.assert_close(eager.online(state), compiled.online(state),
                                    rtol=1e-4, atol=1e-5)
     eager.load_state_dict(compiled.state_dict())  # a compiled run's checkpoint loads eagerly
+
+
+def test_a_non_finite_loss_raises_before_the_step_and_changes_nothing():
+    """Issue 12, defect 6: NaN TD errors used to be trained on (or crash in the memory)."""
+    from atari_dqn.agent import NonFiniteLoss
+
+    agent = make_agent()
+    agent.learn(fixed_batch())  # the optimizer has state to keep
+    before = make_agent()
+    before.load_state_dict(agent.state_dict())
+    batch = fixed_batch(seed=1)
+    batch.rewards[3] = np.nan
+    with pytest.raises(NonFiniteLoss, match="loss nan"):
+        agent.learn(batch)
+    for a, b in zip(params(agent.online), params(before.online)):
+        assert torch.equal(a, b)
+    clean = fixed_batch(seed=2)  # the optimizer's moments and step count are untouched too
+    assert agent.learn(clean).loss == before.learn(clean).loss

@@ -1,9 +1,11 @@
 import dataclasses
 import json
+import subprocess
+import sys
 
 import pytest
 
-from atari_dqn.config import Config, ConfigError, flag_of
+from atari_dqn.config import Config, ConfigError, default_run_dir, flag_of
 
 
 def test_defaults_are_valid_and_every_field_has_a_doc_and_a_flag():
@@ -31,7 +33,16 @@ def test_defaults_are_valid_and_every_field_has_a_doc_and_a_flag():
     (dict(gamma=1.2), "--gamma"),
     (dict(batch_size=64, memory_capacity_transitions=32), "--batch-size"),
     (dict(device="tpu"), "--device"),
-    (dict(env_id="NoSuchGame"), "--env"),
+    # issue 12, defects 6 and 7: each of these used to start a run (and crash inside it)
+    (dict(lr=float("inf")), "--lr must be a finite number"),
+    (dict(adam_eps=float("inf")), "--adam-eps must be a finite number"),
+    (dict(per_alpha=float("inf"), prioritized=True), "--per-alpha must be a finite number"),
+    (dict(gamma=float("nan")), "--gamma must be a finite number"),
+    (dict(seed=-1), "--seed must be in"),
+    (dict(n_step=1001, memory_capacity_transitions=2000), "--n-step must be at most 1000"),
+    (dict(memory_capacity_transitions=6, batch_size=1), r"--memory-size must be at least 4 \+"),
+    (dict(n_step=10, memory_capacity_transitions=13, batch_size=1), "--memory-size"),
+    (dict(eval_max_steps=600_000_000), "--eval-max-steps must be at most"),
 ])
 def test_bad_values_raise_a_config_error_naming_the_flag(bad, flag):
     with pytest.raises(ConfigError, match=flag):
@@ -42,9 +53,18 @@ def test_config_error_is_a_value_error():
     assert issubclass(ConfigError, ValueError)
 
 
-def test_default_run_folder_is_under_rewards_and_named_after_the_game():
-    config = Config(env_id="ALE/Pong-v5", seed=3)
-    assert config.out_dir.startswith("rewards/Pong-seed3-")
+def test_config_is_a_plain_value_that_imports_no_environment_code():
+    code = ("import sys, atari_dqn.config; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('gymnasium', 'ale_py', 'torch', 'atari_dqn')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "['atari_dqn', 'atari_dqn.config']"
+    assert Config(env_id="NoSuchGame", out_dir="x").env_id == "NoSuchGame"  # checked elsewhere
+
+
+def test_default_run_dir():
+    assert default_run_dir("Pong", 3).startswith("rewards/Pong-seed3-")
 
 
 def test_json_round_trip():

@@ -59,11 +59,10 @@ def test_a_lost_life_ends_the_learning_episode_but_not_the_game():
     assert env.unwrapped.ale.lives() == lives - 1
 
 
-def test_eval_env_plays_whole_games_and_stacks_frames():
+def test_eval_env_plays_whole_games_of_single_frames():
     env = envs.make_eval_env("Breakout", max_steps=100_000 // 4)
     obs, _ = env.reset(seed=0)
-    assert obs.shape == (4, 84, 84) and obs.dtype == np.uint8
-    assert all(np.array_equal(obs[0], obs[i]) for i in range(4))  # padded with the first frame
+    assert obs.shape == (84, 84) and obs.dtype == np.uint8  # stacked by evaluate(), not here
     rng = np.random.default_rng(0)
     fire = env.unwrapped.get_action_meanings().index("FIRE")
     terminated = truncated = False

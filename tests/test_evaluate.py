@@ -8,15 +8,14 @@ from PIL import Image
 from atari_dqn import env as envs
 from atari_dqn.agent import Agent
 from atari_dqn.config import Config
-from atari_dqn.evaluate import (PngFrameWriter, evaluate, evaluation_seeds, parse_rewards,
-                                plot_curve, rewards_line)
-from atari_dqn.replay import ReplayMemory
+from atari_dqn.evaluate import (PngFrameWriter, evaluate, evaluation_seeds, frame_stacker,
+                                parse_rewards, plot_curve, rewards_line)
 
 
 @pytest.fixture(scope="module")
 def agent() -> Agent:
     torch.manual_seed(0)
-    return Agent(4, Config(out_dir="x"), torch.device("cpu"))
+    return Agent(4, Config(out_dir="x", compile=False), torch.device("cpu"))
 
 
 def test_rewards_line_is_the_established_format():
@@ -56,16 +55,45 @@ def test_frame_writer_writes_every_frame_and_the_best_game_as_gif(agent, tmp_pat
     assert 1 < gif.n_frames <= end - first
 
 
-def test_eval_stacking_is_the_replay_memory_stacking():
-    """Evaluation stacks frames with gymnasium's wrapper, training with the memory: same rule."""
-    env = envs.make_eval_env("Breakout", max_steps=1_000)
-    memory = ReplayMemory(100)
-    stacked, _ = env.reset(seed=4)
-    memory.start_episode(np.ascontiguousarray(stacked[-1]))
-    rng = np.random.default_rng(0)
-    for _ in range(6):
-        np.testing.assert_array_equal(stacked, memory.state())
-        action = int(rng.integers(4))
-        stacked, reward, terminated, truncated, _ = env.step(action)
-        memory.append(action, reward, np.ascontiguousarray(stacked[-1]), terminated, truncated)
-    np.testing.assert_array_equal(stacked, memory.state())
+def test_frame_stacker_pads_an_episode_start_and_keeps_the_last_stack_frames():
+    stacker = frame_stacker()
+    frames = [np.full((84, 84), i, np.uint8) for i in range(7)]
+    stacker.start_episode(frames[0])
+    assert [int(f[0, 0]) for f in stacker.state()] == [0, 0, 0, 0]
+    for i in range(1, 7):
+        stacker.append(0, 0.0, frames[i], terminated=(i == 6))
+        if i == 2:
+            assert [int(f[0, 0]) for f in stacker.state()] == [0, 0, 1, 2]
+    assert [int(f[0, 0]) for f in stacker.state()] == [3, 4, 5, 6]
+    stacker.start_episode(frames[1])  # a new game never sees the last one's frames
+    assert [int(f[0, 0]) for f in stacker.state()] == [1, 1, 1, 1]
+
+
+class _Watcher:
+    """An actor that records the states it is shown and acts like agent."""
+
+    def __init__(self, agent):
+        self.agent, self.states = agent, []
+
+    def act_batch(self, states, epsilon, rng):
+        self.states.append(states.copy())
+        return self.agent.act_batch(states, epsilon, rng)
+
+
+def test_evaluation_acts_on_batches_of_the_last_four_frames(agent):
+    """The states evaluate() acts on are the stacks of the env's last four frames (padded at a
+    game's start), exactly what gymnasium's FrameStackObservation(padding 'reset') gives."""
+    from gymnasium.wrappers import FrameStackObservation
+
+    watcher = _Watcher(agent)
+    evaluate(watcher, envs.make_eval_env("Breakout", max_steps=40), games=1, epsilon=0.5,
+             seeds=(4, 5))
+    reference = FrameStackObservation(envs.make_eval_env("Breakout", max_steps=40), 4,
+                                      padding_type="reset")
+    rng = np.random.default_rng(5)
+    stacked, _ = reference.reset(seed=4)
+    for shown in watcher.states:
+        assert shown.shape == (1, 4, 84, 84) and shown.dtype == np.uint8
+        np.testing.assert_array_equal(shown[0], stacked)
+        stacked, *_ = reference.step(agent.act(stacked, 0.5, rng))
+    assert len(watcher.states) > 4

@@ -480,3 +480,21 @@ def test_random_operations_on_streams_keep_every_promise(tmp_path_factory, confi
             assert after == before, f"{operation} raised but changed the memory"
         memory.check_invariants()
     properties.apply(memory, ("save_load",), directory)
+
+
+def test_export_log_marks_episode_starts_per_stream():
+    memory = make(streams=2, capacity=100, stack=2)
+    frame = np.zeros(SHAPE, np.uint8)
+    memory.start_episode(frame, stream=0)
+    memory.start_episode(frame, stream=1)
+    steps = [(0, False, False), (1, False, False), (0, True, False), (1, False, False), (0, False, False),
+             (1, False, True), (0, False, False)]  # (stream, terminated, truncated)
+    for stream, terminated, truncated in steps:
+        memory.append(stream, 0.0, frame, terminated, truncated, stream=stream)
+        if terminated or truncated:
+            memory.start_episode(frame, stream=stream)
+    log = memory.export_log()
+    assert log["streams"].tolist() == [0, 1, 0, 1, 0, 1, 0]
+    assert log["actions"].tolist() == [0, 1, 0, 1, 0, 1, 0]
+    # id 4 starts stream 0's second episode (after id 2's terminal); id 3 is not a start although id 2 ended
+    assert log["episode_start"].tolist() == [True, True, False, False, True, False, False]

@@ -1,39 +1,43 @@
-"""The loop's wiring and the run-folder rules, below the level of a whole run."""
+"""The loop's wiring, and how a run ends on bad settings, a full disk or a non-finite loss."""
 
 from __future__ import annotations
 
-import re
+import errno
+import os
+from pathlib import Path
 
 import numpy as np
-import torch
 import pytest
+import torch
 
+import main
 from atari_dqn import train as training
 from atari_dqn.agent import Agent
+from atari_dqn.checkpoint import read_checkpoint
 from atari_dqn.config import Config, ConfigError
-from atari_dqn.files import atomic_write, atomic_write_text
 
 
 def test_the_state_acted_on_is_the_state_the_memory_returns(tmp_path, monkeypatch):
     acted: list[tuple[np.ndarray, int]] = []
     memories = []
-    real_act, real_make_memory = Agent.act, training.make_memory
+    real_act_batch, real_make_memory = Agent.act_batch, training.make_memory
 
-    def recording_act(self, state, epsilon, rng, **kwargs):
-        action = real_act(self, state, epsilon, rng, **kwargs)
-        acted.append((state.copy(), action))
-        return action
+    def recording_act_batch(self, states, epsilon, rng, **kwargs):
+        actions = real_act_batch(self, states, epsilon, rng, **kwargs)
+        acted.extend(zip(states.copy(), actions.tolist()))
+        return actions
 
     def keep_memory(config):
         memories.append(real_make_memory(config))
         return memories[0]
 
-    monkeypatch.setattr(Agent, "act", recording_act)
+    monkeypatch.setattr(Agent, "act_batch", recording_act_batch)
     monkeypatch.setattr(training, "make_memory", keep_memory)
     steps = 600  # several lost lives, so episode starts (padded stacks) are sampled too
     config = Config(total_steps=steps, learning_starts_steps=steps,
                     memory_capacity_transitions=steps, eval_every_steps=steps, eval_episodes=1,
-                    eval_max_steps=5, n_step=1, out_dir=str(tmp_path / "run"))
+                    eval_max_steps=5, n_step=1, compile=False, threads=1,
+                    out_dir=str(tmp_path / "run"))
     training.train(config)
     memory = memories[0]
     assert len(memory) == steps
@@ -49,127 +53,161 @@ def test_the_state_acted_on_is_the_state_the_memory_returns(tmp_path, monkeypatc
     assert len(starts) >= 2, "expected a few episode starts in 600 steps of random play"
 
 
-def test_create_run_dir_refuses_a_folder_with_files(tmp_path):
+def test_a_config_without_a_known_game_or_a_folder_is_refused_before_anything_is_written(
+        tmp_path):
+    with pytest.raises(ConfigError, match="unknown Atari game"):
+        training.train(Config(env_id="NoSuchGame", threads=1, out_dir=str(tmp_path / "run")))
+    with pytest.raises(ConfigError, match="--out"):
+        training.train(Config(threads=1))
+    assert not (tmp_path / "run").exists()
+
+
+# --- issue 12: errors before and during a run ---------------------------------------------------
+FAST = ["--steps", "60", "--learning-starts", "20", "--memory-size", "200", "--batch-size", "4",
+        "--target-update", "10", "--eval-every", "30", "--eval-episodes", "1",
+        "--eval-max-steps", "20", "--seed", "1", "--threads", "1", "--no-compile"]
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory) -> Path:
+    """The uninterrupted FAST run that runs stopped by errors must reproduce once resumed."""
+    run = tmp_path_factory.mktemp("runs") / "straight"
+    assert main.main([*FAST, "--out", str(run)]) == 0
+    return run
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("main.py: error: "), err
+    return err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--memory-size", "6", "--batch-size", "1"], "--memory-size must be at least 4 + --n-step"),
+    (["--n-step", "1001"], "--n-step must be at most 1000"),
+    (["--seed", "-1"], "--seed must be in"),
+    (["--memory-size", "1e10"], "--allow-large-memory"),
+    (["--memory-size", "1e19", "--allow-large-memory"], "too large for the replay memory"),
+    (["--eval-max-steps", "6e8"], "--eval-max-steps must be at most"),
+    (["--threads", "1e12"], "cores this process may use"),
+    (["--prioritized", "--per-alpha", "inf"], "--per-alpha must be a finite number"),
+    (["--lr", "inf"], "--lr must be a finite number"),
+    (["--adam-eps", "inf"], "--adam-eps must be a finite number"),
+])
+def test_bad_values_are_refused_before_the_run_folder_is_made(args, message, tmp_path, capsys):
+    """Issue 12, defects 7-9: each used to leave a folder holding only config.json."""
+    assert main.main([*FAST, *args, "--out", str(tmp_path / "run")]) == 2
+    assert message in one_line_error(capsys)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_second_trainer_on_a_running_folder_exits_2(straight, tmp_path, capsys):
+    from atari_dqn.checkpoint import RunLock
+
     run = tmp_path / "run"
     run.mkdir()
-    (run / "something").write_text("x")
-    with pytest.raises(ConfigError, match="already exists"):
-        training.create_run_dir(Config(out_dir=str(run)))
-
-
-def test_create_run_dir_accepts_an_empty_folder_and_writes_the_config(tmp_path):
-    config = Config(out_dir=str(tmp_path), lr=3e-4)
-    training.create_run_dir(config)
-    assert Config.from_json((tmp_path / "config.json").read_text()) == config
-
-
-def test_pick_device():
-    assert training.pick_device("cpu").type == "cpu"
-    assert training.pick_device("auto").type in ("cpu", "cuda")
-
-
-def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
-    path = tmp_path / "rewards.txt"
-    atomic_write_text(path, "old\n")
-
-    def failing(tmp):
-        tmp.write_text("half")
-        raise RuntimeError("disk full")
-
-    with pytest.raises(RuntimeError):
-        atomic_write(path, failing)
-    assert path.read_text() == "old\n"
-    assert [p.name for p in tmp_path.iterdir()] == ["rewards.txt"]
-
-
-def test_resume_starts_a_fresh_episode_when_the_saved_one_cannot_be_restored(
-        tmp_path, monkeypatch, capsys):
-    config = Config(total_steps=60, learning_starts_steps=60, memory_capacity_transitions=100,
-                    eval_every_steps=30, eval_episodes=1, eval_max_steps=5,
-                    out_dir=str(tmp_path / "run"))
-    assert training.train(config, stop_when=lambda step: step == 40).steps == 40
-
-    def broken_restore(env, snap):
-        raise RuntimeError("emulator state from another version")
-
-    monkeypatch.setattr(training.envs, "restore", broken_restore)
-    resumed = training.resume_config(config.out_dir, {})
-    assert training.train(resumed).steps == 60
-    assert "started a fresh episode" in capsys.readouterr().out
-    assert len((tmp_path / "run" / "rewards.txt").read_text().splitlines()) == 2
-
-
-def _weights(network):
-    return [p.detach().clone() for p in network.parameters()]
-
-
-def _filled_memory(config):
-    memory = training.make_memory(config)
-    rng = np.random.default_rng(0)
-    memory.start_episode(rng.integers(0, 256, (84, 84), dtype=np.uint8))
-    for _ in range(64):
-        memory.append(int(rng.integers(4)), 1.0, rng.integers(0, 256, (84, 84), dtype=np.uint8),
-                      False)
-    return memory
-
-
-@pytest.mark.parametrize("prioritized", [False, True])
-def test_with_overlap_the_actor_is_one_update_behind_until_synced(prioritized):
-    config = Config(out_dir="x", batch_size=8, prioritized=prioritized, overlap=True)
-    agent = Agent(4, config, torch.device("cpu"))
-    memory = _filled_memory(config)
-    stats = []
-    updates = training.Updates(agent, memory, config, stats.append)
+    lock = RunLock(run)  # a trainer at work (this process stands in for it)
     try:
-        before = _weights(agent.online)
-        updates.start(step=4)
-        updates.wait()
-        assert len(stats) == 1
-        assert all(torch.equal(a, b) for a, b in zip(before, _weights(agent.actor)))
-        assert any(not torch.equal(a, b) for a, b in zip(before, _weights(agent.online)))
-        if prioritized:  # computed, kept for the next boundary (and a checkpoint), not applied
-            pending = updates.pending()
-            assert len(pending["ids"]) == 8 and memory.max_priority == 1.0
-        updates.finish()
-        assert updates.pending() is None
-        if prioritized:
-            assert memory.max_priority != 1.0
-        agent.sync_actor()
-        assert all(torch.equal(a, b) for a, b in zip(_weights(agent.online),
-                                                     _weights(agent.actor)))
+        assert main.main(["--resume", str(straight), "--steps", "90", "--out", str(run)]) == 2
+        assert "--out cannot be given with --resume" in one_line_error(capsys)
+        (run / "config.json").write_text((straight / "config.json").read_text())
+        assert main.main(["--resume", str(run), "--steps", "90"]) == 2
+        assert "is in use by another trainer" in one_line_error(capsys)
     finally:
-        updates.close()
+        lock.close()
 
 
-def test_without_overlap_the_actor_is_the_online_network_and_updates_finish_at_once():
-    config = Config(out_dir="x", batch_size=8, prioritized=True, overlap=False)
-    agent = Agent(4, config, torch.device("cpu"))
-    assert agent.actor is agent.online
-    memory = _filled_memory(config)
-    stats = []
-    updates = training.Updates(agent, memory, config, stats.append)
-    updates.start(step=4)
-    assert len(stats) == 1 and updates.pending() is None and memory.max_priority != 1.0
-    assert "actor" not in agent.state_dict()
+def test_resuming_a_finished_run_without_more_steps_exits_2(straight, capsys):
+    assert main.main(["--resume", str(straight)]) == 2
+    assert "give --steps above 60" in one_line_error(capsys)
 
 
-def test_steps_per_second_leave_out_evaluation_time(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(training, "LOG_EVERY_STEPS", 100)
-    monkeypatch.setattr(training, "LINE_EVERY_STEPS", 100)
-    now = [0.0]  # a fake clock: 50 agent steps per second of training
-    config = Config(total_steps=300, out_dir=str(tmp_path / "run"))
-    telemetry = training.Telemetry(config, tmp_path, 0, clock=lambda: now[0])
-    progress = training.Progress()
-    for step in range(1, 201):
-        now[0] += 0.02
-        progress.step = step
-        if step == 100:  # an evaluation and its checkpoint take 30 s
-            now[0] += 30.0
-            progress.evaluations, progress.last_eval_score = 1, 2.0
-            telemetry.evaluated(progress, 10, seconds=30.0)
-        telemetry.stepped(progress, 0.5)
-    telemetry.close()
-    out = capsys.readouterr().out  # not a terminal: lines, not the bar
-    assert "evaluation 1: agent step 100, mean score 2.0 over 10 games" in out
-    rates = re.findall(r"^agent step (\d+) of 300: (\d+) steps/s", out, re.MULTILINE)
-    assert rates == [("100", "50"), ("200", "50")]
+def _fail_on(monkeypatch, method: str, name_starts: str, after: int = 0) -> None:
+    """Path.<method> raises ENOSPC for files whose name starts so, from its (after+1)-th call."""
+    real = getattr(Path, method)
+    calls = [0]
+
+    def full(self, *args, **kwargs):
+        if self.name.startswith(name_starts):
+            calls[0] += 1
+            if calls[0] > after:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, method, full)
+
+
+@pytest.mark.parametrize("method, name, file", [
+    ("write_bytes", ".checkpoint.pt", "checkpoint.pt"),  # the second checkpoint
+    ("write_text", ".rewards.txt", "rewards.txt"),       # the second evaluation's line
+    ("write_bytes", ".model_", "model_002.pt"),
+])
+def test_a_full_disk_stops_the_run_with_one_line_and_a_resume_catches_up(
+        method, name, file, straight, tmp_path, monkeypatch, capsys):
+    """Issue 12, defect 10: a RuntimeError traceback, and rewards.txt ahead of the checkpoint."""
+    run = tmp_path / "run"
+    _fail_on(monkeypatch, method, name, after=1)
+    assert main.main([*FAST, "--out", str(run)]) == 2
+    err = one_line_error(capsys)
+    assert f"cannot write {run / file}: No space left on device" in err
+    assert f"--resume {run} continues from its last checkpoint" in err
+    assert read_checkpoint(run)["progress"]["step"] == 30  # the first checkpoint, intact
+    monkeypatch.undo()  # space is free again
+    assert main.main(["--resume", str(run)]) == 0
+    assert (run / "rewards.txt").read_text() == (straight / "rewards.txt").read_text()
+    for model in ("model_001.pt", "model_002.pt"):
+        a, b = (torch.load(r / model, weights_only=True) for r in (run, straight))
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not list(run.glob(".*.tmp.*")) and len(list(run.glob("replay-*.bin"))) == 1
+
+
+def test_a_full_disk_while_saving_the_replay_memory_or_rendering_exits_2(tmp_path, monkeypatch,
+                                                                         capsys):
+    from atari_dqn.replay import ReplayMemory
+
+    def full(self, path):
+        raise OSError(errno.ENOSPC, f"cannot write '{path}': No space left on device")
+
+    monkeypatch.setattr(ReplayMemory, "save", full)
+    assert main.main([*FAST, "--out", str(tmp_path / "a")]) == 2
+    assert (f"cannot write {tmp_path / 'a' / 'replay-000000030.bin'}: No space left on device"
+            in one_line_error(capsys))
+    monkeypatch.undo()
+    from PIL import Image
+
+    real_save = Image.Image.save
+
+    def save(self, fp, *args, **kwargs):
+        if str(fp).endswith("000005.png"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_save(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", save)
+    assert main.main([*FAST, "--render", "--out", str(tmp_path / "b")]) == 2
+    assert (f"cannot write {tmp_path / 'b' / 'eval_001' / '000005.png'}: No space left on device;"
+            f" once that is fixed, --resume {tmp_path / 'b'} continues from step 0"
+            in one_line_error(capsys))
+
+
+def test_a_non_finite_loss_stops_the_run_after_checkpointing_the_last_good_state(
+        tmp_path, monkeypatch, capsys):
+    """Issue 12, defect 6: NaN TD errors crashed inside the memory (prioritized) or trained NaN
+    weights silently (uniform)."""
+    real_learn = Agent.learn
+    updates = [0]
+
+    def learn_nan_at_the_fifth(self, batch, weights=None):
+        updates[0] += 1
+        if updates[0] == 5:
+            batch.rewards[0] = np.nan
+        return real_learn(self, batch, weights)
+
+    monkeypatch.setattr(Agent, "learn", learn_nan_at_the_fifth)
+    run = tmp_path / "run"
+    assert main.main([*FAST, "--prioritized", "--out", str(run)]) == 2
+    err = one_line_error(capsys)
+    step = 20 + 5 * 4  # learning starts after step 20; one update every 4 steps
+    assert f"non-finite loss at agent step {step} (loss nan" in err
+    saved = read_checkpoint(run)
+    assert saved["progress"]["step"] == step
+    assert all(torch.isfinite(v).all() for v in saved["agent"]["online"].values())

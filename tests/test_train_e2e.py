@@ -19,16 +19,17 @@ import torch
 from PIL import Image
 
 import main
+from atari_dqn import telemetry
+from atari_dqn.checkpoint import read_checkpoint
 from atari_dqn.config import Config
 from atari_dqn.network import QNetwork
-from atari_dqn import train as train_module
-from atari_dqn.train import read_checkpoint, train
+from atari_dqn.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--steps", "300", "--learning-starts", "100", "--memory-size", "1000",
         "--batch-size", "8", "--target-update", "50", "--eps-decay", "100",
         "--eval-every", "150", "--eval-episodes", "2", "--eval-max-steps", "150",
-        "--eval-eps", "0.3", "--seed", "3"]
+        "--eval-eps", "0.3", "--seed", "3", "--threads", "1", "--no-compile"]
 LINE = re.compile(r"^ {0,2}\d{1,3} {1,8}\d{1,8} -?\d+\.\d$")
 
 
@@ -109,9 +110,9 @@ def test_interrupted_and_resumed_run_equals_the_uninterrupted_one(reference, tmp
 
 def test_without_a_terminal_progress_is_printed_as_lines(tmp_path, monkeypatch, capsys):
     # capsys's stdout is not a terminal, so the bar is off and lines stand in for it
-    monkeypatch.setattr(train_module, "LOG_EVERY_STEPS", 50)
-    monkeypatch.setattr(train_module, "LINE_EVERY_STEPS", 100)
-    assert main.main([*TINY, "--no-compile", "--out", str(tmp_path / "run")]) == 0
+    monkeypatch.setattr(telemetry, "LOG_EVERY_STEPS", 50)
+    monkeypatch.setattr(telemetry, "LINE_EVERY_STEPS", 100)
+    assert main.main([*TINY, "--out", str(tmp_path / "run")]) == 0
     lines = re.findall(r"^agent step (\d+) of 300: \d+ steps/s, epsilon (\d\.\d{3}), "
                        r"last game score (-|-?\d+\.\d)$", capsys.readouterr().out, re.MULTILINE)
     assert [int(step) for step, _, _ in lines] == [100, 200, 300]
@@ -128,7 +129,9 @@ def test_resume_from_a_checkpoint_taken_at_an_evaluation(reference, tmp_path):
 
 def test_sigterm_writes_a_checkpoint_that_resumes_exactly(reference, tmp_path):
     run = tmp_path / "sigterm"
-    child = subprocess.Popen([sys.executable, "main.py", *TINY, "--out", str(run)], cwd=ROOT,
+    # 100,000 steps: the signal, sent at the first evaluation (step 150), lands mid-run
+    child = subprocess.Popen([sys.executable, "main.py", *TINY, "--steps", "100000",
+                              "--out", str(run)], cwd=ROOT,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
     output = []
@@ -138,14 +141,14 @@ def test_sigterm_writes_a_checkpoint_that_resumes_exactly(reference, tmp_path):
             child.send_signal(signal.SIGTERM)
             break
     output += child.stdout.readlines()
-    status = child.wait()
+    assert child.wait() == 128 + signal.SIGTERM, "".join(output)
     assert "Traceback" not in "".join(output)
-    # The signal normally lands while the second half trains (seconds of work are left); if the
-    # run had already finished there is nothing to resume, and its result must still match.
-    if status != 0:
-        assert status == 128 + signal.SIGTERM, "".join(output)
-        assert any(line.startswith("stopped at agent step") for line in output)
-        assert main.main(["--resume", str(run)]) == 0
+    stops = [int(m.group(1)) for m in map(re.compile(r"^stopped at agent step (\d+);").match,
+                                          output) if m]
+    assert len(stops) == 1 and 150 <= stops[0] < 300, "".join(output)
+    assert read_checkpoint(run)["progress"]["step"] == stops[0]
+    # the reference's length: epsilon and (uniform) replay do not depend on --steps
+    assert main.main(["--resume", str(run), "--steps", "300"]) == 0
     assert (run / "rewards.txt").read_text() == (reference / "rewards.txt").read_text()
     assert_same_models(run, reference)
 

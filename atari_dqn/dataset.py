@@ -1,0 +1,493 @@
+"""Datasets for offline training: import the DQN Replay Dataset, describe a replay snapshot.
+
+    python -m atari_dqn.dataset import DIR --out data.bin [--suffix N] [--stack 4]
+        converts one checkpoint of Dopamine's circular replay buffer (the DQN Replay Dataset,
+        Agarwal et al. 2020: DIR is a `replay_logs` folder) into this project's replay snapshot,
+        written by the project's own ReplayMemory, so the format is defined in one place (csrc/)
+    python -m atari_dqn.dataset info DATA
+        transitions, episodes, returns of the complete episodes, action histogram and size on disk
+        of a replay-*.bin snapshot, or of a run folder's latest one
+
+Both open their input read-only and never modify it. A missing, truncated, corrupt or foreign
+file prints one line, `dataset: error: ...`, and exits with status 2; an import then writes nothing.
+
+Dopamine's files
+----------------
+A checkpoint N is six gzip'd .npy files (np.save) in DIR:
+
+    $store$_observation_ckpt.N.gz  uint8 (capacity, 84, 84)
+    $store$_action_ckpt.N.gz       int32 (capacity,)
+    $store$_reward_ckpt.N.gz       float32 (capacity,)
+    $store$_terminal_ckpt.N.gz     uint8 (capacity,), 0 or 1
+    add_count_ckpt.N.gz            int: entries ever written, padding included
+    invalid_range_ckpt.N.gz        int (stack + n,): indices next to the cursor that are not valid
+
+Entry i holds obs[i], the observation action[i] was taken in, and reward[i] and terminal[i] of
+that step, so the next observation of entry i is obs[i + 1]. After a terminal (and at the very
+start of the buffer) Dopamine writes stack - 1 zero "padding" entries (zero frame, action 0,
+reward 0, not terminal) before the next episode's first entry; the terminal step's own next
+frame is never stored. The buffer is circular: cursor = add_count % capacity is the next index to
+write; once add_count > capacity, the oldest entry is the one at the cursor. In logical order
+(oldest first; logical p is index (cursor + p) % capacity), with stack 4 and Dopamine's n-step 1:
+
+    logical  0 1 2 3   4 5 6T      7 8 9     10 ... 40T   41 42 43   44 ... newest-1   newest
+    entry    invalid   an episode  padding   episode A    padding    episode B, running  invalid
+                       begun earlier
+    import   skipped   dropped     skipped   31 steps,    skipped    44 .. newest-1,     skipped
+                                             40 terminal             newest-1 truncated
+
+Import rules (the diagram's):
+- Entries listed in invalid_range are not imported: the newest n (their next frames are not
+  written yet) and the stack oldest (their stacked states reach back across the cursor into
+  overwritten data).
+- An episode whose first entry is gone (it began before the oldest valid entry) is dropped: its
+  states and its return would be wrong. Every imported episode starts at its true first step.
+- Padding entries are skipped, and checked to be zero; so is the entry after them, which must
+  not be (a wrong --stack shows up here).
+- A terminal entry is appended with terminated=True and a copy of its own frame as the next
+  observation (its discount is 0, so that frame is never bootstrapped from).
+- An episode cut without a terminal (at the newest edge: its last entry is invalid) loses that
+  last entry, whose next frame does not exist; the entry before it, whose next frame (the
+  newest entry's observation) does, is appended with truncated=True.
+- Rewards are stored as recorded. The dataset was recorded with Dopamine's preprocessing, not
+  this project's: sticky actions (repeat probability 0.25), no episodic life (an episode is a
+  whole game), rewards clipped to [-1, 1] by Dopamine's runner, and a terminal also at its
+  27,000-step game cap.
+
+Streaming: the small arrays are read whole (about 9 bytes per entry); the observations are
+decompressed a chunk of rows at a time and appended as they arrive, so the ReplayMemory being
+filled is the only copy of the frames. A wrapped buffer is read in two passes over the gzip
+stream (from the cursor to the end, then from 0 to the cursor), which keeps oldest-first order.
+The memory is saved (atomically) only after every entry was read and checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import re
+import sys
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from atari_dqn.replay import PrioritizedReplayMemory, ReplayMemory, load_snapshot
+
+PROG = "dataset"
+DEFAULT_STACK = 4  # Dopamine's stack_size for the DQN Replay Dataset, and this project's
+ROWS_PER_CHUNK = 1024  # observation rows decompressed at a time (7 MB of 84x84 frames)
+PROGRESS_EVERY_ROWS = 100_000
+NPY_MAGIC_PREFIX = b"\x93NUMPY"
+
+STORE_PREFIX = "$store$_"
+ARRAYS = ("observation", "action", "reward", "terminal")  # the buffer's stored arrays
+COUNTERS = ("add_count", "invalid_range")  # the buffer's bookkeeping, also .npy
+
+
+class DatasetError(Exception):
+    """A missing, truncated, corrupt or foreign dataset, or an unusable output path."""
+
+
+# --- Dopamine's files ------------------------------------------------------------------------
+
+def dopamine_path(folder: Path, name: str, suffix: str) -> Path:
+    prefix = STORE_PREFIX if name in ARRAYS else ""
+    return folder / f"{prefix}{name}_ckpt.{suffix}.gz"
+
+
+def find_suffix(folder: Path, suffix: str | None) -> str:
+    """The checkpoint suffix to import: the given one, or the only one in folder."""
+    if not folder.is_dir():
+        raise DatasetError(f"{folder}: no such folder")
+    pattern = re.compile(re.escape(f"{STORE_PREFIX}observation_ckpt.") + r"(\d+)\.gz$")
+    found = sorted((m.group(1) for p in folder.iterdir() if (m := pattern.match(p.name))), key=int)
+    if suffix is None:
+        if not found:
+            raise DatasetError(f"{folder}: no Dopamine replay checkpoint "
+                               f"({STORE_PREFIX}observation_ckpt.N.gz) in this folder")
+        if len(found) > 1:
+            raise DatasetError(f"{folder} holds checkpoints {', '.join(found)}: choose one with --suffix")
+        suffix = found[0]
+    for name in ARRAYS + COUNTERS:
+        if not dopamine_path(folder, name, suffix).is_file():
+            raise DatasetError(f"{dopamine_path(folder, name, suffix)}: missing")
+    return suffix
+
+
+def read_small_array(path: Path) -> np.ndarray:
+    """One whole gzip'd .npy (not for the observations)."""
+    try:
+        with gzip.open(path, "rb") as f:
+            return np.load(f, allow_pickle=False)
+    except (OSError, EOFError, ValueError, zlib.error) as e:  # BadGzipFile is an OSError
+        raise DatasetError(f"{path}: not a readable gzip'd .npy file ({e})") from None
+
+
+def open_npy_stream(path: Path) -> tuple[gzip.GzipFile, tuple[int, ...], np.dtype]:
+    """Opens a gzip'd .npy and reads its header only: (stream positioned at the data, shape, dtype)."""
+    try:
+        f = gzip.open(path, "rb")
+        try:
+            if f.peek(len(NPY_MAGIC_PREFIX))[:len(NPY_MAGIC_PREFIX)] != NPY_MAGIC_PREFIX:
+                raise ValueError("no .npy header")
+            version = np.lib.format.read_magic(f)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            if read_header is None:
+                raise ValueError(f".npy format version {version} is not supported")
+            shape, fortran_order, dtype = read_header(f)
+        except BaseException:
+            f.close()
+            raise
+    except (OSError, EOFError, ValueError, zlib.error) as e:
+        raise DatasetError(f"{path}: not a readable gzip'd .npy file ({e})") from None
+    if fortran_order:
+        f.close()
+        raise DatasetError(f"{path}: Fortran-ordered array; Dopamine writes C order")
+    return f, shape, dtype
+
+
+def read_rows(path: Path, frame_shape: tuple[int, int], first: int, stop: int,
+              expect_end: bool) -> Iterator[tuple[int, np.ndarray]]:
+    """Yields (index, frame) for observation rows first .. stop - 1, decompressing a chunk at a
+    time (rows before `first` are decompressed and dropped). With expect_end, checks that the
+    array ends at `stop` and the gzip stream is whole (its CRC is checked at its end)."""
+    row_bytes = frame_shape[0] * frame_shape[1]
+    f, _, _ = open_npy_stream(path)
+    with f:
+        try:
+            index = 0
+            while index < stop:
+                count = min(ROWS_PER_CHUNK, stop - index)
+                data = f.read(count * row_bytes)
+                if len(data) != count * row_bytes:
+                    raise DatasetError(f"{path}: truncated: the observations end before row {stop}")
+                if index + count > first:
+                    rows = np.frombuffer(data, dtype=np.uint8).reshape(count, *frame_shape)
+                    for k in range(max(0, first - index), count):
+                        yield index + k, rows[k]
+                index += count
+            if expect_end and f.read(1) != b"":
+                raise DatasetError(f"{path}: unexpected bytes after the observation array")
+        except (OSError, EOFError, zlib.error) as e:
+            raise DatasetError(f"{path}: corrupt or truncated gzip stream ({e})") from None
+
+
+# --- the plan: which entries become which transitions -----------------------------------------
+
+@dataclass(frozen=True)
+class Plan:
+    """What an import does, decided from the small arrays alone, in logical (oldest-first) order.
+
+    Logical position p is buffer index (oldest + p) % capacity, p < stored."""
+
+    oldest: int
+    stored: int
+    padding: frozenset[int]  # positions that must hold zero padding entries
+    episodes: list[tuple[int, int]]  # (first, last) positions, inclusive, each imported as one episode
+
+    @property
+    def transitions(self) -> int:
+        return sum(last - first + 1 for first, last in self.episodes)
+
+
+def make_plan(terminal: np.ndarray, add_count: int, invalid: set[int], stack: int) -> Plan:
+    capacity = len(terminal)
+    stored = min(add_count, capacity)
+    # Until the buffer wraps, index 0 holds the first episode's padding and the oldest entry;
+    # afterwards the oldest entry is the one at the cursor.
+    oldest = add_count % capacity if add_count > capacity else 0
+    padding: set[int] = set()
+    episodes: list[tuple[int, int]] = []
+    pad_left = stack - 1 if add_count <= capacity else 0
+    run: list[int] = []  # consecutive importable positions of the episode being read
+
+    def close_run() -> None:
+        if run:
+            episodes.append((run[0], run[-1]))
+            run.clear()
+
+    for p in range(stored):
+        i = (oldest + p) % capacity
+        if pad_left > 0:
+            padding.add(p)
+            pad_left -= 1
+            continue
+        if i in invalid:
+            close_run()
+        else:
+            run.append(p)
+        if terminal[i]:
+            close_run()
+            pad_left = stack - 1
+    close_run()
+    # Only episodes that begin at their true first step: after padding or a terminal, or at the
+    # buffer's first entry. A run after invalid entries continues an episode begun earlier.
+    def true_start(p: int) -> bool:
+        if p == 0:
+            return add_count <= capacity
+        return p - 1 in padding or bool(terminal[(oldest + p - 1) % capacity])
+
+    episodes = [(first, last) for first, last in episodes if true_start(first)]
+    # An episode cut without a terminal needs the next frame of its last entry: the observation
+    # after it, if stored (it may be an invalid entry's); otherwise that entry is dropped.
+    kept = []
+    for first, last in episodes:
+        if not terminal[(oldest + last) % capacity] and last + 1 >= stored:
+            last -= 1
+        if last >= first:
+            kept.append((first, last))
+    return Plan(oldest, stored, frozenset(padding), kept)
+
+
+def check_arrays(folder: Path, suffix: str, arrays: dict[str, np.ndarray],
+                 obs_shape: tuple[int, ...], obs_dtype: np.dtype) -> tuple[int, set[int]]:
+    """Checks shapes, dtypes and values against Dopamine's layout: (add_count, invalid indices)."""
+    where = lambda name: dopamine_path(folder, name, suffix)  # noqa: E731
+    if obs_dtype != np.uint8 or len(obs_shape) != 3 or min(obs_shape) < 1:
+        raise DatasetError(f"{where('observation')}: expected uint8 frames (capacity, height, width), "
+                           f"got {obs_dtype} {obs_shape}")
+    capacity = obs_shape[0]
+    kinds = {"action": "iu", "reward": "f", "terminal": "iub"}
+    for name, kind in kinds.items():
+        a = arrays[name]
+        if a.shape != (capacity,) or a.dtype.kind not in kind:
+            raise DatasetError(f"{where(name)}: expected {capacity} {name}s of a "
+                               f"{'float' if kind == 'f' else 'integer'} type, got {a.dtype} {a.shape}")
+    if np.any(arrays["action"] < 0) or np.any(arrays["action"] > np.iinfo(np.int32).max):
+        raise DatasetError(f"{where('action')}: negative or out-of-range actions")
+    if not np.all(np.isfinite(arrays["reward"])):
+        raise DatasetError(f"{where('reward')}: rewards that are not finite")
+    if not np.all((arrays["terminal"] == 0) | (arrays["terminal"] == 1)):
+        raise DatasetError(f"{where('terminal')}: terminal flags other than 0 and 1")
+    add_count = arrays["add_count"]
+    if add_count.size != 1 or add_count.dtype.kind not in "iu" or int(add_count.reshape(())) < 0:
+        raise DatasetError(f"{where('add_count')}: expected one integer >= 0, got {add_count.dtype} "
+                           f"{add_count.shape}")
+    invalid = arrays["invalid_range"]
+    # Dopamine starts invalid_range as float zeros and writes integers from the first entry on.
+    if (invalid.ndim != 1 or invalid.dtype.kind not in "iuf" or not np.all(invalid == np.round(invalid))
+            or np.any(invalid < 0) or np.any(invalid >= capacity)):
+        raise DatasetError(f"{where('invalid_range')}: expected indices in [0, {capacity})")
+    return int(add_count.reshape(())), {int(v) for v in invalid}
+
+
+# --- import --------------------------------------------------------------------------------------
+
+def import_dopamine(folder: Path, out: Path, suffix: str | None = None, stack: int = DEFAULT_STACK,
+                    report=print) -> ReplayMemory:
+    """Converts Dopamine replay checkpoint `suffix` in folder into a snapshot at out; returns the
+    memory (already saved). Raises DatasetError before writing anything if the input is bad."""
+    if stack < 1:
+        raise DatasetError(f"--stack must be >= 1, got {stack}")
+    if out.exists():
+        raise DatasetError(f"--out {out}: exists; remove it or choose another name")
+    if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
+        raise DatasetError(f"--out {out}: its folder does not exist or is not writable")
+    folder = Path(folder)
+    suffix = find_suffix(folder, suffix)
+    arrays = {name: read_small_array(dopamine_path(folder, name, suffix))
+              for name in ("action", "reward", "terminal") + COUNTERS}
+    obs_path = dopamine_path(folder, "observation", suffix)
+    stream, obs_shape, obs_dtype = open_npy_stream(obs_path)
+    stream.close()
+    add_count, invalid = check_arrays(folder, suffix, arrays, obs_shape, obs_dtype)
+    capacity, frame_shape = obs_shape[0], (obs_shape[1], obs_shape[2])
+    action, reward, terminal = arrays["action"], arrays["reward"], arrays["terminal"]
+    plan = make_plan(terminal, add_count, invalid, stack)
+    minimum = stack + 1  # the memory's smallest capacity with n_step 1
+    if plan.transitions < minimum:
+        raise DatasetError(f"{folder} checkpoint {suffix}: only {plan.transitions} valid transitions "
+                           f"(add_count {add_count}); at least {minimum} are needed")
+
+    memory = ReplayMemory(plan.transitions, frame_shape=frame_shape, stack=stack)
+    starts = {first: last for first, last in plan.episodes}
+    current_last = -1  # last position of the episode being appended (-1 before the first)
+    pending = -1  # a non-terminal position waiting for its next frame, the row after it
+    for p, frame in logical_rows(obs_path, frame_shape, plan, capacity):
+        if p % PROGRESS_EVERY_ROWS == PROGRESS_EVERY_ROWS - 1:
+            report(f"read {p + 1:,} of {plan.stored:,} entries")
+        i = (plan.oldest + p) % capacity
+        if pending >= 0:
+            j = (plan.oldest + pending) % capacity
+            memory.append(int(action[j]), float(reward[j]), frame, False, truncated=pending == current_last)
+            pending = -1
+        if p in plan.padding:
+            if not is_zero_entry(action[i], reward[i], terminal[i], frame):
+                raise DatasetError(f"{folder} checkpoint {suffix}: entry {i} should be zero padding after "
+                                   f"a terminal (stack {stack}); is --stack {stack} right?")
+            continue
+        if p in starts:
+            if p - 1 in plan.padding and is_zero_entry(action[i], reward[i], terminal[i], frame):
+                raise DatasetError(f"{folder} checkpoint {suffix}: the padding before entry {i} is longer "
+                                   f"than stack - 1 = {stack - 1} entries; is --stack {stack} right?")
+            memory.start_episode(frame)
+            current_last = starts[p]
+        if p > current_last:
+            continue  # between episodes: an invalid entry, or the frame after a cut episode
+        if terminal[i]:  # its next frame is not stored; its own stands in (discount 0)
+            memory.append(int(action[i]), float(reward[i]), frame, True)
+        else:
+            pending = p
+    if memory.appended != plan.transitions:  # every planned transition found its next frame
+        raise DatasetError(f"{obs_path}: the observations do not match the other arrays")
+    try:
+        memory.save(out)
+    except OSError as e:
+        raise DatasetError(f"--out {out}: cannot write ({e.strerror or e})") from None
+    return memory
+
+
+def is_zero_entry(action, reward, terminal, frame: np.ndarray) -> bool:
+    """Dopamine's padding: a zero frame, action 0, reward 0, not terminal. (A real Atari frame is
+    never all black, so a zero entry where an episode should begin means a wrong --stack.)"""
+    return action == 0 and reward == 0 and terminal == 0 and not frame.any()
+
+
+def logical_rows(path: Path, frame_shape: tuple[int, int], plan: Plan,
+                 capacity: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(logical position, frame) for every stored entry, oldest first; a wrapped buffer is read
+    in two passes. The first pass always runs to the end of the array, which checks the whole
+    stream (its CRC) before anything is saved."""
+    end = plan.oldest + plan.stored
+    for index, frame in read_rows(path, frame_shape, plan.oldest, capacity, expect_end=True):
+        if index >= end:
+            continue  # past the newest entry of a buffer not yet full: read only for the check
+        yield index - plan.oldest, frame
+    if end > capacity:
+        for index, frame in read_rows(path, frame_shape, 0, end - capacity, expect_end=False):
+            yield capacity - plan.oldest + index, frame
+
+
+# --- info ----------------------------------------------------------------------------------------
+
+def snapshot_path(data: Path) -> Path:
+    """DATA itself, or a run folder's latest replay-<step>.bin."""
+    if data.is_dir():
+        snapshots = sorted(data.glob("replay-*.bin"), key=lambda p: (len(p.name), p.name))
+        if not snapshots:
+            raise DatasetError(f"{data}: no replay-*.bin snapshot in this folder")
+        return snapshots[-1]
+    if not data.is_file():
+        raise DatasetError(f"{data}: no such file or folder")
+    return data
+
+
+@dataclass(frozen=True)
+class Episodes:
+    complete: list[tuple[int, int]]  # (first, last) index into the log: start to terminal
+    cut: list[tuple[int, int]]  # start to a truncation (a time limit, or an import's edge)
+    partial: int  # episodes at the edges: begun before the oldest transition, or still in progress
+    begun_before: int  # 1 if the oldest episode's start is no longer in the memory
+    in_progress: int  # 1 if the newest episode has not ended
+
+
+def split_episodes(log: dict[str, np.ndarray]) -> Episodes:
+    ended = log["terminated"] | log["truncated"]
+    starts = np.flatnonzero(log["episode_start"] | np.concatenate(([True], ended[:-1])))
+    complete, cut = [], []
+    partial = begun_before = in_progress = 0
+    for k, first in enumerate(starts):
+        last = (starts[k + 1] if k + 1 < len(starts) else len(ended)) - 1
+        started, finished = bool(log["episode_start"][first]), bool(ended[last])
+        begun_before += not started
+        in_progress += not finished
+        if not (started and finished):
+            partial += 1
+        elif log["terminated"][last]:
+            complete.append((int(first), int(last)))
+        else:
+            cut.append((int(first), int(last)))
+    return Episodes(complete, cut, partial, begun_before, in_progress)
+
+
+def describe(data: Path) -> list[str]:
+    path = snapshot_path(Path(data))
+    try:
+        memory = load_snapshot(path)
+    except (OSError, ValueError) as e:
+        raise DatasetError(f"{path}: {e}") from None
+    log = memory.export_log()
+    count = len(log["ids"])
+    kind = "prioritized" if isinstance(memory, PrioritizedReplayMemory) else "uniform"
+    lines = [f"{path}: {memory.frame_shape[0]}x{memory.frame_shape[1]} frames, stack {memory.stack}, "
+             f"n-step {memory.n_step}, gamma {memory.gamma:g}, {kind}, capacity {memory.capacity:,}",
+             f"transitions: {count:,} (ids {log['ids'][0]:,} to {log['ids'][-1]:,}), "
+             f"{len(memory):,} sampleable" if count else "transitions: 0"]
+    if count:
+        # Episodes are contiguous within a stream (a memory fed by several envs interleaves them).
+        parts = [{key: values[log["streams"] == stream] for key, values in log.items()}
+                 for stream in np.unique(log["streams"])]
+        split = [(part, split_episodes(part)) for part in parts]
+        complete = sum(len(eps.complete) for _, eps in split)
+        cut = sum(len(eps.cut) for _, eps in split)
+        partial = sum(eps.partial for _, eps in split)
+        begun_before = sum(eps.begun_before for _, eps in split)
+        in_progress = sum(eps.in_progress for _, eps in split)
+        lines.append(f"episodes: {complete:,} complete (start to terminal), {cut:,} "
+                     f"cut short (truncated), {partial} partial at the edges ({begun_before} begun "
+                     f"before the oldest transition, {in_progress} still in progress)")
+        returns = np.array([part["rewards"][a:b + 1].sum(dtype=np.float64) for part, eps in split
+                            for a, b in eps.complete])
+        lengths = np.array([b - a + 1 for _, eps in split for a, b in eps.complete])
+        if len(returns):
+            lines.append(f"returns of the {len(returns):,} complete episodes (summed stored rewards): "
+                         f"mean {returns.mean():.2f}, std {returns.std():.2f}, min {returns.min():g}, "
+                         f"max {returns.max():g}; mean length {lengths.mean():.1f} transitions")
+        else:
+            lines.append("returns: no complete episode")
+        values = np.unique(log["rewards"])
+        shown = ", ".join(f"{v:g}" for v in values[:10]) + (", ..." if len(values) > 10 else "")
+        clipped = bool(np.all(np.isin(values, (-1.0, 0.0, 1.0))))
+        lines.append(f"stored reward values: {shown}" + (" (all in {-1, 0, 1}: clipped)" if clipped else ""))
+        histogram = np.bincount(log["actions"])
+        lines.append("actions: " + ", ".join(f"{a}: {n:,} ({n / count:.1%})" for a, n in enumerate(histogram)))
+    size = path.stat().st_size
+    lines.append(f"size on disk: {size:,} bytes ({size / 1e9:.2f} GB)")
+    lines.append("note: returns sum the rewards the snapshot stores. A training run's snapshot stores "
+                 "rewards clipped to their sign and ends an episode at every lost life, so its episodes "
+                 "are lives and its returns are not game scores; an imported DQN Replay Dataset stores "
+                 "Dopamine's rewards (clipped to [-1, 1]) and its episodes are whole games.")
+    return lines
+
+
+# --- command line --------------------------------------------------------------------------------
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, status 2, like every other error
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _Parser(prog=f"python -m atari_dqn.{PROG}", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    imp = sub.add_parser("import", help="convert a DQN Replay Dataset checkpoint into a replay snapshot")
+    imp.add_argument("folder", type=Path, metavar="DIR", help="folder of Dopamine replay checkpoint files")
+    imp.add_argument("--out", type=Path, required=True, help="the snapshot to write (must not exist)")
+    imp.add_argument("--suffix", help="checkpoint number N in *_ckpt.N.gz (default: the only one)")
+    imp.add_argument("--stack", type=int, default=DEFAULT_STACK,
+                     help="frames per state: Dopamine's stack_size (its zero padding is stack - 1 "
+                          "entries) and the memory's")
+    info = sub.add_parser("info", help="describe a replay snapshot")
+    info.add_argument("data", type=Path, metavar="DATA", help="a replay-*.bin file, or a run folder")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "import":
+            memory = import_dopamine(args.folder, args.out, args.suffix, args.stack)
+            print(f"wrote {args.out}: {memory.appended:,} transitions "
+                  f"({args.out.stat().st_size:,} bytes)")
+        else:
+            print("\n".join(describe(args.data)))
+    except DatasetError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""main.py: flags -> Config."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import main
+from atari_dqn.config import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def flags(*args: str) -> dict:
+    return vars(main.build_parser().parse_args(list(args)))
+
+
+def test_the_default_run_folder_is_under_rewards_and_named_after_the_game():
+    config = main.config_from_flags(flags("--env", "ALE/Pong-v5", "--seed", "3"))
+    assert config.out_dir.startswith("rewards/Pong-seed3-")
+    assert main.config_from_flags(flags("--env", "pong")).out_dir.startswith("rewards/Pong-seed0-")
+
+
+def test_an_unknown_game_is_refused_where_flags_become_a_config():
+    with pytest.raises(ConfigError, match="unknown Atari game"):
+        main.config_from_flags(flags("--env", "NoSuchGame", "--out", "x"))
+
+
+def test_integer_flags_accept_scientific_and_underscored_forms():
+    assert main.config_from_flags(flags("--steps", "1e3", "--out", "x")).total_steps == 1000
+    assert main.config_from_flags(flags("--steps", "2_000", "--out", "x")).total_steps == 2000
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="python -P (no cwd on sys.path) is 3.11+")
+def test_plain_pytest_imports_main_without_the_working_folder_on_sys_path():
+    """`pytest` (unlike `python -m pytest`) does not put the working folder on sys.path;
+    pyproject's pythonpath does, so `import main` works either way."""
+    code = "import sys, pytest; sys.exit(pytest.main(['--collect-only', '-q', 'tests/test_main.py']))"
+    done = subprocess.run([sys.executable, "-P", "-c", code], cwd=ROOT, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
