@@ -83,9 +83,6 @@ def make_memory(config: Config) -> Any:
             return PrioritizedReplayMemory(config.memory_capacity_transitions,
                                            alpha=config.per_alpha, **common)
         return ReplayMemory(config.memory_capacity_transitions, **common)
-    except (TypeError, OverflowError):  # past int64: the binding refuses the argument
-        raise ConfigError(f"--memory-size {config.memory_capacity_transitions} is too large "
-                          f"for the replay memory") from None
     except (ValueError, MemoryError) as e:  # the memory's own checks, in case ours missed one
         first_line = (str(e).splitlines() or [type(e).__name__])[0]
         raise ConfigError(f"--memory-size {config.memory_capacity_transitions}: "

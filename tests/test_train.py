@@ -87,7 +87,7 @@ def one_line_error(capsys) -> str:
     (["--n-step", "1001"], "--n-step must be at most 1000"),
     (["--seed", "-1"], "--seed must be in"),
     (["--memory-size", "1e10"], "--allow-large-memory"),
-    (["--memory-size", "1e19", "--allow-large-memory"], "too large for the replay memory"),
+    (["--memory-size", "1e19", "--allow-large-memory"], "capacity is too large"),
     (["--eval-max-steps", "6e8"], "--eval-max-steps must be at most"),
     (["--threads", "1e12"], "cores this process may use"),
     (["--prioritized", "--per-alpha", "inf"], "--per-alpha must be a finite number"),
