@@ -419,12 +419,21 @@ def describe(data: Path) -> list[str]:
              f"transitions: {count:,} (ids {log['ids'][0]:,} to {log['ids'][-1]:,}), "
              f"{len(memory):,} sampleable" if count else "transitions: 0"]
     if count:
-        eps = split_episodes(log)
-        lines.append(f"episodes: {len(eps.complete):,} complete (start to terminal), {len(eps.cut):,} "
-                     f"cut short (truncated), {eps.partial} partial at the edges ({eps.begun_before} begun "
-                     f"before the oldest transition, {eps.in_progress} still in progress)")
-        returns = np.array([log["rewards"][a:b + 1].sum(dtype=np.float64) for a, b in eps.complete])
-        lengths = np.array([b - a + 1 for a, b in eps.complete])
+        # Episodes are contiguous within a stream (a memory fed by several envs interleaves them).
+        parts = [{key: values[log["streams"] == stream] for key, values in log.items()}
+                 for stream in np.unique(log["streams"])]
+        split = [(part, split_episodes(part)) for part in parts]
+        complete = sum(len(eps.complete) for _, eps in split)
+        cut = sum(len(eps.cut) for _, eps in split)
+        partial = sum(eps.partial for _, eps in split)
+        begun_before = sum(eps.begun_before for _, eps in split)
+        in_progress = sum(eps.in_progress for _, eps in split)
+        lines.append(f"episodes: {complete:,} complete (start to terminal), {cut:,} "
+                     f"cut short (truncated), {partial} partial at the edges ({begun_before} begun "
+                     f"before the oldest transition, {in_progress} still in progress)")
+        returns = np.array([part["rewards"][a:b + 1].sum(dtype=np.float64) for part, eps in split
+                            for a, b in eps.complete])
+        lengths = np.array([b - a + 1 for _, eps in split for a, b in eps.complete])
         if len(returns):
             lines.append(f"returns of the {len(returns):,} complete episodes (summed stored rewards): "
                          f"mean {returns.mean():.2f}, std {returns.std():.2f}, min {returns.min():g}, "
