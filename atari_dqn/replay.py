@@ -5,9 +5,11 @@ sample time into freshly allocated numpy arrays with the GIL released. This
 module checks argument types and shapes with clear messages and wraps a sample
 in a typed `Batch`. The contract (names and meaning) is public:
 
-    mem = ReplayMemory(capacity, frame_shape=(84, 84), stack=4, seed=0)
-    mem.start_episode(frame)                       # observation after reset
-    mem.append(action, reward, frame, terminated, truncated=False)
+    mem = ReplayMemory(capacity, frame_shape=(84, 84), stack=4, seed=0, streams=1)
+    mem.start_episode(frame, stream=0)             # observation after reset
+    mem.append(action, reward, frame, terminated, truncated=False, stream=0)
+    mem.append_batch(actions, rewards, frames, terminated, truncated, reset_frames=None)  # row i: stream i
+    mem.state(stream=0); mem.states()              # newest stacked state of one / every stream
     len(mem)                                       # sampleable transitions
     b = mem.sample(batch_size)                     # Batch
     PrioritizedReplayMemory(..., alpha=0.6, eps=1e-6).sample(batch_size, beta)
@@ -22,6 +24,11 @@ newest `capacity` of them, every one with all its frames.
 Extensions: `n_step`/`gamma` give n-step returns computed in C++ at sample time
 (`Batch.discounts` is gamma**k, 0 after a terminal); `state()` is the stacked
 state of the newest observation, assembled by the same code as `sample`.
+
+Streams: a memory fed by N envs at once has `streams=N`; each stream keeps its
+own episodes (a state never reaches into another stream), ids stay global (the
+n-th append over all streams has id n) and capacity counts the transitions of
+all streams together. `streams=1` is the single-env memory, unchanged.
 """
 from __future__ import annotations
 
@@ -50,6 +57,18 @@ class Batch:
     weights: np.ndarray | None = None  # (B,) float32 importance weights (PrioritizedReplayMemory), max <= 1
 
 
+# append_batch takes arrays as they are, without converting (no silent copy):
+# every one must have exactly this dtype and be C-contiguous.
+_BATCH_DTYPES = {
+    "actions": np.dtype(np.int64),
+    "rewards": np.dtype(np.float32),
+    "frames": np.dtype(np.uint8),
+    "terminated": np.dtype(np.bool_),
+    "truncated": np.dtype(np.bool_),
+    "reset_frames": np.dtype(np.uint8),
+}
+
+
 def _check_frame(frame: object, shape: tuple[int, int]) -> np.ndarray:
     if not isinstance(frame, np.ndarray):
         raise TypeError(f"frame must be a numpy uint8 array, got {type(frame).__name__}")
@@ -61,6 +80,16 @@ def _check_frame(frame: object, shape: tuple[int, int]) -> np.ndarray:
     return frame if frame.flags.c_contiguous else np.ascontiguousarray(frame)
 
 
+def _check_batch_array(value: object, name: str) -> None:
+    dtype = _BATCH_DTYPES[name]
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"{name} must be a numpy {dtype} array, got {type(value).__name__}")
+    if value.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {dtype}, got {value.dtype} (convert it with .astype)")
+    if not value.flags.c_contiguous:
+        raise TypeError(f"{name} must be C-contiguous (np.ascontiguousarray)")
+
+
 def _check_int(value: object, name: str) -> int:
     try:
         return operator.index(value)
@@ -68,10 +97,25 @@ def _check_int(value: object, name: str) -> int:
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
 
 
+def _check_size(value: object, name: str) -> int:
+    """An integer the C++ core takes as int64 (it checks the meaningful range itself)."""
+    value = _check_int(value, name)
+    if not -(2**63) <= value < 2**63:
+        raise ValueError(f"{name} is too large: {value}")
+    return value
+
+
 def _check_flag(value: object, name: str) -> bool:
     if isinstance(value, (bool, np.bool_)) or (isinstance(value, (int, np.integer)) and value in (0, 1)):
         return bool(value)
     raise TypeError(f"{name} must be a bool, got {value!r}")
+
+
+def _check_seed(value: object) -> int:
+    seed = _check_int(value, "seed")
+    if not 0 <= seed < 2**64:
+        raise ValueError(f"seed must be in [0, 2**64), got {seed}")
+    return seed
 
 
 def _check_reward(value: object) -> float:
@@ -94,45 +138,49 @@ class ReplayMemory:
         seed: int = 0,
         n_step: int = 1,
         gamma: float = 0.99,
+        streams: int = 1,
     ) -> None:
-        self._core = self._make_core(capacity, frame_shape, stack, seed, n_step, gamma, alpha=0.0, eps=1.0)
+        self._core = self._make_core(capacity, frame_shape, stack, seed, n_step, gamma, 0.0, 1.0, streams)
 
     @classmethod
-    def _make_core(cls, capacity, frame_shape, stack, seed, n_step, gamma, alpha, eps) -> _replay.Memory:
+    def _make_core(cls, capacity, frame_shape, stack, seed, n_step, gamma, alpha, eps, streams) -> _replay.Memory:
         if len(tuple(frame_shape)) != 2:
             raise ValueError(f"frame_shape must be (height, width), got {frame_shape!r}")
-        height, width = (_check_int(v, "frame_shape") for v in frame_shape)
-        seed = _check_int(seed, "seed")
-        if seed < 0:
-            raise ValueError(f"seed must be >= 0, got {seed}")
+        height, width = (_check_size(v, "frame_shape") for v in frame_shape)
+        seed = _check_seed(seed)
         return _replay.Memory(
-            capacity=_check_int(capacity, "capacity"),
+            capacity=_check_size(capacity, "capacity"),
             height=height,
             width=width,
-            stack=_check_int(stack, "stack"),
-            n_step=_check_int(n_step, "n_step"),
+            stack=_check_size(stack, "stack"),
+            n_step=_check_size(n_step, "n_step"),
             gamma=float(gamma),
             prioritized=cls._PRIORITIZED,
             alpha=float(alpha),
             eps=float(eps),
             seed=seed,
+            streams=_check_size(streams, "streams"),
         )
 
     # -- writing -----------------------------------------------------------------
     # The hot calls go straight to C++, whose argument conversion refuses (TypeError)
-    # anything that is not exactly the right type, without copying. Only then do
-    # the Python checks run: to name the bad argument, or to accept a strided view.
-    def start_episode(self, frame: np.ndarray) -> None:
-        """Begins an episode with the observation after reset (cuts off one in progress)."""
+    # anything that is not exactly the right type (a bool flag, a float or int reward,
+    # a C-contiguous uint8 frame, an int stream), without copying. Only then do the
+    # Python checks run: to name the bad argument, or to accept what they allow beyond
+    # that (0/1 flags, numpy scalars, a strided view). The fast path accepts a subset.
+    def start_episode(self, frame: np.ndarray, stream: int = 0) -> None:
+        """Begins an episode on a stream with the observation after reset (cuts off one in progress)."""
         try:
-            self._core.start_episode(frame)
+            self._core.start_episode(frame, stream)
         except TypeError:
-            self._core.start_episode(_check_frame(frame, self.frame_shape))
+            self._core.start_episode(_check_frame(frame, self.frame_shape), _check_size(stream, "stream"))
 
-    def append(self, action: int, reward: float, frame: np.ndarray, terminated: bool, truncated: bool = False) -> None:
-        """Stores one env step: the action taken, the reward got, the observation it led to."""
+    def append(
+        self, action: int, reward: float, frame: np.ndarray, terminated: bool, truncated: bool = False, stream: int = 0
+    ) -> None:
+        """Stores one env step of a stream: the action taken, the reward got, the observation it led to."""
         try:
-            self._core.append(action, reward, frame, terminated, truncated)
+            self._core.append(action, reward, frame, terminated, truncated, stream)
         except TypeError:
             self._core.append(
                 _check_int(action, "action"),
@@ -140,15 +188,51 @@ class ReplayMemory:
                 _check_frame(frame, self.frame_shape),
                 _check_flag(terminated, "terminated"),
                 _check_flag(truncated, "truncated"),
+                _check_size(stream, "stream"),
             )
+
+    def append_batch(
+        self,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        frames: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        reset_frames: np.ndarray | None = None,
+    ) -> None:
+        """Stores one env step of every stream at once; row i is stream i (N = streams rows).
+
+        actions (N,) int64, rewards (N,) float32, frames (N, H, W) uint8, terminated and
+        truncated (N,) bool; every array C-contiguous and of exactly that dtype (a
+        TypeError otherwise, never a silent copy). The same as, for i in 0..N-1 in
+        order, append(actions[i], ..., stream=i) followed, when reset_frames (N, H, W)
+        uint8 is given and row i ended its episode, by start_episode(reset_frames[i],
+        stream=i): rows that did not end ignore their reset frame. So row i gets id
+        appended + i. Every row is checked before any is stored: a bad row raises and
+        stores nothing. Runs in C++ with the GIL released.
+        """
+        try:
+            self._core.append_batch(actions, rewards, frames, terminated, truncated, reset_frames)
+        except TypeError:
+            arrays = {"actions": actions, "rewards": rewards, "frames": frames, "terminated": terminated,
+                      "truncated": truncated}
+            if reset_frames is not None:
+                arrays["reset_frames"] = reset_frames
+            for name, value in arrays.items():
+                _check_batch_array(value, name)
+            raise
 
     # -- reading -----------------------------------------------------------------
     def __len__(self) -> int:
         return len(self._core)
 
-    def state(self) -> np.ndarray:
-        """The (stack, H, W) uint8 state of the newest observation: what the agent acts on next."""
-        return self._core.state()
+    def state(self, stream: int = 0) -> np.ndarray:
+        """The (stack, H, W) uint8 state of a stream's newest observation: what the agent acts on next."""
+        return self._core.state(_check_size(stream, "stream"))
+
+    def states(self) -> np.ndarray:
+        """The (streams, stack, H, W) uint8 states of every stream's newest observation (batched acting)."""
+        return self._core.states()
 
     def sample(self, batch_size: int) -> Batch:
         """Uniformly samples batch_size transitions (with replacement)."""
@@ -186,6 +270,11 @@ class ReplayMemory:
         return (self._core.height, self._core.width)
 
     @property
+    def streams(self) -> int:
+        """Independent episode streams (envs) feeding the memory."""
+        return self._core.streams
+
+    @property
     def stack(self) -> int:
         return self._core.stack
 
@@ -208,7 +297,7 @@ class ReplayMemory:
         return self._core.bytes_allocated()
 
     def reseed(self, seed: int) -> None:
-        self._core.reseed(_check_int(seed, "seed"))
+        self._core.reseed(_check_seed(seed))
 
     def check_invariants(self) -> None:
         """Raises RuntimeError if any internal invariant is broken (for tests)."""
@@ -222,6 +311,11 @@ class PrioritizedReplayMemory(ReplayMemory):
     draw in each of batch_size equal segments of the total; new transitions get
     the largest p seen so far (1.0 at first); weights are (N P(i))^-beta divided
     by the largest weight over the whole memory.
+
+    Every stored p^alpha lies in [eps^alpha, max_leaf], max_leaf = DBL_MAX / (2 capacity),
+    so the total is finite and positive: eps and alpha whose eps^alpha underflows are
+    refused at construction, and a priority whose (p + eps)^alpha exceeds max_leaf is
+    refused by update_priorities (ValueError, nothing changed).
     """
 
     _PRIORITIZED = True
@@ -237,8 +331,9 @@ class PrioritizedReplayMemory(ReplayMemory):
         seed: int = 0,
         n_step: int = 1,
         gamma: float = 0.99,
+        streams: int = 1,
     ) -> None:
-        self._core = self._make_core(capacity, frame_shape, stack, seed, n_step, gamma, alpha=alpha, eps=eps)
+        self._core = self._make_core(capacity, frame_shape, stack, seed, n_step, gamma, alpha, eps, streams)
 
     def sample(self, batch_size: int, beta: float) -> Batch:  # type: ignore[override]
         """Samples batch_size transitions in proportion to priority, with importance weights."""

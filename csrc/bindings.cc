@@ -7,7 +7,11 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <cstring>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "replay_memory.h"
 
@@ -20,13 +24,57 @@ namespace {
 
 using FrameArray = py::array_t<uint8_t, py::array::c_style>;
 
+std::string shape_text(const py::array& a) {
+  return py::str(py::tuple(py::cast(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()))));
+}
+
+// Checks that `a` has exactly `shape` (the dtype was checked by the caller's array_t).
+void check_shape(const py::array& a, const char* name, const std::vector<py::ssize_t>& shape) {
+  if (a.ndim() != static_cast<py::ssize_t>(shape.size()) || !std::equal(shape.begin(), shape.end(), a.shape()))
+    throw std::invalid_argument(std::string(name) + " must have shape " +
+                                std::string(py::str(py::tuple(py::cast(shape)))) + ", got " + shape_text(a));
+}
+
 const uint8_t* frame_pointer(const ReplayMemory& m, const FrameArray& frame) {
   const MemoryConfig& c = m.config();
   if (frame.ndim() != 2 || frame.shape(0) != c.height || frame.shape(1) != c.width)
     throw std::invalid_argument("frame must have shape (" + std::to_string(c.height) + ", " + std::to_string(c.width) +
-                                "), got " + std::string(py::str(py::tuple(py::cast(std::vector<py::ssize_t>(
-                                                frame.shape(), frame.shape() + frame.ndim()))))));
+                                "), got " + shape_text(frame));
   return frame.data();
+}
+
+// The append fast path takes its scalars as handles and accepts only the exact
+// types below; anything else is a TypeError, and atari_dqn/replay.py then applies
+// its documented checks (_check_flag, _check_reward), which accept a superset
+// (0/1 integers, numpy scalars). So this path is never less strict than those.
+bool strict_flag(py::handle value, const char* name) {
+  if (value.ptr() == Py_True) return true;
+  if (value.ptr() == Py_False) return false;
+  const char* type = Py_TYPE(value.ptr())->tp_name;  // numpy.bool_ (numpy 2 names it numpy.bool)
+  if (std::strcmp(type, "numpy.bool") == 0 || std::strcmp(type, "numpy.bool_") == 0) {
+    const int truth = PyObject_IsTrue(value.ptr());
+    if (truth < 0) throw py::error_already_set();
+    return truth == 1;
+  }
+  throw py::type_error(std::string(name) + " must be a bool, got " + std::string(py::repr(value)));
+}
+
+double strict_reward(py::handle value) {
+  PyObject* v = value.ptr();
+  if (PyFloat_Check(v)) return PyFloat_AS_DOUBLE(v);
+  if (PyLong_Check(v) && !PyBool_Check(v)) {
+    const double d = PyLong_AsDouble(v);
+    if (d == -1.0 && PyErr_Occurred()) throw py::error_already_set();
+    return d;
+  }
+  throw py::type_error("reward must be a real number, got " + std::string(py::str(py::type::handle_of(value).attr("__name__"))));
+}
+
+// Bounds checks for the trees' accessors, which the core leaves unchecked on its hot path.
+void check_index(int64_t i, int64_t size, const char* what) {
+  if (i < 0 || i >= size)
+    throw py::index_error(std::string(what) + " index " + std::to_string(i) + " out of range [0, " +
+                          std::to_string(size) + ")");
 }
 
 py::tuple sample(ReplayMemory& m, int64_t batch, double beta) {
@@ -70,6 +118,31 @@ py::tuple sample(ReplayMemory& m, int64_t batch, double beta) {
   return py::make_tuple(states, actions, rewards, next_states, dones, discounts, ids, weights);
 }
 
+// One step of every stream; see ReplayMemory::append_batch. Every array must
+// already have its exact dtype and be C-contiguous (no silent copies).
+void append_batch(ReplayMemory& m, const py::array_t<int64_t, py::array::c_style>& actions,
+                  const py::array_t<float, py::array::c_style>& rewards, const FrameArray& frames,
+                  const py::array_t<bool, py::array::c_style>& terminated,
+                  const py::array_t<bool, py::array::c_style>& truncated, const std::optional<FrameArray>& reset_frames) {
+  const MemoryConfig& c = m.config();
+  const py::ssize_t n = c.streams;
+  check_shape(actions, "actions", {n});
+  check_shape(rewards, "rewards", {n});
+  check_shape(frames, "frames", {n, c.height, c.width});
+  check_shape(terminated, "terminated", {n});
+  check_shape(truncated, "truncated", {n});
+  if (reset_frames) check_shape(*reset_frames, "reset_frames", {n, c.height, c.width});
+  static_assert(sizeof(bool) == sizeof(uint8_t), "numpy bools are one byte");
+  const int64_t* action_data = actions.data();
+  const float* reward_data = rewards.data();
+  const uint8_t* frame_data = frames.data();
+  const auto* terminated_data = reinterpret_cast<const uint8_t*>(terminated.data());
+  const auto* truncated_data = reinterpret_cast<const uint8_t*>(truncated.data());
+  const uint8_t* reset_data = reset_frames ? reset_frames->data() : nullptr;
+  py::gil_scoped_release release;
+  m.append_batch(action_data, reward_data, frame_data, terminated_data, truncated_data, reset_data);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_replay, mod) {
@@ -91,8 +164,21 @@ PYBIND11_MODULE(_replay, mod) {
   py::class_<replay::FenwickTree>(mod, "FenwickTree")
       .def(py::init<int64_t, int64_t>(), py::arg("size"), py::arg("rebuild_every") = 0)
       .def("set", &replay::FenwickTree::set, py::arg("index"), py::arg("value"))
-      .def("get", &replay::FenwickTree::get, py::arg("index"))
-      .def("prefix", &replay::FenwickTree::prefix, py::arg("count"))
+      .def(
+          "get",
+          [](const replay::FenwickTree& t, int64_t i) {
+            check_index(i, t.size(), "FenwickTree");
+            return t.get(i);
+          },
+          py::arg("index"))
+      .def(
+          "prefix",
+          [](const replay::FenwickTree& t, int64_t count) {
+            check_index(count, t.size() + 1, "FenwickTree prefix");
+            return t.prefix(count);
+          },
+          py::arg("count"))
+      .def_property_readonly("max_leaf", &replay::FenwickTree::max_leaf)
       .def("total", &replay::FenwickTree::total)
       .def("find", &replay::FenwickTree::find, py::arg("mass"))
       .def("rebuild", &replay::FenwickTree::rebuild)
@@ -114,13 +200,19 @@ PYBIND11_MODULE(_replay, mod) {
   py::class_<replay::MinTree>(mod, "MinTree")
       .def(py::init<int64_t>(), py::arg("size"))
       .def("set", &replay::MinTree::set, py::arg("index"), py::arg("value"))
-      .def("get", &replay::MinTree::get, py::arg("index"))
+      .def(
+          "get",
+          [](const replay::MinTree& t, int64_t i) {
+            check_index(i, t.size(), "MinTree");
+            return t.get(i);
+          },
+          py::arg("index"))
       .def("min", &replay::MinTree::min)
       .def("check_invariants", &replay::MinTree::check_invariants);
 
   py::class_<ReplayMemory>(mod, "Memory")
       .def(py::init([](int64_t capacity, int64_t height, int64_t width, int64_t stack, int64_t n_step, double gamma,
-                       bool prioritized, double alpha, double eps, uint64_t seed) {
+                       bool prioritized, double alpha, double eps, uint64_t seed, int64_t streams) {
              MemoryConfig c;
              c.capacity = capacity;
              c.height = height;
@@ -132,37 +224,58 @@ PYBIND11_MODULE(_replay, mod) {
              c.alpha = alpha;
              c.eps = eps;
              c.seed = seed;
+             c.streams = streams;
              return std::make_unique<ReplayMemory>(c);
            }),
            py::arg("capacity"), py::arg("height"), py::arg("width"), py::arg("stack"), py::arg("n_step"),
-           py::arg("gamma"), py::arg("prioritized"), py::arg("alpha"), py::arg("eps"), py::arg("seed"))
+           py::arg("gamma"), py::arg("prioritized"), py::arg("alpha"), py::arg("eps"), py::arg("seed"),
+           py::arg("streams") = 1)
       .def(
           "start_episode",
-          [](ReplayMemory& m, const FrameArray& frame) {
+          [](ReplayMemory& m, const FrameArray& frame, int64_t stream) {
             const uint8_t* data = frame_pointer(m, frame);
             py::gil_scoped_release release;
-            m.start_episode(data);
+            m.start_episode(data, stream);
           },
-          py::arg("frame").noconvert())
+          py::arg("frame").noconvert(), py::arg("stream") = 0)
       .def(
           "append",
-          [](ReplayMemory& m, int64_t action, float reward, const FrameArray& frame, bool terminated, bool truncated) {
+          [](ReplayMemory& m, int64_t action, py::handle reward, const FrameArray& frame, py::handle terminated,
+             py::handle truncated, int64_t stream) {
+            const double r = strict_reward(reward);
+            const bool term = strict_flag(terminated, "terminated"), trunc = strict_flag(truncated, "truncated");
             const uint8_t* data = frame_pointer(m, frame);
             py::gil_scoped_release release;
-            m.append(action, reward, data, terminated, truncated);
+            m.append(action, r, data, term, trunc, stream);
           },
           py::arg("action"), py::arg("reward"), py::arg("frame").noconvert(), py::arg("terminated"),
-          py::arg("truncated"))
+          py::arg("truncated"), py::arg("stream") = 0)
+      .def("append_batch", &append_batch, py::arg("actions").noconvert(), py::arg("rewards").noconvert(),
+           py::arg("frames").noconvert(), py::arg("terminated").noconvert(), py::arg("truncated").noconvert(),
+           py::arg("reset_frames").noconvert() = py::none())
       .def("__len__", &ReplayMemory::size)
       .def_property_readonly("appended", &ReplayMemory::transitions_appended)
-      .def("state",
+      .def(
+          "state",
+          [](const ReplayMemory& m, int64_t stream) {
+            const MemoryConfig& c = m.config();
+            py::array_t<uint8_t> out(std::vector<py::ssize_t>{c.stack, c.height, c.width});
+            uint8_t* data = out.mutable_data();
+            {
+              py::gil_scoped_release release;
+              m.current_state(data, stream);
+            }
+            return out;
+          },
+          py::arg("stream") = 0)
+      .def("states",
            [](const ReplayMemory& m) {
              const MemoryConfig& c = m.config();
-             py::array_t<uint8_t> out(std::vector<py::ssize_t>{c.stack, c.height, c.width});
+             py::array_t<uint8_t> out(std::vector<py::ssize_t>{c.streams, c.stack, c.height, c.width});
              uint8_t* data = out.mutable_data();
              {
                py::gil_scoped_release release;
-               m.current_state(data);
+               m.current_states(data);
              }
              return out;
            })
@@ -195,5 +308,6 @@ PYBIND11_MODULE(_replay, mod) {
       .def_property_readonly("gamma", [](const ReplayMemory& m) { return m.config().gamma; })
       .def_property_readonly("prioritized", [](const ReplayMemory& m) { return m.config().prioritized; })
       .def_property_readonly("alpha", [](const ReplayMemory& m) { return m.config().alpha; })
-      .def_property_readonly("eps", [](const ReplayMemory& m) { return m.config().eps; });
+      .def_property_readonly("eps", [](const ReplayMemory& m) { return m.config().eps; })
+      .def_property_readonly("streams", [](const ReplayMemory& m) { return m.config().streams; });
 }

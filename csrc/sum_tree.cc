@@ -9,6 +9,15 @@
 namespace replay {
 
 namespace {
+// Rebuild once the total falls below this fraction of its peak (see sum_tree.h).
+constexpr double kCancellationRatio = 1.0 / 65536.0;
+
+// Checks a tree size before anything is allocated for it.
+int64_t checked_size(int64_t size, const char* tree) {
+  if (size < 1) throw std::invalid_argument(std::string(tree) + " size must be >= 1, got " + std::to_string(size));
+  return size;
+}
+
 int64_t highest_power_of_two_at_most(int64_t n) {
   int64_t p = 1;
   while (p * 2 <= n) p *= 2;
@@ -17,22 +26,22 @@ int64_t highest_power_of_two_at_most(int64_t n) {
 }  // namespace
 
 FenwickTree::FenwickTree(int64_t size, int64_t rebuild_every)
-    : size_(size),
+    : size_(checked_size(size, "FenwickTree")),
+      max_leaf_(std::numeric_limits<double>::max() / (2.0 * static_cast<double>(size))),
       rebuild_every_(rebuild_every > 0 ? rebuild_every : std::max<int64_t>(size, 1024)),
       leaves_(static_cast<size_t>(size), 0.0),
-      tree_(static_cast<size_t>(size) + 1, 0.0) {
-  if (size < 1) throw std::invalid_argument("FenwickTree size must be >= 1");
-}
+      tree_(static_cast<size_t>(size) + 1, 0.0) {}
 
 void FenwickTree::set(int64_t i, double value) {
   if (i < 0 || i >= size_) throw std::out_of_range("FenwickTree index out of range");
-  if (!(value >= 0.0) || !std::isfinite(value))
-    throw std::invalid_argument("FenwickTree value must be finite and >= 0");
+  if (!(value >= 0.0 && value <= max_leaf_))
+    throw std::invalid_argument("FenwickTree value must be in [0, " + std::to_string(max_leaf_) + "] (finite sums), got " +
+                                std::to_string(value));
   const double delta = value - leaves_[static_cast<size_t>(i)];
   leaves_[static_cast<size_t>(i)] = value;
   running_total_ += delta;
   peak_total_ = std::max(peak_total_, running_total_);
-  if (++sets_since_rebuild_ >= rebuild_every_) {
+  if (++sets_since_rebuild_ >= rebuild_every_ || running_total_ < peak_total_ * kCancellationRatio) {
     rebuild();
     return;
   }
@@ -91,12 +100,12 @@ void FenwickTree::check_invariants() const {
 }
 
 MinTree::MinTree(int64_t size)
-    : size_(size), nodes_(static_cast<size_t>(2 * std::max<int64_t>(size, 1)), std::numeric_limits<double>::infinity()) {
-  if (size < 1) throw std::invalid_argument("MinTree size must be >= 1");
-}
+    : size_(checked_size(size, "MinTree")),
+      nodes_(2 * static_cast<size_t>(size_), std::numeric_limits<double>::infinity()) {}
 
 void MinTree::set(int64_t i, double value) {
   if (i < 0 || i >= size_) throw std::out_of_range("MinTree index out of range");
+  if (std::isnan(value)) throw std::invalid_argument("MinTree value must not be NaN");
   int64_t p = size_ + i;
   nodes_[static_cast<size_t>(p)] = value;
   for (p /= 2; p >= 1; p /= 2)

@@ -11,6 +11,16 @@
 //   |prefix(i) - exact sum of leaves [0, i)| <= (n + 2 (K + 1) (log2 n + 2)) * 2^-52 * S.
 // check_invariants() tests exactly this bound. The rebuild costs O(1) amortised per set().
 //
+// Finite sums: set() refuses a leaf above max_leaf() = DBL_MAX / (2 n), so no sum
+// of leaves, partial or total, can overflow to infinity.
+// Cancellation: the bound scales with the largest total S since the last rebuild,
+// so after a huge leaf is set back to a small value the deltas could leave
+// internal nodes near 0 (or below) while the leaves still hold mass. set()
+// therefore also rebuilds as soon as the total falls below S * 2^-16, which keeps
+// the drift within 2^16 * (the bound above) of the current total and the total
+// positive whenever some leaf is. This costs O(n) only after the total fell by
+// that factor, which needs priorities spanning five orders of magnitude.
+//
 // MinTree: a bottom-up segment tree (2n doubles) whose node 1 is the minimum of
 // all leaves; empty leaves hold +infinity. Used for the smallest priority, which
 // gives the largest importance weight.
@@ -26,10 +36,15 @@ class FenwickTree {
   explicit FenwickTree(int64_t size, int64_t rebuild_every = 0);
 
   int64_t size() const { return size_; }
-  // Sets leaf i (0 <= i < size) to value (finite, >= 0). Throws on bad input.
+  // The largest leaf set() accepts: size() of them still sum to a finite double.
+  double max_leaf() const { return max_leaf_; }
+  // Sets leaf i (0 <= i < size) to value (in [0, max_leaf()]). Throws on bad input
+  // (std::out_of_range, std::invalid_argument) before changing anything.
   void set(int64_t i, double value);
+  // Requires 0 <= i < size(): unchecked, it is on the sampler's hot path (the
+  // Python binding checks the index).
   double get(int64_t i) const { return leaves_[static_cast<size_t>(i)]; }
-  // Sum of leaves [0, i).
+  // Sum of leaves [0, i), for 0 <= i <= size() (outside: clamped).
   double prefix(int64_t i) const;
   double total() const { return prefix(size_); }
   // Smallest i with prefix(i + 1) > mass, skipping zero leaves; returns size()
@@ -44,6 +59,7 @@ class FenwickTree {
 
  private:
   int64_t size_;
+  double max_leaf_;
   int64_t rebuild_every_;
   int64_t sets_since_rebuild_ = 0;
   double running_total_ = 0.0;  // total kept by deltas, only to track peak_total_
@@ -55,8 +71,12 @@ class FenwickTree {
 class MinTree {
  public:
   explicit MinTree(int64_t size);
-  void set(int64_t i, double value);  // +infinity marks an empty leaf
+  int64_t size() const { return size_; }
+  // Sets leaf i (0 <= i < size) to value (not NaN); +infinity marks an empty leaf.
+  // Throws on bad input before changing anything.
+  void set(int64_t i, double value);
   double min() const { return nodes_[1]; }
+  // Requires 0 <= i < size() (unchecked; the Python binding checks it).
   double get(int64_t i) const { return nodes_[static_cast<size_t>(size_ + i)]; }
   void check_invariants() const;
 

@@ -62,8 +62,9 @@ def test_fenwick_drift_stays_bounded_after_millions_of_updates():
 def test_fenwick_rebuild_removes_drift_left_by_huge_values():
     # Leaves swing between 1e12 and 1e-3: each delta update leaves rounding error of
     # order eps * 1e12 in the internal nodes. The drift bound scales with the peak
-    # total since the last rebuild; once a rebuild period (1,024 sets here) of small
-    # values has passed, the rebuilt tree is exact again and the other is not.
+    # total since the last rebuild. Once the total falls below 2^-16 of that peak the
+    # tree rebuilds at once (issue 12: otherwise the small leaves' mass can cancel to 0),
+    # so even a tree whose periodic rebuild never comes ends exact.
     rebuilt, never = _replay.FenwickTree(64), _replay.FenwickTree(64, rebuild_every=10**12)
     for tree in (rebuilt, never):
         for round_ in range(200):
@@ -75,7 +76,30 @@ def test_fenwick_rebuild_removes_drift_left_by_huge_values():
                 tree.set(i, 1e-3 * (i + 1))
     exact = math.fsum(1e-3 * (i + 1) for i in range(64))
     assert abs(rebuilt.total() - exact) <= 1e-12 * exact
-    assert abs(never.total() - exact) > 1e-6 * exact
+    assert abs(never.total() - exact) <= 1e-12 * exact
+
+
+def test_fenwick_total_survives_cancellation():
+    """One huge leaf set back to a small value: the deltas alone would leave a total of 0."""
+    tree = _replay.FenwickTree(64, rebuild_every=10**12)
+    for i in range(64):
+        tree.set(i, 1.0)
+    tree.set(7, 1e300)
+    tree.set(7, 1.0)
+    assert tree.total() == 64.0
+    assert tree.find(63.5) == 63
+    tree.check_invariants()
+
+
+def test_fenwick_sums_stay_finite():
+    tree = _replay.FenwickTree(4)
+    assert tree.max_leaf == np.finfo(np.float64).max / 8
+    for i in range(4):
+        tree.set(i, tree.max_leaf)
+    assert math.isfinite(tree.total())
+    with pytest.raises(ValueError):
+        tree.set(0, np.nextafter(tree.max_leaf, np.inf))
+    assert tree.get(0) == tree.max_leaf
 
 
 def test_fenwick_rejects_bad_values():

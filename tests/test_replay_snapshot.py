@@ -1,5 +1,6 @@
 """save / load: same samples after loading, atomic writes, and rejected bad files."""
 import os
+import struct
 import subprocess
 import sys
 import textwrap
@@ -155,3 +156,153 @@ def test_failed_save_leaves_the_old_file_whole(tmp_path):
     assert path.read_bytes() == old
     assert sorted(p.name for p in tmp_path.iterdir()) == ["memory.bin"]  # no temporary file left behind
     assert ReplayMemory.load(path).appended == 30
+
+
+# -- crafted snapshots: valid checksums, values out of range -----------------------------------
+# The layout is in csrc/replay_memory.cc; these helpers rewrite header fields and frame numbers
+# and recompute both checksums, as an attacker or a broken writer could.
+HEADER_FIELDS = {"capacity": 16, "appended": 96, "frames_begin": 104, "frames_end": 112, "cur_frame": 136,
+                 "episode_steps": 152}
+HEADER_CHECKSUM_AT, ARRAYS_AT = 200, 208
+MASK = (1 << 64) - 1
+PRIMES = (0x9E3779B185EBCA87, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0x27D4EB2F165667C5)
+
+
+def checksum(data: bytes) -> int:
+    """csrc/checksum.h in Python."""
+    p1, p2, p3, p5 = PRIMES
+    rotl = lambda x, k: ((x << k) | (x >> (64 - k))) & MASK  # noqa: E731
+    lanes = [(p1 + p2) & MASK, p2, 0, (-p1) & MASK]
+    full = len(data) // 32 * 32
+    for offset in range(0, full, 32):
+        for lane, word in enumerate(struct.unpack_from("<4Q", data, offset)):
+            lanes[lane] = rotl((lanes[lane] + word * p2) & MASK, 31) * p1 & MASK
+    h = (rotl(lanes[0], 1) + rotl(lanes[1], 7) + rotl(lanes[2], 12) + rotl(lanes[3], 18) + len(data)) & MASK
+    for byte in data[full:]:
+        h = rotl(h ^ (byte * p5 & MASK), 11) * p1 & MASK
+    h ^= h >> 33
+    h = h * p2 & MASK
+    h ^= h >> 29
+    h = h * p3 & MASK
+    return h ^ (h >> 32)
+
+
+def forge(data: bytes, shift_frames: int = 0, **fields: int) -> bytes:
+    """Sets header fields, adds shift_frames to every frame number, and re-seals the file."""
+    out = bytearray(data)
+    get = lambda at: struct.unpack_from("<q", out, at)[0]  # noqa: E731
+    appended, capacity = get(HEADER_FIELDS["appended"]), get(HEADER_FIELDS["capacity"])
+    for name in ("frames_begin", "frames_end", "cur_frame"):
+        struct.pack_into("<q", out, HEADER_FIELDS[name], get(HEADER_FIELDS[name]) + shift_frames)
+    for i in range(min(appended, capacity)):  # obs_frame of every live id
+        struct.pack_into("<q", out, ARRAYS_AT + 8 * i, get(ARRAYS_AT + 8 * i) + shift_frames)
+    for name, value in fields.items():
+        struct.pack_into("<q", out, HEADER_FIELDS[name], value)
+    struct.pack_into("<Q", out, HEADER_CHECKSUM_AT, checksum(bytes(out[:HEADER_CHECKSUM_AT])))
+    struct.pack_into("<Q", out, len(out) - 8, checksum(bytes(out[:-8])))
+    return bytes(out)
+
+
+@pytest.fixture
+def snapshot(tmp_path):
+    """A prioritized memory that has not wrapped (so the capacity field can grow) and its file."""
+    memory = fill(PrioritizedReplayMemory(64, frame_shape=(3, 3), stack=2, seed=6), 40)
+    path = tmp_path / "memory.bin"
+    memory.save(path)
+    return memory, path.read_bytes(), tmp_path / "forged.bin"
+
+
+def test_forge_rewrites_a_valid_snapshot(snapshot):
+    """The forger itself: with a harmless shift of every frame number the file still loads."""
+    memory, data, forged = snapshot
+    forged.write_bytes(forge(data, shift_frames=1 << 40))
+    loaded = PrioritizedReplayMemory.load(forged)
+    loaded.check_invariants()
+    assert_same_batches(memory.sample(16, 0.5), loaded.sample(16, 0.5))
+
+
+@pytest.mark.parametrize("shift", [(1 << 63) - 200, (1 << 62)])
+def test_frame_numbers_near_the_int64_limit_are_refused(snapshot, shift):
+    """Issue 12, defect 4: such a file loaded, and the next append + sample segfaulted."""
+    _, data, forged = snapshot
+    forged.write_bytes(forge(data, shift_frames=shift))
+    with pytest.raises(ValueError, match="corrupt"):
+        PrioritizedReplayMemory.load(forged)
+
+
+@pytest.mark.parametrize("capacity", [1 << 40, 1 << 36])
+def test_a_huge_capacity_is_a_value_error_not_a_memory_error(snapshot, capacity):
+    """Issue 12, defect 4: a crafted capacity of 2^40 gave MemoryError."""
+    _, data, forged = snapshot
+    forged.write_bytes(forge(data, capacity=capacity))
+    with pytest.raises(ValueError, match="corrupt"):
+        PrioritizedReplayMemory.load(forged)
+
+
+@pytest.mark.parametrize("fields", [{"episode_steps": 1 << 62}, {"appended": 41}, {"cur_frame": -5}])
+def test_inconsistent_counters_are_refused(snapshot, fields):
+    _, data, forged = snapshot
+    forged.write_bytes(forge(data, **fields))
+    with pytest.raises(ValueError, match="corrupt|truncated"):
+        PrioritizedReplayMemory.load(forged)
+
+
+def test_a_path_with_a_nul_byte_is_refused(tmp_path, monkeypatch):
+    """Issue 12, defect 5: save('a\\0b') wrote to 'a'."""
+    monkeypatch.chdir(tmp_path)
+    memory = fill(ReplayMemory(16, frame_shape=(2, 2), stack=2), 5)
+    with pytest.raises(ValueError, match="NUL"):
+        memory.save("a\0b")
+    with pytest.raises(ValueError, match="NUL"):
+        ReplayMemory.load("a\0b")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_loading_a_fifo_is_an_error_not_a_hang(tmp_path):
+    """Issue 12, defect 5: load() of a FIFO waited forever for a writer. Run apart, so a
+    regression fails the test instead of hanging the suite."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    script = textwrap.dedent(
+        f"""
+        from atari_dqn.replay import ReplayMemory
+        try:
+            ReplayMemory.load({str(fifo)!r})
+        except ValueError as error:
+            print("ValueError", error)
+        """
+    )
+    try:
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("load() of a FIFO hung")
+    assert "ValueError" in result.stdout and "not a regular file" in result.stdout, result.stdout + result.stderr
+    with pytest.raises(IsADirectoryError):
+        ReplayMemory.load(tmp_path)
+
+
+# -- snapshots written before issue 12's checks still load ---------------------------------------
+DATA = os.path.join(os.path.dirname(__file__), "data")
+
+
+def test_snapshots_written_by_the_version_1_code_still_load():
+    """tests/data/*_v1.snapshot were written by the code of commit 5214e7b (format version 1:
+    episodes ended by terminals, truncations and cut-offs, n-step, wrapped, priorities updated)."""
+    prioritized = PrioritizedReplayMemory.load(os.path.join(DATA, "prioritized_v1.snapshot"))
+    prioritized.check_invariants()
+    assert (prioritized.appended, len(prioritized)) == (40, 15)
+    top, updated = 2.0469639979351646, [1.2078121105990907, 0.9095409052751212, 1.6670923789457397]
+    assert [prioritized.priority(i) for i in range(24, 31)] == [top, top, *updated, top, top]
+    assert prioritized.max_priority == 2.782551102616979
+    batch = prioritized.sample(6, 0.5)
+    assert batch.ids.tolist() == [33, 35, 37, 38, 28, 31]
+    assert batch.rewards.tolist() == [16.665000915527344, 17.65999984741211, 18.655000686645508, 9.5,
+                                      14.177499771118164, 15.670000076293945]
+    assert batch.weights.tolist() == pytest.approx([0.4272986352443695] * 4 + [0.4734856188297272, 1.0], rel=1e-6)
+    assert int(batch.states.sum()) == 13456
+    uniform = ReplayMemory.load(os.path.join(DATA, "uniform_v1.snapshot"))
+    uniform.check_invariants()
+    batch = uniform.sample(6)
+    assert batch.ids.tolist() == [28, 38, 31, 39, 27, 33]
+    assert batch.rewards.tolist() == [7.0, 9.5, 7.75, 9.75, 6.75, 8.25]
+    assert int(batch.states.sum()) == 20532
