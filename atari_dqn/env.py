@@ -21,6 +21,7 @@ life, which is not what DeepMind did.
 from __future__ import annotations
 
 import pickle
+from dataclasses import dataclass
 from typing import Any
 
 import ale_py
@@ -181,3 +182,107 @@ def _find(env: gym.Env, kind: type) -> Any:
             return env
         env = env.env
     return None
+
+
+# --- N training games at once -------------------------------------------------------------------
+# Each game is a make_train_env stepped by the same code as a lone env, so row i of TrainEnvs is
+# exactly a lone make_train_env reset with seed train_env_seeds(seed, n)[i] and given row i's
+# actions: a game's state depends only on its own seed and actions, never on another row.
+# The games are stepped one after another in this process: ale-py 0.12.1's ALEInterface.act holds
+# the GIL for the whole emulation (measured: a Python thread makes no progress during a long act()
+# call, while it does during hashlib's), so threads would add switching and no parallelism.
+
+def train_env_seeds(seed: int, n: int) -> list[int]:
+    """The reset seed of each of n training games. Game 0 gets the run's seed itself, so that one
+    game is exactly the single-env run; game i >= 1 gets the first word of numpy's
+    SeedSequence(seed).spawn(n)[i], independent of game 0 and of the evaluation seeds
+    (SeedSequence([seed, index]), evaluate.evaluation_seeds)."""
+    if seed < 0 or n < 1:
+        raise ValueError(f"train_env_seeds: need seed >= 0 and n >= 1, got seed={seed}, n={n}")
+    children = np.random.SeedSequence(seed).spawn(n)
+    return [seed] + [int(child.generate_state(1)[0]) for child in children[1:]]
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one step of N games gives; row i is game i, every array has N rows."""
+
+    frames: np.ndarray  # (N, 84, 84) uint8: the observation after the step; the terminal frame
+    #                     of rows that ended (what the replay memory's append_batch takes)
+    rewards: np.ndarray  # (N,) float64: raw game rewards (learning_reward() clips them)
+    terminated: np.ndarray  # (N,) bool: a lost life or the end of the game
+    truncated: np.ndarray  # (N,) bool: the game was cut at TRAIN_MAX_FRAMES
+    game_over: np.ndarray  # (N,) bool: the real game ended (its score is complete)
+    reset_frames: np.ndarray  # (N, 84, 84) uint8: rows that ended were reset in this step: the
+    #                           first frame of their next episode; other rows: equal to frames
+
+    @property
+    def ended(self) -> np.ndarray:
+        """(N,) bool: rows whose learning episode ended (terminated or truncated) and were reset."""
+        return self.terminated | self.truncated
+
+
+class TrainEnvs:
+    """N training games (make_train_env) stepped together, each reset as soon as it ends.
+
+        envs = TrainEnvs("Breakout", n, seed)
+        frames = envs.reset()                                 # (N, 84, 84), once per run
+        result = envs.step(actions)                           # actions: (N,) ints
+        memory.append_batch(actions, rewards, result.frames, result.terminated, result.truncated)
+        for i in np.flatnonzero(result.ended):
+            memory.start_episode(result.reset_frames[i], stream=i)
+
+    Game i is reset with seed train_env_seeds(seed, n)[i] (game 0: seed itself, so TrainEnvs(name,
+    1, seed) is today's single env reset with reset(seed=seed)); later resets draw on each game's
+    own random state. snapshot()/restore() save and put back every game exactly, for resume.
+    """
+
+    def __init__(self, name: str, n: int, seed: int) -> None:
+        self.seeds = train_env_seeds(seed, n)
+        self.envs = [make_train_env(name) for _ in self.seeds]
+        self.action_count = int(self.envs[0].action_space.n)
+
+    def __len__(self) -> int:
+        return len(self.envs)
+
+    def reset(self) -> np.ndarray:
+        """Start every game from its seed: the first frame of each, (N, 84, 84) uint8."""
+        return np.stack([env.reset(seed=seed)[0] for env, seed in zip(self.envs, self.seeds)])
+
+    def step(self, actions: np.ndarray) -> StepResult:
+        """Play actions[i] in game i; a game whose episode ends is reset in the same call."""
+        actions = np.asarray(actions)
+        if actions.shape != (len(self.envs),) or not np.issubdtype(actions.dtype, np.integer):
+            raise ValueError(f"TrainEnvs.step: actions must be {len(self.envs)} integers, got "
+                             f"shape {actions.shape} dtype {actions.dtype}")
+        if len(actions) and (actions.min() < 0 or actions.max() >= self.action_count):
+            raise ValueError(f"TrainEnvs.step: actions must be in [0, {self.action_count}), "
+                             f"got {actions.tolist()}")
+        rows = [self._step_one(env, int(action)) for env, action in zip(self.envs, actions)]
+        frames, rewards, terminated, truncated, game_over, reset_frames = zip(*rows)
+        return StepResult(np.stack(frames), np.array(rewards, dtype=np.float64),
+                          np.array(terminated, dtype=bool), np.array(truncated, dtype=bool),
+                          np.array(game_over, dtype=bool), np.stack(reset_frames))
+
+    @staticmethod
+    def _step_one(env: gym.Env, action: int) -> tuple:
+        """One game's step, exactly as the single-env loop does it: step, and reset on an end."""
+        frame, reward, terminated, truncated, info = env.step(action)
+        reset_frame = env.reset()[0] if terminated or truncated else frame
+        return frame, float(reward), terminated, truncated, info["game_over"], reset_frame
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """One snapshot() per game, in row order; plain types and bytes only."""
+        return [snapshot(env) for env in self.envs]
+
+    def restore(self, snaps: list[dict[str, Any]]) -> None:
+        """Put every game back where snapshot() saw it; needs as many snapshots as games."""
+        if len(snaps) != len(self.envs):
+            raise ValueError(f"TrainEnvs.restore: {len(snaps)} snapshots for {len(self.envs)} "
+                             f"games (resume with the --envs the run was started with)")
+        for env, snap in zip(self.envs, snaps):
+            restore(env, snap)
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
