@@ -20,8 +20,12 @@ life, which is not what DeepMind did.
 
 from __future__ import annotations
 
+import multiprocessing
 import pickle
+import signal
+import traceback
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from typing import Any
 
 import ale_py
@@ -185,12 +189,13 @@ def _find(env: gym.Env, kind: type) -> Any:
 
 
 # --- N training games at once -------------------------------------------------------------------
-# Each game is a make_train_env stepped by the same code as a lone env, so row i of TrainEnvs is
-# exactly a lone make_train_env reset with seed train_env_seeds(seed, n)[i] and given row i's
-# actions: a game's state depends only on its own seed and actions, never on another row.
-# The games are stepped one after another in this process: ale-py 0.12.1's ALEInterface.act holds
-# the GIL for the whole emulation (measured: a Python thread makes no progress during a long act()
-# call, while it does during hashlib's), so threads would add switching and no parallelism.
+# Each game is a make_train_env stepped by the same code as a lone env (_Games._step_one), so row i
+# of TrainEnvs is exactly a lone make_train_env reset with seed train_env_seeds(seed, n)[i] and
+# given row i's actions: a game's state depends only on its own seed and actions, never on another
+# row or on which process steps it.
+# Threads would not step games at the same time: ale-py 0.12.1's ALEInterface.act holds the GIL
+# for the whole emulation (measured: a Python thread makes no progress during a long act() call,
+# while it does during hashlib's). Games step in parallel in child processes instead (processes=P).
 
 def train_env_seeds(seed: int, n: int) -> list[int]:
     """The reset seed of each of n training games. Game 0 gets the run's seed itself, so that one
@@ -221,43 +226,23 @@ class StepResult:
         """(N,) bool: rows whose learning episode ended (terminated or truncated) and were reset."""
         return self.terminated | self.truncated
 
+    @staticmethod
+    def concatenate(parts: list[StepResult]) -> StepResult:
+        return StepResult(*(np.concatenate([getattr(part, f) for part in parts])
+                            for f in StepResult.__dataclass_fields__))
 
-class TrainEnvs:
-    """N training games (make_train_env) stepped together, each reset as soon as it ends.
 
-        envs = TrainEnvs("Breakout", n, seed)
-        frames = envs.reset()                                 # (N, 84, 84), once per run
-        result = envs.step(actions)                           # actions: (N,) ints
-        memory.append_batch(actions, rewards, result.frames, result.terminated, result.truncated)
-        for i in np.flatnonzero(result.ended):
-            memory.start_episode(result.reset_frames[i], stream=i)
+class _Games:
+    """Training games stepped one after another in this process."""
 
-    Game i is reset with seed train_env_seeds(seed, n)[i] (game 0: seed itself, so TrainEnvs(name,
-    1, seed) is today's single env reset with reset(seed=seed)); later resets draw on each game's
-    own random state. snapshot()/restore() save and put back every game exactly, for resume.
-    """
-
-    def __init__(self, name: str, n: int, seed: int) -> None:
-        self.seeds = train_env_seeds(seed, n)
-        self.envs = [make_train_env(name) for _ in self.seeds]
-        self.action_count = int(self.envs[0].action_space.n)
-
-    def __len__(self) -> int:
-        return len(self.envs)
+    def __init__(self, name: str, seeds: list[int]) -> None:
+        self.seeds = seeds
+        self.envs = [make_train_env(name) for _ in seeds]
 
     def reset(self) -> np.ndarray:
-        """Start every game from its seed: the first frame of each, (N, 84, 84) uint8."""
         return np.stack([env.reset(seed=seed)[0] for env, seed in zip(self.envs, self.seeds)])
 
     def step(self, actions: np.ndarray) -> StepResult:
-        """Play actions[i] in game i; a game whose episode ends is reset in the same call."""
-        actions = np.asarray(actions)
-        if actions.shape != (len(self.envs),) or not np.issubdtype(actions.dtype, np.integer):
-            raise ValueError(f"TrainEnvs.step: actions must be {len(self.envs)} integers, got "
-                             f"shape {actions.shape} dtype {actions.dtype}")
-        if len(actions) and (actions.min() < 0 or actions.max() >= self.action_count):
-            raise ValueError(f"TrainEnvs.step: actions must be in [0, {self.action_count}), "
-                             f"got {actions.tolist()}")
         rows = [self._step_one(env, int(action)) for env, action in zip(self.envs, actions)]
         frames, rewards, terminated, truncated, game_over, reset_frames = zip(*rows)
         return StepResult(np.stack(frames), np.array(rewards, dtype=np.float64),
@@ -272,17 +257,158 @@ class TrainEnvs:
         return frame, float(reward), terminated, truncated, info["game_over"], reset_frame
 
     def snapshot(self) -> list[dict[str, Any]]:
-        """One snapshot() per game, in row order; plain types and bytes only."""
         return [snapshot(env) for env in self.envs]
 
     def restore(self, snaps: list[dict[str, Any]]) -> None:
-        """Put every game back where snapshot() saw it; needs as many snapshots as games."""
-        if len(snaps) != len(self.envs):
-            raise ValueError(f"TrainEnvs.restore: {len(snaps)} snapshots for {len(self.envs)} "
-                             f"games (resume with the --envs the run was started with)")
         for env, snap in zip(self.envs, snaps):
             restore(env, snap)
 
     def close(self) -> None:
         for env in self.envs:
             env.close()
+
+
+def _serve_games(pipe: Connection, name: str, seeds: list[int]) -> None:
+    """A child process's loop: run each (method, args) received on _Games, send back
+    (True, value) or (False, traceback), until close. Ctrl-C is the parent's to handle (it
+    checkpoints, which needs the games' snapshots), so the child ignores SIGINT."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    games = _Games(name, seeds)
+    while True:
+        method, args = pipe.recv()
+        try:
+            pipe.send((True, getattr(games, method)(*args)))
+        except Exception:  # reported to the parent, which raises it
+            pipe.send((False, traceback.format_exc()))
+        if method == "close":
+            return
+
+
+class _GamesProcess:
+    """_Games in a child process: send() a call to each process first, then collect each
+    result(), so that the processes work at the same time."""
+
+    def __init__(self, context: Any, name: str, seeds: list[int]) -> None:
+        self.pipe, child_end = context.Pipe()
+        self.process = context.Process(target=_serve_games, args=(child_end, name, seeds),
+                                       daemon=True)
+        self.process.start()
+        child_end.close()
+
+    def send(self, method: str, *args: Any) -> None:
+        self.pipe.send((method, args))
+
+    def result(self) -> Any:
+        try:
+            ok, value = self.pipe.recv()
+        except EOFError:
+            raise RuntimeError(f"a game process ended unexpectedly "
+                               f"(exit code {self.process.exitcode})") from None
+        if not ok:
+            raise RuntimeError(f"a game process failed:\n{value}")
+        return value
+
+    def close(self) -> None:
+        if self.process.is_alive():
+            try:
+                self.send("close")
+                self.result()
+            except (OSError, RuntimeError):
+                pass  # already gone: nothing left to close
+        self.process.join(timeout=10)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.pipe.close()
+
+
+class TrainEnvs:
+    """N training games (make_train_env) stepped together, each reset as soon as it ends.
+
+        envs = TrainEnvs("Breakout", n, seed)
+        frames = envs.reset()                                 # (N, 84, 84), once per run
+        result = envs.step(actions)                           # actions: (N,) ints
+        memory.append_batch(actions, rewards, result.frames, result.terminated, result.truncated)
+        for i in np.flatnonzero(result.ended):
+            memory.start_episode(result.reset_frames[i], stream=i)
+
+    Game i is reset with seed train_env_seeds(seed, n)[i] (game 0: seed itself, so TrainEnvs(name,
+    1, seed) is today's single env reset with reset(seed=seed)); later resets draw on each game's
+    own random state. snapshot()/restore() save and put back every game exactly, for resume.
+
+    processes=0 steps the games one after another in this process; processes=P >= 1 spreads them
+    over min(P, n) child processes (contiguous rows each) that step at the same time. The results
+    are the same either way, and snapshots move between the two.
+    """
+
+    def __init__(self, name: str, n: int, seed: int, *, processes: int = 0) -> None:
+        if processes < 0:
+            raise ValueError(f"TrainEnvs: processes must be >= 0, got {processes}")
+        self.seeds = train_env_seeds(seed, n)
+        with gym.make(resolve_env_id(name)) as probe:
+            self.action_count = int(probe.action_space.n)
+        if processes == 0:
+            self._local: _Games | None = _Games(name, self.seeds)
+            self._parts: list[_GamesProcess] = []
+        else:
+            self._local = None
+            context = multiprocessing.get_context("forkserver")
+            slices = np.array_split(np.arange(n), min(processes, n))
+            self._bounds = [(int(rows[0]), int(rows[-1]) + 1) for rows in slices]
+            self._parts = [_GamesProcess(context, name, self.seeds[start:stop])
+                           for start, stop in self._bounds]
+
+    def __len__(self) -> int:
+        return len(self.seeds)
+
+    def _call(self, method: str, per_part: list[Any] | None = None) -> list[Any]:
+        """method on every part; per_part[k] (a tuple of arguments) goes to part k."""
+        for k, part in enumerate(self._parts):
+            part.send(method, *(per_part[k] if per_part else ()))
+        return [part.result() for part in self._parts]
+
+    def _split(self, rows: Any) -> list[tuple]:
+        """rows (one per game) cut into each part's arguments."""
+        return [(rows[start:stop],) for start, stop in self._bounds]
+
+    def reset(self) -> np.ndarray:
+        """Start every game from its seed: the first frame of each, (N, 84, 84) uint8."""
+        if self._local is not None:
+            return self._local.reset()
+        return np.concatenate(self._call("reset"))
+
+    def step(self, actions: np.ndarray) -> StepResult:
+        """Play actions[i] in game i; a game whose episode ends is reset in the same call.
+        Bad actions are a ValueError before any game moves."""
+        actions = np.asarray(actions)
+        if actions.shape != (len(self),) or not np.issubdtype(actions.dtype, np.integer):
+            raise ValueError(f"TrainEnvs.step: actions must be {len(self)} integers, got "
+                             f"shape {actions.shape} dtype {actions.dtype}")
+        if actions.min() < 0 or actions.max() >= self.action_count:
+            raise ValueError(f"TrainEnvs.step: actions must be in [0, {self.action_count}), "
+                             f"got {actions.tolist()}")
+        if self._local is not None:
+            return self._local.step(actions)
+        return StepResult.concatenate(self._call("step", self._split(actions)))
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """One snapshot() per game, in row order; plain types and bytes only."""
+        if self._local is not None:
+            return self._local.snapshot()
+        return [snap for part in self._call("snapshot") for snap in part]
+
+    def restore(self, snaps: list[dict[str, Any]]) -> None:
+        """Put every game back where snapshot() saw it; needs as many snapshots as games."""
+        if len(snaps) != len(self):
+            raise ValueError(f"TrainEnvs.restore: {len(snaps)} snapshots for {len(self)} "
+                             f"games (resume with the --envs the run was started with)")
+        if self._local is not None:
+            self._local.restore(snaps)
+        else:
+            self._call("restore", self._split(list(snaps)))
+
+    def close(self) -> None:
+        if self._local is not None:
+            self._local.close()
+        for part in self._parts:
+            part.close()

@@ -113,3 +113,33 @@ def test_bad_actions_and_snapshot_counts_are_value_errors():
             vector.step(bad)
     with pytest.raises(ValueError, match="2 games"):
         vector.restore(vector.snapshot()[:1])
+
+
+def test_games_in_child_processes_equal_games_in_this_process():
+    n, seed = 3, 4
+    rng = np.random.default_rng(3)
+    first, detour, later = (random_actions(rng, 150, n) for _ in range(3))
+    local = envs.TrainEnvs(GAME, n, seed)
+    spread = envs.TrainEnvs(GAME, n, seed, processes=2)  # rows 0-1 in one process, 2 in another
+    fresh = envs.TrainEnvs(GAME, n, seed=99)
+    try:
+        assert np.array_equal(local.reset(), spread.reset())
+        expected, got = play_vector(local, first), play_vector(spread, first)
+        for i in range(n):
+            assert_same_rows(got[i], expected[i])
+        # snapshots move both ways: from the processes to this one, and back after a detour
+        fresh.restore(spread.snapshot())
+        local_snaps = local.snapshot()
+        play_vector(spread, detour)
+        spread.restore(local_snaps)
+        expected = play_vector(local, later)
+        for other in (spread, fresh):
+            got = play_vector(other, later)
+            for i in range(n):
+                assert_same_rows(got[i], expected[i])
+        with pytest.raises(ValueError, match="TrainEnvs.step"):
+            spread.step(np.array([0, 1, 9]))
+    finally:
+        for vector in (local, spread, fresh):
+            vector.close()
+    assert all(not part.process.is_alive() for part in spread._parts)
