@@ -1,4 +1,5 @@
-"""The one place that builds the Atari environment, for training and for evaluation.
+"""The one place that builds Atari environments, for training and for evaluation: one game, or N
+games played side by side (TrainEnvs, EvalEnvs).
 
 Both variants share the DeepMind preprocessing of gymnasium's AtariPreprocessing on a
 NoFrameskip game without sticky actions:
@@ -16,6 +17,14 @@ start by repeating its first frame), in training and in evaluation alike (evalua
 Rewards are left raw here: the learner clips them with learning_reward(), scores use them raw.
 AtariPreprocessing's own terminal_on_life_loss is not used: it fully resets the game at a lost
 life, which is not what DeepMind did.
+
+N games side by side are N of these same envs, each stepped by the same code as a lone one, so
+row i is exactly a lone env reset with seed game_seeds(seed, N)[i] (game 0: seed itself) and
+given row i's actions. TrainEnvs resets a training game in the step that ends its episode and
+returns both its last frame and the next episode's first; EvalEnvs plays each game once, to its
+end. Training games can step in child processes (processes=P): ale-py's act() holds the GIL, so
+threads would not run emulators at the same time. snapshot()/restore() save a training game (or
+all N) exactly, for resume.
 """
 
 from __future__ import annotations
@@ -190,20 +199,20 @@ def _find(env: gym.Env, kind: type) -> Any:
 
 # --- N training games at once -------------------------------------------------------------------
 # Each game is a make_train_env stepped by the same code as a lone env (_Games._step_one), so row i
-# of TrainEnvs is exactly a lone make_train_env reset with seed train_env_seeds(seed, n)[i] and
+# of TrainEnvs is exactly a lone make_train_env reset with seed game_seeds(seed, n)[i] and
 # given row i's actions: a game's state depends only on its own seed and actions, never on another
 # row or on which process steps it.
 # Threads would not step games at the same time: ale-py 0.12.1's ALEInterface.act holds the GIL
 # for the whole emulation (measured: a Python thread makes no progress during a long act() call,
 # while it does during hashlib's). Games step in parallel in child processes instead (processes=P).
 
-def train_env_seeds(seed: int, n: int) -> list[int]:
-    """The reset seed of each of n training games. Game 0 gets the run's seed itself, so that one
-    game is exactly the single-env run; game i >= 1 gets the first word of numpy's
-    SeedSequence(seed).spawn(n)[i], independent of game 0 and of the evaluation seeds
-    (SeedSequence([seed, index]), evaluate.evaluation_seeds)."""
+def game_seeds(seed: int, n: int) -> list[int]:
+    """The reset seeds of n games played side by side (TrainEnvs, EvalEnvs). Game 0 gets seed
+    itself, so that one game is exactly today's single env reset with reset(seed=seed); game
+    i >= 1 gets the first word of numpy's SeedSequence(seed).spawn(n)[i]: independent of game 0,
+    and of the per-evaluation seeds (SeedSequence([seed, index]), evaluate.evaluation_seeds)."""
     if seed < 0 or n < 1:
-        raise ValueError(f"train_env_seeds: need seed >= 0 and n >= 1, got seed={seed}, n={n}")
+        raise ValueError(f"game_seeds: need seed >= 0 and n >= 1, got seed={seed}, n={n}")
     children = np.random.SeedSequence(seed).spawn(n)
     return [seed] + [int(child.generate_state(1)[0]) for child in children[1:]]
 
@@ -332,7 +341,7 @@ class TrainEnvs:
         for i in np.flatnonzero(result.ended):
             memory.start_episode(result.reset_frames[i], stream=i)
 
-    Game i is reset with seed train_env_seeds(seed, n)[i] (game 0: seed itself, so TrainEnvs(name,
+    Game i is reset with seed game_seeds(seed, n)[i] (game 0: seed itself, so TrainEnvs(name,
     1, seed) is today's single env reset with reset(seed=seed)); later resets draw on each game's
     own random state. snapshot()/restore() save and put back every game exactly, for resume.
 
@@ -344,7 +353,7 @@ class TrainEnvs:
     def __init__(self, name: str, n: int, seed: int, *, processes: int = 0) -> None:
         if processes < 0:
             raise ValueError(f"TrainEnvs: processes must be >= 0, got {processes}")
-        self.seeds = train_env_seeds(seed, n)
+        self.seeds = game_seeds(seed, n)
         with gym.make(resolve_env_id(name)) as probe:
             self.action_count = int(probe.action_space.n)
         if processes == 0:
@@ -412,3 +421,66 @@ class TrainEnvs:
             self._local.close()
         for part in self._parts:
             part.close()
+
+
+# --- N evaluation games at once -----------------------------------------------------------------
+
+class EvalEnvs:
+    """N evaluation games (make_eval_env) played side by side, each once, from reset to its end.
+
+        games = EvalEnvs("Breakout", n, max_steps=...)
+        frames = games.reset(seed)                  # game i: seed game_seeds(seed, n)[i]
+        while games.playing.any():
+            result = games.step(actions)            # (N,) ints; only playing games move
+            scores += result.rewards
+
+    A game that ended is not stepped again: its row keeps its last frame, reward 0 and no flags,
+    and playing[i] is False. Row i is exactly a lone make_eval_env reset with its seed and given
+    row i's actions up to its end. The games step in this process, one after another.
+    """
+
+    def __init__(self, name: str, n: int, *, max_steps: int, render: bool = False) -> None:
+        if n < 1:
+            raise ValueError(f"EvalEnvs: need at least one game, got {n}")
+        self.envs = [make_eval_env(name, max_steps=max_steps, render=render) for _ in range(n)]
+        self.action_count = int(self.envs[0].action_space.n)
+        self.playing = np.zeros(n, dtype=bool)
+        self._frames = np.zeros((n, SCREEN_SIZE, SCREEN_SIZE), dtype=np.uint8)
+
+    def __len__(self) -> int:
+        return len(self.envs)
+
+    def reset(self, seed: int) -> np.ndarray:
+        """Start every game, game i with seed game_seeds(seed, n)[i]: (N, 84, 84) uint8."""
+        for i, (env, game_seed) in enumerate(zip(self.envs, game_seeds(seed, len(self)))):
+            self._frames[i] = env.reset(seed=game_seed)[0]
+        self.playing[:] = True
+        return self._frames.copy()
+
+    def step(self, actions: np.ndarray) -> StepResult:
+        """Play actions[i] in every game still playing; bad actions are a ValueError before any
+        game moves. game_over marks the games that ended in this step; nothing is reset."""
+        actions = np.asarray(actions)
+        if actions.shape != (len(self),) or not np.issubdtype(actions.dtype, np.integer):
+            raise ValueError(f"EvalEnvs.step: actions must be {len(self)} integers, got "
+                             f"shape {actions.shape} dtype {actions.dtype}")
+        if actions.min() < 0 or actions.max() >= self.action_count:
+            raise ValueError(f"EvalEnvs.step: actions must be in [0, {self.action_count}), "
+                             f"got {actions.tolist()}")
+        n = len(self)
+        rewards, terminated, truncated = np.zeros(n), np.zeros(n, bool), np.zeros(n, bool)
+        for i in np.flatnonzero(self.playing):
+            frame, rewards[i], terminated[i], truncated[i], _ = self.envs[i].step(int(actions[i]))
+            self._frames[i] = frame
+        ended = terminated | truncated
+        self.playing &= ~ended
+        frames = self._frames.copy()
+        return StepResult(frames, rewards, terminated, truncated, ended, frames)
+
+    def render(self, i: int) -> np.ndarray:
+        """Game i's RGB screen (EvalEnvs made with render=True)."""
+        return self.envs[i].render()
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()

@@ -52,12 +52,12 @@ def assert_same_rows(got, expected):
 
 
 def test_seeds_keep_the_run_seed_for_game_0_and_are_distinct():
-    seeds = envs.train_env_seeds(7, 4)
+    seeds = envs.game_seeds(7, 4)
     assert seeds[0] == 7 and len(set(seeds)) == 4
-    assert envs.train_env_seeds(7, 4) == seeds and envs.train_env_seeds(7, 2) == seeds[:2]
-    assert envs.train_env_seeds(8, 4)[1:] != seeds[1:]
+    assert envs.game_seeds(7, 4) == seeds and envs.game_seeds(7, 2) == seeds[:2]
+    assert envs.game_seeds(8, 4)[1:] != seeds[1:]
     with pytest.raises(ValueError, match="seed >= 0"):
-        envs.train_env_seeds(-1, 2)
+        envs.game_seeds(-1, 2)
 
 
 def test_every_row_is_a_lone_train_env_with_its_seed():
@@ -68,7 +68,7 @@ def test_every_row_is_a_lone_train_env_with_its_seed():
     got = play_vector(vector, actions)
     vector.close()
     ended = game_overs = 0
-    for i, game_seed in enumerate(envs.train_env_seeds(seed, n)):
+    for i, game_seed in enumerate(envs.game_seeds(seed, n)):
         expected_first, expected = play_alone(game_seed, actions[:, i])
         assert np.array_equal(first[i], expected_first)
         assert_same_rows(got[i], expected)
@@ -143,3 +143,62 @@ def test_games_in_child_processes_equal_games_in_this_process():
         for vector in (local, spread, fresh):
             vector.close()
     assert all(not part.process.is_alive() for part in spread._parts)
+
+
+def play_eval_alone(seed, actions, max_steps):
+    """A lone make_eval_env reset(seed=seed), played with actions until its game ends."""
+    env = envs.make_eval_env(GAME, max_steps=max_steps)
+    first, _ = env.reset(seed=seed)
+    rows = []
+    for action in actions:
+        frame, reward, terminated, truncated, _ = env.step(int(action))
+        rows.append((frame, reward, terminated, truncated))
+        if terminated or truncated:
+            break
+    env.close()
+    return first, rows
+
+
+def test_eval_games_are_lone_eval_envs_and_stop_at_their_end():
+    n, seed, max_steps = 3, 21, 400
+    actions = random_actions(np.random.default_rng(4), max_steps, n)
+    games = envs.EvalEnvs(GAME, n, max_steps=max_steps)
+    first = games.reset(seed)
+    got = [[] for _ in range(n)]
+    last_frames = first.copy()
+    for step_actions in actions:
+        if not games.playing.any():
+            break
+        playing = games.playing.copy()
+        result = games.step(step_actions)
+        for i in range(n):
+            if playing[i]:
+                got[i].append((result.frames[i], result.rewards[i], result.terminated[i],
+                               result.truncated[i]))
+                assert result.game_over[i] == (result.terminated[i] or result.truncated[i])
+                last_frames[i] = result.frames[i]
+            else:  # an ended game is not stepped again
+                assert np.array_equal(result.frames[i], last_frames[i])
+                assert result.rewards[i] == 0 and not result.game_over[i]
+    assert not games.playing.any()
+    lengths = set()
+    for i, game_seed in enumerate(envs.game_seeds(seed, n)):
+        expected_first, expected = play_eval_alone(game_seed, actions[:, i], max_steps)
+        assert np.array_equal(first[i], expected_first)
+        assert len(got[i]) == len(expected)
+        for g, e in zip(got[i], expected):
+            assert np.array_equal(g[0], e[0]) and (g[1], g[2], g[3]) == e[1:]
+        lengths.add(len(expected))
+    assert len(lengths) > 1  # games ended at different steps
+    with pytest.raises(ValueError, match="EvalEnvs.step"):
+        games.step(np.array([0, 1]))
+    games.close()
+
+
+def test_eval_games_render_each_screen():
+    games = envs.EvalEnvs(GAME, 2, max_steps=10, render=True)
+    games.reset(0)
+    assert games.render(1).shape == (210, 160, 3)
+    games.close()
+    with pytest.raises(ValueError, match="at least one game"):
+        envs.EvalEnvs(GAME, 0, max_steps=10)
