@@ -279,12 +279,18 @@ class _Games:
 
 def _serve_games(pipe: Connection, name: str, seeds: list[int]) -> None:
     """A child process's loop: run each (method, args) received on _Games, send back
-    (True, value) or (False, traceback), until close. Ctrl-C is the parent's to handle (it
-    checkpoints, which needs the games' snapshots), so the child ignores SIGINT."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    (True, value) or (False, traceback), until close or until the parent is gone (its end of the
+    pipe closes). SIGINT and SIGTERM are the parent's to handle (train.StopOnSignal checkpoints,
+    which needs the games' snapshots), so the child ignores them: Ctrl-C reaches the whole
+    process group, and the child must outlive the parent's checkpoint."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
     games = _Games(name, seeds)
     while True:
-        method, args = pipe.recv()
+        try:
+            method, args = pipe.recv()
+        except EOFError:  # the parent is gone
+            return
         try:
             pipe.send((True, getattr(games, method)(*args)))
         except Exception:  # reported to the parent, which raises it
@@ -310,9 +316,10 @@ class _GamesProcess:
     def result(self) -> Any:
         try:
             ok, value = self.pipe.recv()
-        except EOFError:
-            raise RuntimeError(f"a game process ended unexpectedly "
-                               f"(exit code {self.process.exitcode})") from None
+        except (EOFError, OSError):
+            self.process.join(timeout=1)
+            raise RuntimeError(f"a game process ended unexpectedly (exit code "
+                               f"{self.process.exitcode}; its error, if any, is on stderr)") from None
         if not ok:
             raise RuntimeError(f"a game process failed:\n{value}")
         return value
@@ -347,7 +354,10 @@ class TrainEnvs:
 
     processes=0 steps the games one after another in this process; processes=P >= 1 spreads them
     over min(P, n) child processes (contiguous rows each) that step at the same time. The results
-    are the same either way, and snapshots move between the two.
+    are the same either way, and snapshots move between the two. The child processes are started
+    by multiprocessing's "forkserver" method (not "fork": the parent has torch's threads), which
+    runs the main script again in each child: a script that makes TrainEnvs with processes >= 1
+    needs Python's usual `if __name__ == "__main__":` guard (main.py has it).
     """
 
     def __init__(self, name: str, n: int, seed: int, *, processes: int = 0) -> None:
