@@ -29,11 +29,11 @@ all N) exactly, for resume.
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import pickle
 import signal
 import traceback
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -217,7 +217,7 @@ def game_seeds(seed: int, n: int) -> list[int]:
     return [seed] + [int(child.generate_state(1)[0]) for child in children[1:]]
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class StepResult:
     """What one step of N games gives; row i is game i, every array has N rows."""
 
@@ -237,8 +237,8 @@ class StepResult:
 
     @staticmethod
     def concatenate(parts: list[StepResult]) -> StepResult:
-        return StepResult(*(np.concatenate([getattr(part, f) for part in parts])
-                            for f in StepResult.__dataclass_fields__))
+        return StepResult(*(np.concatenate([getattr(part, f.name) for part in parts])
+                            for f in dataclasses.fields(StepResult)))
 
 
 class _Games:
@@ -391,7 +391,9 @@ class TrainEnvs:
         return [(rows[start:stop],) for start, stop in self._bounds]
 
     def reset(self) -> np.ndarray:
-        """Start every game from its seed: the first frame of each, (N, 84, 84) uint8."""
+        """Start every game from its seed: the first frame of each, (N, 84, 84) uint8. Once, on
+        games just made (a resumed run calls restore() instead): on a game in play the seed would
+        be ignored, as EpisodicLife only really resets a game that is over."""
         if self._local is not None:
             return self._local.reset()
         return np.concatenate(self._call("reset"))
