@@ -62,7 +62,7 @@ def test_seeds_keep_the_run_seed_for_game_0_and_are_distinct():
 
 def test_every_row_is_a_lone_train_env_with_its_seed():
     n, seed = 3, 11
-    actions = random_actions(np.random.default_rng(0), 700, n)
+    actions = random_actions(np.random.default_rng(0), 300, n)
     vector = envs.TrainEnvs(GAME, n, seed)
     first = vector.reset()
     got = play_vector(vector, actions)
@@ -79,7 +79,7 @@ def test_every_row_is_a_lone_train_env_with_its_seed():
 
 
 def test_one_env_is_todays_single_env():
-    actions = random_actions(np.random.default_rng(1), 400, 1)
+    actions = random_actions(np.random.default_rng(1), 250, 1)
     vector = envs.TrainEnvs(GAME, 1, 3)
     first = vector.reset()
     expected_first, expected = play_alone(3, actions[:, 0])
@@ -92,9 +92,9 @@ def test_snapshot_restore_continues_every_game_exactly():
     rng = np.random.default_rng(2)
     vector = envs.TrainEnvs(GAME, n, seed)
     vector.reset()
-    play_vector(vector, random_actions(rng, 150, n))
+    play_vector(vector, random_actions(rng, 100, n))
     snaps = vector.snapshot()
-    later = random_actions(rng, 300, n)
+    later = random_actions(rng, 200, n)
     expected = play_vector(vector, later)
     copy = envs.TrainEnvs(GAME, n, seed=99)  # the seed does not matter: restore overwrites all
     copy.restore(snaps)
@@ -118,7 +118,7 @@ def test_bad_actions_and_snapshot_counts_are_value_errors():
 def test_games_in_child_processes_equal_games_in_this_process():
     n, seed = 3, 4
     rng = np.random.default_rng(3)
-    first, detour, later = (random_actions(rng, 150, n) for _ in range(3))
+    first, detour, later = (random_actions(rng, 100, n) for _ in range(3))
     local = envs.TrainEnvs(GAME, n, seed)
     spread = envs.TrainEnvs(GAME, n, seed, processes=2)  # rows 0-1 in one process, 2 in another
     fresh = envs.TrainEnvs(GAME, n, seed=99)
