@@ -24,7 +24,8 @@ def play_alone(seed, actions):
     rows = []
     for action in actions:
         frame, reward, terminated, truncated, info = env.step(int(action))
-        reset_frame = env.reset()[0] if terminated or truncated else frame
+        frame = frame.copy()  # the reference keeps its own copy, whatever the env reuses
+        reset_frame = env.reset()[0].copy() if terminated or truncated else frame
         rows.append((frame, reward, terminated, truncated, info["game_over"], reset_frame))
     env.close()
     return first, rows
@@ -152,7 +153,7 @@ def play_eval_alone(seed, actions, max_steps):
     rows = []
     for action in actions:
         frame, reward, terminated, truncated, _ = env.step(int(action))
-        rows.append((frame, reward, terminated, truncated))
+        rows.append((frame.copy(), reward, terminated, truncated))
         if terminated or truncated:
             break
     env.close()
