@@ -5,9 +5,11 @@ sample time into freshly allocated numpy arrays with the GIL released. This
 module checks argument types and shapes with clear messages and wraps a sample
 in a typed `Batch`. The contract (names and meaning) is public:
 
-    mem = ReplayMemory(capacity, frame_shape=(84, 84), stack=4, seed=0)
-    mem.start_episode(frame)                       # observation after reset
-    mem.append(action, reward, frame, terminated, truncated=False)
+    mem = ReplayMemory(capacity, frame_shape=(84, 84), stack=4, seed=0, streams=1)
+    mem.start_episode(frame, stream=0)             # observation after reset
+    mem.append(action, reward, frame, terminated, truncated=False, stream=0)
+    mem.append_batch(actions, rewards, frames, terminated, truncated, reset_frames=None)  # row i: stream i
+    mem.state(stream=0); mem.states()              # newest stacked state of one / every stream
     len(mem)                                       # sampleable transitions
     b = mem.sample(batch_size)                     # Batch
     PrioritizedReplayMemory(..., alpha=0.6, eps=1e-6).sample(batch_size, beta)
@@ -22,6 +24,11 @@ newest `capacity` of them, every one with all its frames.
 Extensions: `n_step`/`gamma` give n-step returns computed in C++ at sample time
 (`Batch.discounts` is gamma**k, 0 after a terminal); `state()` is the stacked
 state of the newest observation, assembled by the same code as `sample`.
+
+Streams: a memory fed by N envs at once has `streams=N`; each stream keeps its
+own episodes (a state never reaches into another stream), ids stay global (the
+n-th append over all streams has id n) and capacity counts the transitions of
+all streams together. `streams=1` is the single-env memory, unchanged.
 """
 from __future__ import annotations
 
@@ -50,6 +57,18 @@ class Batch:
     weights: np.ndarray | None = None  # (B,) float32 importance weights (PrioritizedReplayMemory), max <= 1
 
 
+# append_batch takes arrays as they are, without converting (no silent copy):
+# every one must have exactly this dtype and be C-contiguous.
+_BATCH_DTYPES = {
+    "actions": np.dtype(np.int64),
+    "rewards": np.dtype(np.float32),
+    "frames": np.dtype(np.uint8),
+    "terminated": np.dtype(np.bool_),
+    "truncated": np.dtype(np.bool_),
+    "reset_frames": np.dtype(np.uint8),
+}
+
+
 def _check_frame(frame: object, shape: tuple[int, int]) -> np.ndarray:
     if not isinstance(frame, np.ndarray):
         raise TypeError(f"frame must be a numpy uint8 array, got {type(frame).__name__}")
@@ -59,6 +78,16 @@ def _check_frame(frame: object, shape: tuple[int, int]) -> np.ndarray:
         raise ValueError(f"frame must have shape {shape}, got {frame.shape}")
     # The store copies the frame in anyway; a strided view only needs one more pass.
     return frame if frame.flags.c_contiguous else np.ascontiguousarray(frame)
+
+
+def _check_batch_array(value: object, name: str) -> None:
+    dtype = _BATCH_DTYPES[name]
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"{name} must be a numpy {dtype} array, got {type(value).__name__}")
+    if value.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {dtype}, got {value.dtype} (convert it with .astype)")
+    if not value.flags.c_contiguous:
+        raise TypeError(f"{name} must be C-contiguous (np.ascontiguousarray)")
 
 
 def _check_int(value: object, name: str) -> int:
@@ -109,11 +138,12 @@ class ReplayMemory:
         seed: int = 0,
         n_step: int = 1,
         gamma: float = 0.99,
+        streams: int = 1,
     ) -> None:
-        self._core = self._make_core(capacity, frame_shape, stack, seed, n_step, gamma, alpha=0.0, eps=1.0)
+        self._core = self._make_core(capacity, frame_shape, stack, seed, n_step, gamma, 0.0, 1.0, streams)
 
     @classmethod
-    def _make_core(cls, capacity, frame_shape, stack, seed, n_step, gamma, alpha, eps) -> _replay.Memory:
+    def _make_core(cls, capacity, frame_shape, stack, seed, n_step, gamma, alpha, eps, streams) -> _replay.Memory:
         if len(tuple(frame_shape)) != 2:
             raise ValueError(f"frame_shape must be (height, width), got {frame_shape!r}")
         height, width = (_check_size(v, "frame_shape") for v in frame_shape)
@@ -129,25 +159,28 @@ class ReplayMemory:
             alpha=float(alpha),
             eps=float(eps),
             seed=seed,
+            streams=_check_size(streams, "streams"),
         )
 
     # -- writing -----------------------------------------------------------------
     # The hot calls go straight to C++, whose argument conversion refuses (TypeError)
     # anything that is not exactly the right type (a bool flag, a float or int reward,
-    # a C-contiguous uint8 frame), without copying. Only then do the Python checks
-    # run: to name the bad argument, or to accept what they allow beyond that (0/1
-    # flags, numpy scalars, a strided view). The fast path accepts a subset of them.
-    def start_episode(self, frame: np.ndarray) -> None:
-        """Begins an episode with the observation after reset (cuts off one in progress)."""
+    # a C-contiguous uint8 frame, an int stream), without copying. Only then do the
+    # Python checks run: to name the bad argument, or to accept what they allow beyond
+    # that (0/1 flags, numpy scalars, a strided view). The fast path accepts a subset.
+    def start_episode(self, frame: np.ndarray, stream: int = 0) -> None:
+        """Begins an episode on a stream with the observation after reset (cuts off one in progress)."""
         try:
-            self._core.start_episode(frame)
+            self._core.start_episode(frame, stream)
         except TypeError:
-            self._core.start_episode(_check_frame(frame, self.frame_shape))
+            self._core.start_episode(_check_frame(frame, self.frame_shape), _check_size(stream, "stream"))
 
-    def append(self, action: int, reward: float, frame: np.ndarray, terminated: bool, truncated: bool = False) -> None:
-        """Stores one env step: the action taken, the reward got, the observation it led to."""
+    def append(
+        self, action: int, reward: float, frame: np.ndarray, terminated: bool, truncated: bool = False, stream: int = 0
+    ) -> None:
+        """Stores one env step of a stream: the action taken, the reward got, the observation it led to."""
         try:
-            self._core.append(action, reward, frame, terminated, truncated)
+            self._core.append(action, reward, frame, terminated, truncated, stream)
         except TypeError:
             self._core.append(
                 _check_int(action, "action"),
@@ -155,15 +188,51 @@ class ReplayMemory:
                 _check_frame(frame, self.frame_shape),
                 _check_flag(terminated, "terminated"),
                 _check_flag(truncated, "truncated"),
+                _check_size(stream, "stream"),
             )
+
+    def append_batch(
+        self,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        frames: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        reset_frames: np.ndarray | None = None,
+    ) -> None:
+        """Stores one env step of every stream at once; row i is stream i (N = streams rows).
+
+        actions (N,) int64, rewards (N,) float32, frames (N, H, W) uint8, terminated and
+        truncated (N,) bool; every array C-contiguous and of exactly that dtype (a
+        TypeError otherwise, never a silent copy). The same as, for i in 0..N-1 in
+        order, append(actions[i], ..., stream=i) followed, when reset_frames (N, H, W)
+        uint8 is given and row i ended its episode, by start_episode(reset_frames[i],
+        stream=i): rows that did not end ignore their reset frame. So row i gets id
+        appended + i. Every row is checked before any is stored: a bad row raises and
+        stores nothing. Runs in C++ with the GIL released.
+        """
+        try:
+            self._core.append_batch(actions, rewards, frames, terminated, truncated, reset_frames)
+        except TypeError:
+            arrays = {"actions": actions, "rewards": rewards, "frames": frames, "terminated": terminated,
+                      "truncated": truncated}
+            if reset_frames is not None:
+                arrays["reset_frames"] = reset_frames
+            for name, value in arrays.items():
+                _check_batch_array(value, name)
+            raise
 
     # -- reading -----------------------------------------------------------------
     def __len__(self) -> int:
         return len(self._core)
 
-    def state(self) -> np.ndarray:
-        """The (stack, H, W) uint8 state of the newest observation: what the agent acts on next."""
-        return self._core.state()
+    def state(self, stream: int = 0) -> np.ndarray:
+        """The (stack, H, W) uint8 state of a stream's newest observation: what the agent acts on next."""
+        return self._core.state(_check_size(stream, "stream"))
+
+    def states(self) -> np.ndarray:
+        """The (streams, stack, H, W) uint8 states of every stream's newest observation (batched acting)."""
+        return self._core.states()
 
     def sample(self, batch_size: int) -> Batch:
         """Uniformly samples batch_size transitions (with replacement)."""
@@ -201,6 +270,11 @@ class ReplayMemory:
         return (self._core.height, self._core.width)
 
     @property
+    def streams(self) -> int:
+        """Independent episode streams (envs) feeding the memory."""
+        return self._core.streams
+
+    @property
     def stack(self) -> int:
         return self._core.stack
 
@@ -234,10 +308,11 @@ class ReplayMemory:
 
         Keys, each an array with one entry per live transition (min(appended, capacity)):
         ids int64; actions int32; rewards float32 (as appended); terminated, truncated and
-        episode_start bool. episode_start marks the first step of an episode: the one after a
-        terminal or truncation, or, for the oldest live transition, one whose episode began
-        with it (its stacked state has no earlier frame; with stack 1 the memory cannot tell,
-        and only id 0 counts as a start).
+        episode_start bool; streams uint16 (the stream each was appended on). episode_start
+        marks the first step of an episode: the one after a terminal or truncation on the
+        same stream, or, for a stream's oldest live transition, one whose episode began with it
+        (its stacked state has no earlier frame; with stack 1 the memory cannot tell, and only
+        a stream's first transition ever counts, while no id has been evicted).
         """
         return self._core.export_log()
 
@@ -269,8 +344,9 @@ class PrioritizedReplayMemory(ReplayMemory):
         seed: int = 0,
         n_step: int = 1,
         gamma: float = 0.99,
+        streams: int = 1,
     ) -> None:
-        self._core = self._make_core(capacity, frame_shape, stack, seed, n_step, gamma, alpha=alpha, eps=eps)
+        self._core = self._make_core(capacity, frame_shape, stack, seed, n_step, gamma, alpha, eps, streams)
 
     def sample(self, batch_size: int, beta: float) -> Batch:  # type: ignore[override]
         """Samples batch_size transitions in proportion to priority, with importance weights."""

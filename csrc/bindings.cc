@@ -7,8 +7,11 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cstring>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "replay_memory.h"
 
@@ -21,12 +24,22 @@ namespace {
 
 using FrameArray = py::array_t<uint8_t, py::array::c_style>;
 
+std::string shape_text(const py::array& a) {
+  return py::str(py::tuple(py::cast(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()))));
+}
+
+// Checks that `a` has exactly `shape` (the dtype was checked by the caller's array_t).
+void check_shape(const py::array& a, const char* name, const std::vector<py::ssize_t>& shape) {
+  if (a.ndim() != static_cast<py::ssize_t>(shape.size()) || !std::equal(shape.begin(), shape.end(), a.shape()))
+    throw std::invalid_argument(std::string(name) + " must have shape " +
+                                std::string(py::str(py::tuple(py::cast(shape)))) + ", got " + shape_text(a));
+}
+
 const uint8_t* frame_pointer(const ReplayMemory& m, const FrameArray& frame) {
   const MemoryConfig& c = m.config();
   if (frame.ndim() != 2 || frame.shape(0) != c.height || frame.shape(1) != c.width)
     throw std::invalid_argument("frame must have shape (" + std::to_string(c.height) + ", " + std::to_string(c.width) +
-                                "), got " + std::string(py::str(py::tuple(py::cast(std::vector<py::ssize_t>(
-                                                frame.shape(), frame.shape() + frame.ndim()))))));
+                                "), got " + shape_text(frame));
   return frame.data();
 }
 
@@ -105,6 +118,31 @@ py::tuple sample(ReplayMemory& m, int64_t batch, double beta) {
   return py::make_tuple(states, actions, rewards, next_states, dones, discounts, ids, weights);
 }
 
+// One step of every stream; see ReplayMemory::append_batch. Every array must
+// already have its exact dtype and be C-contiguous (no silent copies).
+void append_batch(ReplayMemory& m, const py::array_t<int64_t, py::array::c_style>& actions,
+                  const py::array_t<float, py::array::c_style>& rewards, const FrameArray& frames,
+                  const py::array_t<bool, py::array::c_style>& terminated,
+                  const py::array_t<bool, py::array::c_style>& truncated, const std::optional<FrameArray>& reset_frames) {
+  const MemoryConfig& c = m.config();
+  const py::ssize_t n = c.streams;
+  check_shape(actions, "actions", {n});
+  check_shape(rewards, "rewards", {n});
+  check_shape(frames, "frames", {n, c.height, c.width});
+  check_shape(terminated, "terminated", {n});
+  check_shape(truncated, "truncated", {n});
+  if (reset_frames) check_shape(*reset_frames, "reset_frames", {n, c.height, c.width});
+  static_assert(sizeof(bool) == sizeof(uint8_t), "numpy bools are one byte");
+  const int64_t* action_data = actions.data();
+  const float* reward_data = rewards.data();
+  const uint8_t* frame_data = frames.data();
+  const auto* terminated_data = reinterpret_cast<const uint8_t*>(terminated.data());
+  const auto* truncated_data = reinterpret_cast<const uint8_t*>(truncated.data());
+  const uint8_t* reset_data = reset_frames ? reset_frames->data() : nullptr;
+  py::gil_scoped_release release;
+  m.append_batch(action_data, reward_data, frame_data, terminated_data, truncated_data, reset_data);
+}
+
 }  // namespace
 
 // Memory.export_log(): the live transitions in id order as numpy arrays (see
@@ -134,6 +172,7 @@ static void bind_export_log(py::module_& mod) {
     out["terminated"] = as_bool(log.terminated);
     out["truncated"] = as_bool(log.truncated);
     out["episode_start"] = as_bool(log.episode_start);
+    out["streams"] = py::array_t<uint16_t>(count, log.streams.data());
     return out;
   });
 }
@@ -205,7 +244,7 @@ PYBIND11_MODULE(_replay, mod) {
 
   py::class_<ReplayMemory>(mod, "Memory")
       .def(py::init([](int64_t capacity, int64_t height, int64_t width, int64_t stack, int64_t n_step, double gamma,
-                       bool prioritized, double alpha, double eps, uint64_t seed) {
+                       bool prioritized, double alpha, double eps, uint64_t seed, int64_t streams) {
              MemoryConfig c;
              c.capacity = capacity;
              c.height = height;
@@ -217,40 +256,58 @@ PYBIND11_MODULE(_replay, mod) {
              c.alpha = alpha;
              c.eps = eps;
              c.seed = seed;
+             c.streams = streams;
              return std::make_unique<ReplayMemory>(c);
            }),
            py::arg("capacity"), py::arg("height"), py::arg("width"), py::arg("stack"), py::arg("n_step"),
-           py::arg("gamma"), py::arg("prioritized"), py::arg("alpha"), py::arg("eps"), py::arg("seed"))
+           py::arg("gamma"), py::arg("prioritized"), py::arg("alpha"), py::arg("eps"), py::arg("seed"),
+           py::arg("streams") = 1)
       .def(
           "start_episode",
-          [](ReplayMemory& m, const FrameArray& frame) {
+          [](ReplayMemory& m, const FrameArray& frame, int64_t stream) {
             const uint8_t* data = frame_pointer(m, frame);
             py::gil_scoped_release release;
-            m.start_episode(data);
+            m.start_episode(data, stream);
           },
-          py::arg("frame").noconvert())
+          py::arg("frame").noconvert(), py::arg("stream") = 0)
       .def(
           "append",
           [](ReplayMemory& m, int64_t action, py::handle reward, const FrameArray& frame, py::handle terminated,
-             py::handle truncated) {
+             py::handle truncated, int64_t stream) {
             const double r = strict_reward(reward);
             const bool term = strict_flag(terminated, "terminated"), trunc = strict_flag(truncated, "truncated");
             const uint8_t* data = frame_pointer(m, frame);
             py::gil_scoped_release release;
-            m.append(action, r, data, term, trunc);
+            m.append(action, r, data, term, trunc, stream);
           },
           py::arg("action"), py::arg("reward"), py::arg("frame").noconvert(), py::arg("terminated"),
-          py::arg("truncated"))
+          py::arg("truncated"), py::arg("stream") = 0)
+      .def("append_batch", &append_batch, py::arg("actions").noconvert(), py::arg("rewards").noconvert(),
+           py::arg("frames").noconvert(), py::arg("terminated").noconvert(), py::arg("truncated").noconvert(),
+           py::arg("reset_frames").noconvert() = py::none())
       .def("__len__", &ReplayMemory::size)
       .def_property_readonly("appended", &ReplayMemory::transitions_appended)
-      .def("state",
+      .def(
+          "state",
+          [](const ReplayMemory& m, int64_t stream) {
+            const MemoryConfig& c = m.config();
+            py::array_t<uint8_t> out(std::vector<py::ssize_t>{c.stack, c.height, c.width});
+            uint8_t* data = out.mutable_data();
+            {
+              py::gil_scoped_release release;
+              m.current_state(data, stream);
+            }
+            return out;
+          },
+          py::arg("stream") = 0)
+      .def("states",
            [](const ReplayMemory& m) {
              const MemoryConfig& c = m.config();
-             py::array_t<uint8_t> out(std::vector<py::ssize_t>{c.stack, c.height, c.width});
+             py::array_t<uint8_t> out(std::vector<py::ssize_t>{c.streams, c.stack, c.height, c.width});
              uint8_t* data = out.mutable_data();
              {
                py::gil_scoped_release release;
-               m.current_state(data);
+               m.current_states(data);
              }
              return out;
            })
@@ -283,7 +340,8 @@ PYBIND11_MODULE(_replay, mod) {
       .def_property_readonly("gamma", [](const ReplayMemory& m) { return m.config().gamma; })
       .def_property_readonly("prioritized", [](const ReplayMemory& m) { return m.config().prioritized; })
       .def_property_readonly("alpha", [](const ReplayMemory& m) { return m.config().alpha; })
-      .def_property_readonly("eps", [](const ReplayMemory& m) { return m.config().eps; });
+      .def_property_readonly("eps", [](const ReplayMemory& m) { return m.config().eps; })
+      .def_property_readonly("streams", [](const ReplayMemory& m) { return m.config().streams; });
 
   bind_export_log(mod);
 }

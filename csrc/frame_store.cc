@@ -7,22 +7,22 @@
 namespace replay {
 
 namespace {
-constexpr size_t kChunkBytes = size_t{1} << 20;
 constexpr size_t kMaxSpareChunks = 2;
+constexpr size_t kMinChunkFrames = 16;
 }  // namespace
 
 namespace {
-// log2 of the largest power of two <= max(16, kChunkBytes / frame_bytes).
-int chunk_shift_for(size_t frame_bytes) {
-  const size_t frames = std::max<size_t>(16, kChunkBytes / std::max<size_t>(frame_bytes, 1));
+// log2 of the largest power of two <= max(16, chunk_bytes / frame_bytes).
+int chunk_shift_for(size_t frame_bytes, size_t chunk_bytes) {
+  const size_t frames = std::max<size_t>(kMinChunkFrames, chunk_bytes / std::max<size_t>(frame_bytes, 1));
   int shift = 0;
   while ((size_t{2} << shift) <= frames) ++shift;
   return shift;
 }
 }  // namespace
 
-FrameStore::FrameStore(size_t frame_bytes)
-    : frame_bytes_(frame_bytes), chunk_shift_(chunk_shift_for(frame_bytes)), chunk_frames_(int64_t{1} << chunk_shift_) {
+FrameStore::FrameStore(size_t frame_bytes, size_t chunk_bytes)
+    : frame_bytes_(frame_bytes), chunk_shift_(chunk_shift_for(frame_bytes, chunk_bytes)), chunk_frames_(int64_t{1} << chunk_shift_) {
   if (frame_bytes == 0) throw std::invalid_argument("frame size must be > 0 bytes");
 }
 

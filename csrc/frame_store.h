@@ -1,7 +1,8 @@
 // FrameStore: every observation frame stored exactly once, in write order.
 //
 // Frames get consecutive global numbers 0, 1, 2, ... as they are pushed. The
-// store keeps the frames [begin(), end()) in chunks of 2^k frames (about 1 MiB);
+// store keeps the frames [begin(), end()) in chunks of 2^k frames (about
+// chunk_bytes, 1 MiB unless the owner splits that budget over several stores);
 // the owner calls release_before(g) when no live transition needs a frame older
 // than g, and whole chunks below that point go back to a small spare list, so
 // resident memory follows the frames actually needed and a steady-state ring
@@ -20,7 +21,8 @@ namespace replay {
 
 class FrameStore {
  public:
-  explicit FrameStore(size_t frame_bytes);
+  static constexpr size_t kDefaultChunkBytes = size_t{1} << 20;
+  explicit FrameStore(size_t frame_bytes, size_t chunk_bytes = kDefaultChunkBytes);
 
   size_t frame_bytes() const { return frame_bytes_; }
   int64_t begin() const { return begin_; }  // oldest frame still readable

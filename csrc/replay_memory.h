@@ -4,47 +4,69 @@
 //
 // Data model
 // ----------
-// An episode is start_episode(o0) followed by append(a_t, r_t, o_{t+1}, term, trunc)
-// calls. Every observation is pushed once into the FrameStore and gets a global
-// frame number; the observations of one episode have consecutive numbers. The
-// n-th append over the memory's life creates transition id n, kept in slot
-// n % capacity of the per-transition arrays:
+// The memory takes `streams` independent streams of episodes (one per env of a
+// vector of envs; 1 by default). On each stream an episode is
+// start_episode(o0, s) followed by append(a_t, r_t, o_{t+1}, term, trunc, s)
+// calls. Every observation is pushed once into its stream's FrameStore and gets
+// a frame number in that store; the observations of one episode have
+// consecutive numbers. The n-th append over the memory's life, counting every
+// stream (and the rows of append_batch in order), creates transition id n, kept
+// in slot n % capacity of the per-transition arrays:
 //
-//   obs_frame_[slot]  frame number of the observation the action was taken in
+//   obs_frame_[slot]  frame number (in its stream's store) of the observation
+//                     the action was taken in
 //   history_[slot]    how many earlier frames of the same episode the state may
 //                     use: min(steps since the episode began, stack - 1)
+//   stream_[slot]     the stream it was appended on
+//   next_[slot]       id of the next transition appended on the same stream,
+//                     -1 until it exists (it may lie in a later episode)
 //   action_, reward_, flags_ (terminated / truncated)
 //
-// so its next observation is frame obs_frame_ + 1. The state for an observation
-// with frame g and history h is the frames
+// so its next observation is frame obs_frame_ + 1 of the same store. The state
+// for an observation with frame g and history h is the frames
 //   g - min(stack-1, h), ..., g - min(1, h), g        (oldest first)
 // i.e. the first observation of the episode is repeated where the episode is
-// shorter than the stack, and a state never reaches into another episode.
+// shorter than the stack, and a state never reaches into another episode or
+// another stream.
 //
-//   frames:   ... | o0 o1 o2 o3 o4 | o0' o1' | o0'' ...
-//   ids:            t0 t1 t2 t3       t4         (o4 ends the episode: no id of its own)
-//   history:        0  1  2  3        0
-//   state(t1) with stack 4 = [o0 o0 o0 o1]; next state(t1) = [o0 o0 o1 o2]
+//   stream 0 frames:  o0 o1 o2 o3 | o0' o1'        (o3 ends the episode)
+//   stream 1 frames:  p0 p1 p2 p3
+//   ids (global):     t0 t1 t2 t3 t4 t5 t6           t0 = (s0: o0 -> o1), t1 = (s1: p0 -> p1),
+//   stream:           0  1  0  1  0  1  0            t2 = (s0: o1 -> o2), ..., t6 = (s0: o0' -> o1')
+//   next:             2  3  4  5  6  -1 -1
+//   history:          0  0  1  1  2  2  0
+//   state(t4) with stack 4 = [o0 o0 o1 o2]; next state(t4) = [o0 o1 o2 o3]
+//
+// With one stream next_[slot(t)] = t + 1 always, and everything below reduces to
+// the single-stream memory (same ids, samples, priorities and snapshot bytes).
 //
 // Live window and validity
 // ------------------------
 // With T transitions appended, the live ids are [T - min(T, capacity), T): the
-// newest `capacity` transitions. Frames are released only once no live
-// transition needs them (oldest needed = the state history of the oldest live
-// id), so every live transition has all its frames: a transition is never
-// returned once any of its frames is gone, and never before its next frame
-// exists (append stores both together).
+// newest `capacity` transitions over all streams. Each stream knows its oldest
+// and newest live id; when the oldest live id e is evicted, its stream's oldest
+// becomes next_[e] (all ids after e are live). Frames of stream s are released
+// only below the state of its oldest live transition (and of its newest
+// observation), so every live transition has all its frames: a transition is
+// never returned once any of its frames is gone, and never before its next frame
+// exists (append stores both together). Frame numbers and state starts only grow
+// along a stream, so the oldest live transition of a stream needs the oldest frame.
 //
-// With n-step returns, transition t needs the rewards of t .. t+n-1 unless its
-// episode ends sooner. The last min(n - 1, steps so far) transitions of the
-// episode in progress are "pending": they are stored but not sampleable until
-// enough steps arrive or the episode ends. size() counts live, non-pending ids;
-// the sampleable ids are the contiguous range [lo, hi).
+// With n-step returns, transition t needs the rewards of t and the next n - 1
+// transitions of its stream (following next_) unless its episode ends sooner.
+// The last min(n - 1, steps so far) transitions of the episode in progress on
+// each stream are "pending": stored but not sampleable until enough steps arrive
+// on that stream or the episode ends. Each stream lists its live pending ids
+// (at most n - 1, oldest first; an evicted pending id leaves the list), so
+// size() = live - pending. Pending ids are scattered (at most streams * (n - 1));
+// uniform sampling draws k in [0, size()) and takes the k-th live id that is not
+// pending (with one stream the pending ids are the newest, so this is lo + k).
 //
-// n-step target of transition t, ending at the first of t+n-1, a terminal, or a
-// truncation (step t+k-1): rewards = sum_{i<k} gamma^i r_{t+i};
-// next state = state after step t+k-1; discounts = gamma^k, or 0 if that step
-// terminated (a truncated episode bootstraps from its true last state).
+// n-step target of transition t, ending at the first of t_{n-1}, a terminal, or a
+// truncation (step t_{k-1}, where t_0 = t and t_{i+1} = next_[t_i]):
+// rewards = sum_{i<k} gamma^i r(t_i); next state = state after step t_{k-1};
+// discounts = gamma^k, or 0 if that step terminated (a truncated episode
+// bootstraps from its true last state).
 //
 // Priorities
 // ----------
@@ -61,13 +83,16 @@
 //
 // Errors: every method checks its arguments and every derived value first, then
 // commits with operations that cannot throw, so an exception leaves the memory
-// exactly as it was. Frame numbers and ids stay below kMaxCount = 2^62 (146 years
-// at 10^9 appends per second), so no index arithmetic can overflow.
+// exactly as it was; counters move last. (append_batch checks every row first, so
+// bad input stores nothing; see it for running out of memory.) Frame numbers and
+// ids stay below kMaxCount = 2^62 (146 years at 10^9 appends per second), so no
+// index arithmetic can overflow.
 //
 // Thread safety: every public method takes one mutex, so one thread may append
 // while another samples.
 #pragma once
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -107,6 +132,7 @@ struct MemoryConfig {
   double alpha = 0.6;
   double eps = 1e-6;
   uint64_t seed = 0;
+  int64_t streams = 1;  // independent episode streams (envs) feeding the memory
 
   void validate() const;  // throws std::invalid_argument with the reason
   int64_t frame_bytes() const { return height * width; }  // after validate(): no overflow
@@ -127,11 +153,12 @@ struct MemoryConfig {
 //     state shifted by one frame (padding included), so this writes and reads
 //     stack + 1 frames per item instead of 2 * stack.
 // The live transitions in id order (a read-only copy for dataset tools, not for
-// sampling): entry k is id first_id + k, k < count = min(appended, capacity).
-// episode_start[k] is 1 when the transition is the first step of its episode:
-// the one after a terminal or truncation, or, for the oldest live id, one whose
-// state has no history (history 0). With stack 1 every history is 0, so the
-// oldest live id then counts as a start only if it is id 0.
+// sampling): entry k is id first_id + k, k < count = min(appended, capacity),
+// appended on stream streams[k]. episode_start[k] is 1 when the transition is the
+// first step of its episode: the one after a terminal or truncation on its stream,
+// or, for the oldest live id of its stream, one whose state has no history
+// (history 0). With stack 1 every history is 0, so the oldest live id of a stream
+// then counts as a start only while no id has been evicted (it is the stream's first).
 struct TransitionLog {
   int64_t first_id = 0;
   std::vector<int32_t> actions;
@@ -139,6 +166,7 @@ struct TransitionLog {
   std::vector<uint8_t> terminated;
   std::vector<uint8_t> truncated;
   std::vector<uint8_t> episode_start;
+  std::vector<uint16_t> streams;
 };
 
 struct BatchView {
@@ -157,13 +185,26 @@ class ReplayMemory {
   explicit ReplayMemory(const MemoryConfig& config);
 
   const MemoryConfig& config() const { return config_; }
-  void start_episode(const uint8_t* frame);
+  // Every call that takes a stream throws std::out_of_range unless 0 <= stream < streams.
+  void start_episode(const uint8_t* frame, int64_t stream = 0);
   // reward must be finite and within float32 range (it is stored as float).
-  void append(int64_t action, double reward, const uint8_t* frame, bool terminated, bool truncated);
+  void append(int64_t action, double reward, const uint8_t* frame, bool terminated, bool truncated,
+              int64_t stream = 0);
+  // One step of every stream (row i is stream i; each array has `streams` rows,
+  // frames and reset_frames are streams x height x width; terminated/truncated are
+  // 0 or nonzero). The same as append(..., stream = i) for i = 0, 1, ... in order,
+  // each followed, when reset_frames is not null and row i ended its episode, by
+  // start_episode(reset_frames row i, i). Every row is checked before any is stored;
+  // only running out of memory (std::bad_alloc) can stop a batch half-way, and then
+  // the rows before it stay stored, each whole.
+  void append_batch(const int64_t* actions, const float* rewards, const uint8_t* frames, const uint8_t* terminated,
+                    const uint8_t* truncated, const uint8_t* reset_frames);
   int64_t size() const;                  // sampleable transitions
   int64_t transitions_appended() const;  // ids handed out so far
-  // The stacked state of the newest observation (what the agent acts on next).
-  void current_state(uint8_t* out) const;
+  // The stacked state of the newest observation of a stream (what the agent acts on next).
+  void current_state(uint8_t* out, int64_t stream = 0) const;
+  // current_state of every stream: streams x stack x height x width.
+  void current_states(uint8_t* out) const;
   // Uniform: beta is ignored. Prioritized: stratified proportional sampling.
   void sample(int64_t batch, double beta, const BatchView& out);
   // priorities are |TD error| (finite, >= 0, with (p + eps)^alpha <= max_leaf);
@@ -180,38 +221,94 @@ class ReplayMemory {
   TransitionLog export_log() const;  // see TransitionLog
 
  private:
-  struct Range {
-    int64_t lo, hi;
+  // A FIFO of at most `capacity` ids (a stream's pending ids, oldest first). Its
+  // storage is allocated once, by reserve(), so push and pop never throw: they
+  // may run in the commit phase of append.
+  class IdRing {
+   public:
+    void reserve(size_t capacity) {  // on an empty ring
+      if (ids_.size() < capacity) ids_.assign(capacity, -1);
+    }
+    size_t capacity() const { return ids_.size(); }
+    size_t size() const { return size_; }
+    bool empty() const { return size_ == 0; }
+    int64_t at(size_t i) const { return ids_[(head_ + i) % ids_.size()]; }  // i-th oldest
+    int64_t front() const { return ids_[head_]; }
+    void push_back(int64_t id) { ids_[(head_ + size_++) % ids_.size()] = id; }  // requires size() < capacity()
+    void pop_front() {  // requires !empty()
+      head_ = (head_ + 1) % ids_.size();
+      --size_;
+    }
+    void clear() {
+      head_ = 0;
+      size_ = 0;
+    }
+    bool contains(int64_t id) const {
+      for (size_t i = 0; i < size_; ++i) {
+        if (at(i) == id) return true;
+      }
+      return false;
+    }
+
+   private:
+    std::vector<int64_t> ids_;
+    size_t head_ = 0, size_ = 0;
   };
-  Range sampleable() const;  // [lo, hi) of sampleable ids; caller holds mu_
-  int64_t pending() const;
+
+  // Everything one stream of episodes owns.
+  struct Stream {
+    explicit Stream(size_t frame_bytes, size_t chunk_bytes) : frames(frame_bytes, chunk_bytes) {}
+    FrameStore frames;
+    bool episode_open = false;  // start_episode called and no terminal/truncation since
+    bool have_obs = false;      // at least one observation stored
+    int64_t cur_frame = -1;     // frame number of the newest observation
+    int64_t cur_history = 0;    // its state history (min(steps, stack - 1))
+    int64_t episode_steps = 0;  // steps appended to the episode in progress
+    int64_t oldest_id = -1;     // oldest live transition of this stream, -1 if none
+    int64_t newest_id = -1;     // newest live transition of this stream, -1 if none
+    IdRing pending;             // live pending ids of the open episode, oldest first (n_step - 1 slots)
+  };
+
+  int64_t live_lo() const { return appended_ > config_.capacity ? appended_ - config_.capacity : 0; }
   int64_t slot(int64_t id) const { return id % config_.capacity; }
-  void write_state(int64_t frame, int64_t history, uint8_t* out) const;
+  std::string on_stream(int64_t stream) const;  // " on stream i" in messages, when there are several
+  void check_stream(int64_t stream) const;
+  // Throws what append would for these arguments; `frames` = frames the step will push.
+  void check_can_append(int64_t action, double reward, int64_t stream, int64_t frames) const;
+  void check_has_observation(int64_t stream) const;
+  bool is_pending(int64_t id) const;  // id is live
+  void start_episode_locked(const uint8_t* frame, int64_t stream);
+  void append_locked(int64_t action, float reward, const uint8_t* frame, bool terminated, bool truncated,
+                     int64_t stream);
+  void evict_oldest();
+  void write_state(const FrameStore& frames, int64_t frame, int64_t history, uint8_t* out) const;
   void fill_item(int64_t id, int64_t b, const BatchView& out) const;
   void prefetch_item(int64_t id) const;
   void set_leaf(int64_t id, double value);  // value = p^alpha, 0 for not sampleable
+  void make_sampleable(int64_t id);         // a leaf of max_priority^alpha
+  void end_episode(Stream& st);             // its pending ids become sampleable
+  void release_frames(int64_t stream);
+  void rebuild_stream_links();              // load: next_, oldest/newest, pending from the arrays
   // Whether a p^alpha may be stored: in (0, max_leaf] (NaN is not).
   bool leaf_in_range(double leaf) const { return leaf > 0.0 && leaf <= sum_tree_->max_leaf(); }
-  void check_frame_numbers_left() const;  // throws std::overflow_error at kMaxCount
-  void release_frames();
-  void mark_newly_sampleable(int64_t old_hi, int64_t new_hi);
+  // Throws std::overflow_error unless `frames` more frames stay below kMaxCount.
+  void check_frame_numbers_left(const Stream& st, int64_t frames) const;
 
   MemoryConfig config_;
   mutable std::mutex mu_;
-  FrameStore frames_;
+  std::deque<Stream> streams_;  // a deque never moves its elements (a FrameStore has no nothrow move)
   Rng rng_;
   int64_t appended_ = 0;        // transitions ever appended (next id)
-  bool episode_open_ = false;   // start_episode called and no terminal/truncation since
-  bool have_obs_ = false;       // at least one observation stored
-  int64_t cur_frame_ = -1;      // frame number of the newest observation
-  int64_t cur_history_ = 0;     // its state history (min(steps, stack - 1))
-  int64_t episode_steps_ = 0;   // steps appended to the episode in progress
+  int64_t pending_ = 0;         // live pending ids over all streams
   double max_priority_ = 1.0;   // largest p = |delta| + eps seen so far
   std::vector<int64_t> obs_frame_;
   std::vector<int32_t> action_;
   std::vector<float> reward_;
   std::vector<uint8_t> flags_;
   std::vector<uint8_t> history_;
+  std::vector<uint16_t> stream_;
+  std::vector<int64_t> next_;
+  std::vector<int64_t> sorted_pending_;     // sample's scratch: live pending ids, ascending
   std::unique_ptr<FenwickTree> sum_tree_;  // prioritized only
   std::unique_ptr<MinTree> min_tree_;      // prioritized only
 };

@@ -3,7 +3,10 @@
 Thousands of seeded sequences: terminations, truncations, one-step episodes,
 episodes cut off by start_episode, many wraparounds of a small capacity, several
 stack sizes and n-step horizons. Every sampled transition must be sampleable in
-the reference and equal its record bit for bit.
+the reference and equal its record bit for bit. The same with several streams:
+random interleavings (some streams much busier than others, so pending ids get
+evicted), episodes ending at different times on different streams, batched
+appends with and without reset frames.
 """
 import numpy as np
 import pytest
@@ -17,8 +20,11 @@ SEQUENCES = 1200  # per memory kind
 def check_against_reference(memory, reference, rng, batch_size, beta=None):
     assert len(memory) == len(reference.sampleable_ids())
     assert memory.appended == reference.appended
-    if reference.episodes:
-        assert np.array_equal(memory.state(), reference.current_state())
+    started = [stream for stream, episodes in enumerate(reference.streams) if episodes]
+    for stream in started:
+        assert np.array_equal(memory.state(stream), reference.current_state(stream))
+    if len(started) == len(reference.streams):
+        assert np.array_equal(memory.states(), np.stack([reference.current_state(s) for s in started]))
     if len(memory) == 0:
         with pytest.raises(IndexError):
             memory.sample(batch_size) if beta is None else memory.sample(batch_size, beta)
@@ -175,3 +181,136 @@ def test_len_counts_transitions_up_to_capacity():
             appended += 1
             assert len(memory) == min(appended, 50)
     memory.check_invariants()
+
+
+# -- several streams -------------------------------------------------------------------------
+MULTI_SEQUENCES = 600  # per memory kind
+
+
+def drive_streams(seed, prioritized):
+    rng = np.random.default_rng(seed)
+    streams = int(rng.integers(1, 5))
+    stack = int(rng.integers(1, 5))
+    n_step = int(rng.integers(1, 4))
+    capacity = stack + n_step + int(rng.integers(0, 16))
+    shape = (int(rng.integers(1, 3)), int(rng.integers(1, 4)))
+    gamma = float(rng.choice([0.5, 0.9, 0.99]))
+    kwargs = dict(frame_shape=shape, stack=stack, seed=seed, n_step=n_step, gamma=gamma, streams=streams)
+    memory = (PrioritizedReplayMemory if prioritized else ReplayMemory)(capacity, **kwargs)
+    reference = ReferenceMemory(capacity, stack, n_step, gamma, streams)
+    busy = rng.dirichlet(np.ones(streams) * 0.7)  # some streams much busier than others
+    beta = 0.5 if prioritized else None
+
+    def frame():
+        return rng.integers(0, 256, size=shape, dtype=np.uint8)
+
+    def ending():
+        terminated = bool(rng.random() < 0.12)
+        return terminated, bool(not terminated and rng.random() < 0.06)
+
+    for _ in range(int(rng.integers(30, 120))):
+        all_open = all(reference.episode_open(s) for s in range(streams))
+        if all_open and rng.random() < 0.25:  # one step of every stream at once
+            actions = rng.integers(0, 18, streams).astype(np.int64)
+            rewards = rng.normal(size=streams).astype(np.float32)
+            frames = rng.integers(0, 256, size=(streams, *shape), dtype=np.uint8)
+            ends = [ending() for _ in range(streams)]
+            terminated = np.array([t for t, _ in ends])
+            truncated = np.array([t for _, t in ends])
+            resets = rng.integers(0, 256, size=(streams, *shape), dtype=np.uint8) if rng.random() < 0.5 else None
+            memory.append_batch(actions, rewards, frames, terminated, truncated, resets)
+            for i in range(streams):
+                reference.append(int(actions[i]), float(rewards[i]), frames[i], *ends[i], stream=i)
+                if resets is not None and any(ends[i]):
+                    reference.start_episode(resets[i], stream=i)
+        else:
+            stream = int(rng.choice(streams, p=busy))
+            if not reference.episode_open(stream) or rng.random() < 0.03:  # sometimes cutting one off
+                f = frame()
+                memory.start_episode(f, stream=stream)
+                reference.start_episode(f, stream=stream)
+            else:
+                action, reward, f = int(rng.integers(0, 18)), float(rng.normal()), frame()
+                terminated, truncated = ending()
+                memory.append(action, reward, f, terminated, truncated, stream=stream)
+                reference.append(action, reward, f, terminated, truncated, stream=stream)
+        if rng.random() < 0.3:
+            batch = check_against_reference(memory, reference, rng, int(rng.integers(1, 9)), beta)
+            if prioritized and batch is not None and rng.random() < 0.5:
+                memory.update_priorities(batch.ids, np.abs(rng.normal(size=len(batch.ids))) * 3)
+    memory.check_invariants()
+    check_against_reference(memory, reference, rng, 8, beta)
+    return memory, reference
+
+
+@pytest.mark.parametrize("prioritized", [False, True], ids=["uniform", "prioritized"])
+def test_interleaved_streams_match_reference(prioritized):
+    for seed in range(MULTI_SEQUENCES):
+        drive_streams(seed, prioritized)
+
+
+def test_uniform_sampling_reaches_every_sampleable_id_and_no_pending_one():
+    """Pending ids lie scattered among the live ones; sampling skips exactly those."""
+    for seed in range(20):
+        memory, reference = drive_streams(10_000 + seed, prioritized=False)
+        if len(memory) == 0:
+            continue
+        ids = set(memory.sample(4000).ids.tolist())
+        assert ids == set(reference.sampleable_ids())
+
+
+def test_long_interleaved_run_with_many_wraparounds():
+    rng = np.random.default_rng(77)
+    capacity, stack, streams = 41, 4, 3
+    memory = PrioritizedReplayMemory(capacity, frame_shape=(2, 2), stack=stack, seed=5, n_step=3, gamma=0.9,
+                                     streams=streams)
+    reference = ReferenceMemory(capacity, stack, 3, 0.9, streams)
+    lengths = [0] * streams  # steps left in each stream's episode
+    for step in range(3000):  # ~70 wraparounds; episodes of different lengths end at different times
+        stream = step % streams if step % 7 else int(rng.integers(streams))
+        if lengths[stream] == 0:
+            f = rng.integers(0, 256, size=(2, 2), dtype=np.uint8)
+            memory.start_episode(f, stream=stream)
+            reference.start_episode(f, stream=stream)
+            lengths[stream] = int(rng.choice([1, 2, 3, 5, 8, 60]))
+            continue
+        lengths[stream] -= 1
+        f = rng.integers(0, 256, size=(2, 2), dtype=np.uint8)
+        terminated = lengths[stream] == 0 and stream != 1
+        truncated = lengths[stream] == 0 and stream == 1
+        memory.append(step % 4, 1.0, f, terminated, truncated, stream=stream)
+        reference.append(step % 4, 1.0, f, terminated, truncated, stream=stream)
+        if step % 10 == 0 and len(memory):
+            batch = check_against_reference(memory, reference, rng, 16, 1.0)
+            memory.update_priorities(batch.ids, rng.random(16))
+    memory.check_invariants()
+    assert reference.appended > 50 * capacity
+
+
+def test_two_streams_by_hand():
+    """The diagram in csrc/replay_memory.h: ids are global, states and n-step returns per stream."""
+    memory = ReplayMemory(16, frame_shape=(1, 1), stack=4, n_step=2, gamma=0.5, streams=2)
+    f = lambda v: np.full((1, 1), v, np.uint8)  # noqa: E731
+    memory.start_episode(f(0), stream=0)
+    memory.start_episode(f(20), stream=1)
+    memory.append(0, 1.0, f(1), False, stream=0)  # t0
+    memory.append(1, 2.0, f(21), False, stream=1)  # t1
+    memory.append(0, 4.0, f(2), False, stream=0)  # t2
+    memory.append(1, 8.0, f(22), False, stream=1)  # t3
+    memory.append(0, 16.0, f(3), True, stream=0)  # t4: stream 0's episode ends
+    memory.start_episode(f(10), stream=0)
+    memory.append(1, 32.0, f(23), False, stream=1)  # t5
+    memory.append(0, 64.0, f(11), False, stream=0)  # t6
+    np.testing.assert_array_equal(memory.states().reshape(2, 4), [[10, 10, 10, 11], [20, 21, 22, 23]])
+    assert len(memory) == 5  # t5 and t6 wait for their second step
+    batch = memory.sample(300)
+    got = {int(i): (s.ravel().tolist(), n.ravel().tolist(), float(r), float(d), float(c))
+           for i, s, n, r, d, c in zip(batch.ids, batch.states, batch.next_states, batch.rewards, batch.dones,
+                                       batch.discounts)}
+    assert got == {
+        0: ([0, 0, 0, 0], [0, 0, 1, 2], 1.0 + 0.5 * 4.0, 0.0, 0.25),
+        1: ([20, 20, 20, 20], [20, 20, 21, 22], 2.0 + 0.5 * 8.0, 0.0, 0.25),
+        2: ([0, 0, 0, 1], [0, 1, 2, 3], 4.0 + 0.5 * 16.0, 1.0, 0.0),  # reaches the terminal
+        3: ([20, 20, 20, 21], [20, 21, 22, 23], 8.0 + 0.5 * 32.0, 0.0, 0.25),
+        4: ([0, 0, 1, 2], [0, 1, 2, 3], 16.0, 1.0, 0.0),
+    }

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -451,6 +452,148 @@ void test_threads(bool prioritized) {
   m.check_invariants();
 }
 
+// Several streams: frames carry their stream in byte 0, so every sampled state and
+// next state must hold only frames of the stream its id was appended on.
+void test_streams_random_operations(bool prioritized) {
+  Rng rng(prioritized ? 21 : 22);
+  for (int sequence = 0; sequence < 150; ++sequence) {
+    const int64_t stack = 1 + static_cast<int64_t>(rng.below(4));
+    const int64_t n_step = 1 + static_cast<int64_t>(rng.below(3));
+    MemoryConfig c = small_config(prioritized, stack + n_step + static_cast<int64_t>(rng.below(14)), stack, n_step);
+    c.streams = 2 + static_cast<int64_t>(rng.below(3));
+    ReplayMemory m(c);
+    const size_t frame_bytes = static_cast<size_t>(c.frame_bytes());
+    const size_t streams = static_cast<size_t>(c.streams);
+    Buffers out(c, 8);
+    std::vector<uint8_t> frames(streams * frame_bytes), resets(frames.size());
+    std::vector<int64_t> actions(streams);
+    std::vector<float> rewards(streams);
+    std::vector<uint8_t> terminated(streams), truncated(streams), open(streams, 0);
+    std::vector<int64_t> stream_of;  // id -> stream
+    auto random_frame = [&](uint8_t* f, size_t stream) {
+      for (size_t k = 0; k < frame_bytes; ++k) f[k] = static_cast<uint8_t>(rng.next());
+      f[0] = static_cast<uint8_t>(stream);
+    };
+    for (int step = 0; step < 150; ++step) {
+      const bool all_open = std::all_of(open.begin(), open.end(), [](uint8_t o) { return o != 0; });
+      if (all_open && rng.uniform() < 0.25) {
+        const bool reset = rng.uniform() < 0.5;
+        for (size_t i = 0; i < streams; ++i) {
+          random_frame(&frames[i * frame_bytes], i);
+          random_frame(&resets[i * frame_bytes], i);
+          actions[i] = static_cast<int64_t>(rng.below(4));
+          rewards[i] = 1.0f;
+          terminated[i] = rng.uniform() < 0.1;
+          truncated[i] = !terminated[i] && rng.uniform() < 0.05;
+          open[i] = reset || !(terminated[i] || truncated[i]);
+          stream_of.push_back(static_cast<int64_t>(i));
+        }
+        m.append_batch(actions.data(), rewards.data(), frames.data(), terminated.data(), truncated.data(),
+                       reset ? resets.data() : nullptr);
+      } else {
+        const size_t stream = static_cast<size_t>(rng.below(streams));
+        random_frame(frames.data(), stream);
+        if (!open[stream] || rng.uniform() < 0.03) {
+          m.start_episode(frames.data(), static_cast<int64_t>(stream));
+          open[stream] = 1;
+        } else {
+          const bool term = rng.uniform() < 0.1;
+          const bool trunc = !term && rng.uniform() < 0.05;
+          m.append(static_cast<int64_t>(rng.below(4)), 1.0, frames.data(), term, trunc, static_cast<int64_t>(stream));
+          open[stream] = !(term || trunc);
+          stream_of.push_back(static_cast<int64_t>(stream));
+        }
+      }
+      check(m.transitions_appended() == static_cast<int64_t>(stream_of.size()), "ids are global, one per step");
+      if (m.size() > 0 && rng.uniform() < 0.3) {
+        m.sample(8, 0.5, out.view);
+        const size_t state_bytes = static_cast<size_t>(stack) * frame_bytes;
+        for (size_t b = 0; b < 8; ++b) {
+          const int64_t id = out.ids[b];
+          check(id >= m.transitions_appended() - c.capacity && id < m.transitions_appended(), "sampled id is live");
+          const int64_t stream = stream_of[static_cast<size_t>(id)];
+          bool own_stream = true;
+          for (int64_t k = 0; k < stack; ++k) {
+            const size_t at = b * state_bytes + static_cast<size_t>(k) * frame_bytes;
+            own_stream = own_stream && out.states[at] == stream && out.next_states[at] == stream;
+          }
+          check(own_stream, "a sampled state holds frames of its own stream only");
+          if (prioritized) check(out.weights[b] > 0 && out.weights[b] <= 1, "weight in (0, 1]");
+        }
+        if (prioritized) {
+          std::vector<double> priorities(8);
+          for (auto& p : priorities) p = rng.uniform() * 4;
+          m.update_priorities(out.ids.data(), priorities.data(), 8);
+        }
+      }
+    }
+    m.check_invariants();
+  }
+}
+
+void test_streams_errors_and_snapshot() {
+  MemoryConfig c = small_config(true, 30, 2, 3);
+  c.streams = 3;
+  ReplayMemory m(c);
+  const size_t frame_bytes = static_cast<size_t>(c.frame_bytes());
+  std::vector<uint8_t> frames(3 * frame_bytes, 5), state(2 * frame_bytes), states(3 * 2 * frame_bytes);
+  std::vector<int64_t> actions{0, 1, 2};
+  std::vector<float> rewards{1.0f, 2.0f, 3.0f};
+  std::vector<uint8_t> no(3, 0), yes(3, 1);
+  check_throws<std::out_of_range>([&] { m.start_episode(frames.data(), 3); }, "stream past the end");
+  check_throws<std::out_of_range>([&] { m.append(0, 0.0, frames.data(), false, false, -1); }, "negative stream");
+  check_throws<std::invalid_argument>([&] { m.current_states(states.data()); }, "states before any observation");
+  m.start_episode(frames.data(), 0);
+  m.start_episode(frames.data(), 1);
+  check_throws<std::invalid_argument>(
+      [&] { m.append_batch(actions.data(), rewards.data(), frames.data(), no.data(), no.data(), nullptr); },
+      "a batch with a stream never started");
+  check(m.transitions_appended() == 0, "a refused batch stores no row");
+  m.start_episode(frames.data(), 2);
+  rewards[2] = std::numeric_limits<float>::quiet_NaN();
+  check_throws<std::invalid_argument>(
+      [&] { m.append_batch(actions.data(), rewards.data(), frames.data(), no.data(), no.data(), nullptr); },
+      "a batch with a NaN reward in its last row");
+  check(m.transitions_appended() == 0, "a refused batch stores no row");
+  rewards[2] = 3.0f;
+  Rng rng(8);
+  for (int step = 0; step < 40; ++step) {
+    for (auto& b : frames) b = static_cast<uint8_t>(rng.next());
+    const bool end = step % 9 == 8;
+    m.append_batch(actions.data(), rewards.data(), frames.data(), end ? yes.data() : no.data(), no.data(),
+                   frames.data());
+  }
+  m.current_states(states.data());
+  for (int64_t s = 0; s < 3; ++s) {
+    m.current_state(state.data(), s);
+    check(std::memcmp(state.data(), &states[static_cast<size_t>(s) * state.size()], state.size()) == 0,
+          "current_states row s is current_state(s)");
+  }
+  m.check_invariants();
+  const std::string path = "core_test_streams.bin";
+  m.save(path);
+  auto loaded = ReplayMemory::load(path);
+  loaded->check_invariants();
+  check(loaded->config().streams == 3 && loaded->size() == m.size(), "stream snapshot keeps streams and size");
+  Buffers a(c, 16), b(c, 16);
+  m.sample(16, 0.5, a.view);
+  loaded->sample(16, 0.5, b.view);
+  check(a.states == b.states && a.next_states == b.next_states && a.ids == b.ids && a.weights == b.weights &&
+            a.rewards == b.rewards,
+        "stream snapshot round trip gives the same samples");
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  std::vector<char> bytes(1 << 16);
+  const size_t n = std::fread(bytes.data(), 1, bytes.size(), f);
+  std::fclose(f);
+  for (size_t cut : {size_t{12}, size_t{150}, size_t{300}, n / 2, n - 1}) {
+    f = std::fopen(path.c_str(), "wb");
+    std::fwrite(bytes.data(), 1, cut, f);
+    std::fclose(f);
+    check_throws<FormatError>([&] { ReplayMemory::load(path); }, "truncated stream snapshot at " + std::to_string(cut));
+  }
+  std::remove(path.c_str());
+}
+
 }  // namespace
 
 int main() {
@@ -466,6 +609,9 @@ int main() {
   test_snapshot_values_out_of_range();
   test_threads(false);
   test_threads(true);
+  test_streams_random_operations(false);
+  test_streams_random_operations(true);
+  test_streams_errors_and_snapshot();
   std::printf("%d passed, %d failed\n", checks - failures, failures);
   return failures == 0 ? 0 : 1;
 }
