@@ -82,6 +82,11 @@ def learning_reward(reward: float) -> float:
     return float(np.sign(reward))
 
 
+def learning_rewards(rewards: np.ndarray) -> np.ndarray:
+    """learning_reward() of every row: (N,) float32, as the replay memory's append_batch takes."""
+    return np.sign(rewards).astype(np.float32)
+
+
 class FireOnReset(gym.Wrapper):
     """Press FIRE after every reset; games like Breakout wait for it before play starts."""
 
