@@ -5,6 +5,13 @@ schedule (and its --overlap thread) in learner.py, the progress bar and TensorBo
 telemetry.py, evaluation games in evaluate.py. Training and evaluation act through the same call,
 Agent.act_batch, on states stacked by the replay memory.
 
+One iteration of the loop plays one agent step in each of the --envs games (env.TrainEnvs; the
+memory has one stream per game), acting on all of them with one batched forward: --envs agent
+steps. Every count (--steps, --train-every, --target-update, --eval-every, --learning-starts,
+--reset-every, epsilon, beta) is in agent steps over all games, and the boundaries an iteration
+crosses are acted on in step order, so the replay ratio does not depend on --envs; with --envs 1
+the loop is the single-game loop, step for step (tests/test_train.py holds it to that).
+
 Everything about the settings and the machine is checked before the run folder is made. Once it
 is, a run ends in one of three ways: it finishes; a signal or stop_when stops it after a
 checkpoint; or a RunError (one line, raised after the last good state is checkpointed or with the
@@ -46,7 +53,7 @@ class RunResult:
 
 
 class StopOnSignal:
-    """SIGINT/SIGTERM ask the loop to stop after the current agent step (and evaluation);
+    """SIGINT/SIGTERM ask the loop to stop after the current iteration (and evaluation);
     a second signal stops at once."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -121,13 +128,6 @@ def train(config: Config, *, stop_when: Callable[[int], bool] = lambda step: Fal
         lock.close()
 
 
-def multiples(first: int, last: int, every: int) -> range:
-    """The positive multiples of every among the agent steps first..last (none if every is 0)."""
-    if every <= 0:
-        return range(0)
-    return range(max(every, -(-first // every) * every), last + 1, every)
-
-
 def count_game_scores(progress: Progress, result: envs.StepResult) -> None:
     """Add a step's raw rewards to each game's score; a game that is over reports its score."""
     for row, (reward, over) in enumerate(zip(result.rewards, result.game_over)):
@@ -158,6 +158,15 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
     updates = Updates(agent, memory, config, telemetry.learned, pending)
     started, wall_before = time.perf_counter(), progress.wall_seconds
 
+    def resets_at(step: int) -> bool:
+        """Whether a shrink-and-perturb reset follows agent step `step`."""
+        return bool(config.reset_every_steps and step and step % config.reset_every_steps == 0)
+
+    def reset_network(step: int) -> None:
+        updates.finish()
+        agent.reset(step)
+        agent.sync_actor()
+
     def checkpoint() -> None:
         progress.wall_seconds = wall_before + time.perf_counter() - started
         save_checkpoint(run, config, agent, memory, act_rng, progress, games, updates.pending())
@@ -165,17 +174,10 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
     with StopOnSignal() as stop:
         try:
             while progress.step < config.total_steps:
-                # Every boundary of --train-every, --target-update and --reset-every inside an
-                # iteration's n agent steps is acted on, in step order, so that the replay
-                # ratio does not depend on n; evaluations fall between iterations (Config).
-                for step in multiples(progress.step - n + 1, progress.step,
-                                      config.reset_every_steps):
-                    # at the top of the iteration after the multiple: after that step's
-                    # evaluation (which scores the trained network) and checkpoint (resumed,
-                    # it resets too)
-                    updates.finish()
-                    agent.reset(step)
-                    agent.sync_actor()
+                if resets_at(progress.step):
+                    # at the top of the iteration after it: after that step's evaluation (which
+                    # scores the trained network) and checkpoint (resumed, it resets too)
+                    reset_network(progress.step)
                 eps = epsilon(progress.step, start=config.eps_start, end=config.eps_end,
                               decay_steps=config.eps_decay_steps,
                               warmup_steps=config.learning_starts_steps)
@@ -190,15 +192,21 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
                 first, progress.step = progress.step + 1, progress.step + n
                 step = progress.step
 
-                for learn_step in multiples(first, step, config.train_every_steps):
-                    if (learn_step > config.learning_starts_steps
+                # The boundaries of every agent step of the iteration, in step order, so that
+                # the replay ratio and the target period do not depend on n; evaluations fall
+                # between iterations (Config checks that --eval-every is a multiple of n).
+                for boundary in range(first, step + 1):
+                    if (boundary > config.learning_starts_steps
+                            and boundary % config.train_every_steps == 0
                             and len(memory) >= config.batch_size):
                         updates.finish()
                         agent.sync_actor()
-                        updates.start(learn_step)
-                for _ in multiples(first, step, config.target_update_steps):
-                    updates.finish()
-                    agent.sync_target()
+                        updates.start(boundary)
+                    if boundary % config.target_update_steps == 0:
+                        updates.finish()
+                        agent.sync_target()
+                    if boundary < step and resets_at(boundary):
+                        reset_network(boundary)  # inside the iteration: at once
                 checkpointed = False
                 if step % config.eval_every_steps == 0 or step == config.total_steps:
                     updates.finish()
