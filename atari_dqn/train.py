@@ -145,15 +145,20 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
     games = envs.TrainEnvs(config.env_id, n, config.seed, processes=config.env_processes)
     eval_env = envs.EvalEnvs(config.env_id, config.eval_episodes,
                              max_steps=config.eval_max_steps, render=config.render)
-    agent = Agent(games.action_count, config, device)
-    act_rng = np.random.default_rng(config.seed)
-    if memory is None:
-        memory, progress, pending = load_checkpoint(run, config, agent, act_rng, games)
-    else:
-        progress, pending = Progress(game_scores=[0.0] * n), None
-        tidy_run_dir(run, progress, replay_name=None)  # what a run stopped early left
-        for stream, frame in enumerate(games.reset()):
-            memory.start_episode(frame, stream=stream)
+    try:
+        agent = Agent(games.action_count, config, device)
+        act_rng = np.random.default_rng(config.seed)
+        if memory is None:
+            memory, progress, pending = load_checkpoint(run, config, agent, act_rng, games)
+        else:
+            progress, pending = Progress(game_scores=[0.0] * n), None
+            tidy_run_dir(run, progress, replay_name=None)  # what a run stopped early left
+            for stream, frame in enumerate(games.reset()):
+                memory.start_episode(frame, stream=stream)
+    except BaseException:  # e.g. a damaged checkpoint: the games' processes end with it
+        games.close()
+        eval_env.close()
+        raise
     telemetry = Telemetry(config, run, progress.step)
     updates = Updates(agent, memory, config, telemetry.learned, pending)
     started, wall_before = time.perf_counter(), progress.wall_seconds

@@ -188,7 +188,7 @@ def test_a_checkpoint_from_before_envs_resumes_as_one_game(tmp_path, capsys):
 
     import torch
 
-    config = tiny(tmp_path, learning_starts_steps=20, batch_size=8)
+    config = dataclasses.replace(tiny(tmp_path), learning_starts_steps=20, batch_size=8)
     assert training.train(config, stop_when=lambda step: step == 40).steps == 40
     old = tmp_path / "old"
     shutil.copytree(config.run_dir, old)
