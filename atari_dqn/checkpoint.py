@@ -1,9 +1,9 @@
 """The run folder: its files, the checkpoint format, and resuming from it.
 
-Resume is exact: a checkpoint is taken between two agent steps and holds everything the next
-step depends on (networks, optimizer, counters, the epsilon rng, the replay memory with its rng,
-and the training env's emulator and wrapper state), so a run stopped and resumed writes the same
-rewards.txt as one that ran straight through. Evaluations keep no state between them (each is
+Resume is exact: a checkpoint is taken between two iterations of the loop and holds everything
+the next one depends on (networks, optimizer, counters, the epsilon rng, the replay memory with
+its rng, and the training games' emulator and wrapper states), so a run stopped and resumed
+writes the same rewards.txt as one that ran straight through, for any --envs. Evaluations keep no state between them (each is
 seeded from the run's seed and its number), so they need nothing in the checkpoint.
 
 Files of a run folder:
