@@ -151,7 +151,27 @@ class Agent:
                                           eps=config.adam_eps, fused=True)
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(array)).to(self.device, non_blocking=True)
+        """array on the device; to a GPU through pinned host memory, without waiting for it."""
+        tensor = torch.from_numpy(np.ascontiguousarray(array))
+        if self.device.type == "cuda":
+            tensor = tensor.pin_memory()
+        return tensor.to(self.device, non_blocking=True)
+
+    def _states(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """batch.states and batch.next_states on the device, contiguous. The memory's one-step
+        batches are two views, one frame apart, of one (B, stack + 1, 84, 84) buffer (5 frames
+        a transition, not 8): that buffer goes to the device once, and is viewed there again."""
+        states, next_states = batch.states, batch.next_states
+        frames = states.base
+        stack = states.shape[1]
+        if (isinstance(frames, np.ndarray) and next_states.base is frames
+                and frames.shape == (len(states), stack + 1, *states.shape[2:])
+                and states.strides == next_states.strides == frames.strides
+                and states.ctypes.data == frames.ctypes.data
+                and next_states.ctypes.data == frames.ctypes.data + frames.strides[1]):
+            on_device = self._tensor(frames)
+            return on_device[:, :stack].contiguous(), on_device[:, 1:].contiguous()
+        return self._tensor(states), self._tensor(next_states)
 
     def greedy_actions(self, states: np.ndarray, *, actor: bool = False) -> np.ndarray:
         return greedy_actions(self.actor if actor else self.online, states, self.device)
@@ -176,7 +196,7 @@ class Agent:
         memory, which belongs to its lowest priority: with p near eps that made every update of
         our prioritized runs 20-250x smaller than a uniform one (docs/tuning.md).
         """
-        states, next_states = self._tensor(batch.states), self._tensor(batch.next_states)
+        states, next_states = self._states(batch)
         if self.augment_rng is not None:
             states = random_shift(states, self.augment_rng)
             next_states = random_shift(next_states, self.augment_rng)

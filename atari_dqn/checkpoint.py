@@ -1,9 +1,9 @@
 """The run folder: its files, the checkpoint format, and resuming from it.
 
-Resume is exact: a checkpoint is taken between two agent steps and holds everything the next
-step depends on (networks, optimizer, counters, the epsilon rng, the replay memory with its rng,
-and the training env's emulator and wrapper state), so a run stopped and resumed writes the same
-rewards.txt as one that ran straight through. Evaluations keep no state between them (each is
+Resume is exact: a checkpoint is taken between two iterations of the loop and holds everything
+the next one depends on (networks, optimizer, counters, the epsilon rng, the replay memory with
+its rng, and the training games' emulator and wrapper states), so a run stopped and resumed
+writes the same rewards.txt as one that ran straight through, for any --envs. Evaluations keep no state between them (each is
 seeded from the run's seed and its number), so they need nothing in the checkpoint.
 
 Files of a run folder:
@@ -26,7 +26,10 @@ config.json (a run stopped before its first checkpoint) resumes by starting from
 Checkpoint format (CHECKPOINT_VERSION 1), a dict saved with torch.save and read back with
 weights_only=True: version, config (Config as a dict), progress (Progress as a dict), agent
 (Agent.state_dict()), rng ({"torch": torch's RNG state, "act": the epsilon rng's state}), env
-(env.snapshot()), replay (the snapshot's file name), pending_priorities (Updates.pending()).
+(TrainEnvs.snapshot(): a list, one snapshot per training game; a single dict in checkpoints
+from before --envs, read as a list of one), replay (the snapshot's file name),
+pending_priorities (Updates.pending()). Progress's per-game scores (game_scores) were one
+game_score before --envs; both load.
 """
 
 from __future__ import annotations
@@ -44,7 +47,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from atari_dqn import env as envs
 from atari_dqn.agent import Agent
 from atari_dqn.config import RESUME_MAY_CHANGE, Config, ConfigError, flag_of
 from atari_dqn.evaluate import plot_curve, rewards_line
@@ -57,7 +59,7 @@ CONFIG = "config.json"
 LOCK = ".lock"
 # What a checkpoint must hold, with the type of each entry.
 CHECKPOINT_KEYS = {"version": int, "config": dict, "progress": dict, "agent": dict, "rng": dict,
-                   "env": dict, "replay": str}
+                   "env": (list, dict), "replay": str}
 # Files of an evaluation, numbered NNN: removed on resume when NNN is past the checkpoint's.
 EVALUATION_FILE = re.compile(r"^(?:model_|eval_)(\d{3,})(?:\.pt|\.gif)?$")
 # Temporary files of atomic writes (files.py) and of replay snapshots (csrc: <path>.tmp.<pid>).
@@ -70,7 +72,8 @@ class Progress:
     step: int = 0                      # agent steps taken
     evaluations: int = 0
     rewards_lines: list[str] = field(default_factory=list)
-    game_score: float = 0.0            # raw score of the game in progress (all its lives)
+    game_scores: list[float] = field(default_factory=list)  # raw score of each training game
+    #                                  in progress (all its lives so far), one per --envs game
     last_game_score: float | None = None
     last_eval_score: float | None = None
     wall_seconds: float = 0.0          # wall-clock time spent in train(), summed over resumes
@@ -97,8 +100,9 @@ def read_checkpoint(run_dir: Path) -> dict[str, Any]:
         raise ConfigError(f"--resume: {path} was written by an incompatible version")
     for key, kind in CHECKPOINT_KEYS.items():
         if not isinstance(checkpoint.get(key), kind):
+            names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
             raise ConfigError(f"--resume: {path} is damaged (its {key!r} entry is missing or "
-                              f"not a {kind.__name__})")
+                              f"not a {names})")
     return checkpoint
 
 
@@ -133,7 +137,8 @@ def resume_config(run_dir: str, given: dict[str, Any]) -> Config:
     saved.setdefault("overlap", False)  # runs from before --overlap acted and learned in turn
     # runs from before these flags: a scalar head on the Nature CNN, no augmentation, no resets
     for name, then in (("head", "scalar"), ("n_quantiles", 200), ("network", "nature"),
-                       ("augment", False), ("reset_every_steps", 0)):
+                       ("augment", False), ("reset_every_steps", 0), ("envs", 1),
+                       ("env_processes", 0)):
         saved.setdefault(name, then)
     out = given.get("out_dir")
     if out and Path(out).resolve() != Path(run_dir).resolve():
@@ -243,7 +248,7 @@ def write_rewards(run: Path, progress: Progress) -> None:
 
 
 def save_checkpoint(run: Path, config: Config, agent: Agent, memory: Any,
-                    act_rng: np.random.Generator, progress: Progress, env: Any,
+                    act_rng: np.random.Generator, progress: Progress, games: Any,
                     pending_priorities: dict[str, list] | None = None) -> None:
     # The memory goes first under a name of its own; the checkpoint that names it replaces the
     # old one atomically; only then is the old memory deleted. A crash at any point leaves a
@@ -257,7 +262,7 @@ def save_checkpoint(run: Path, config: Config, agent: Agent, memory: Any,
         "progress": dataclasses.asdict(progress),
         "agent": agent.state_dict(),
         "rng": {"torch": torch.get_rng_state(), "act": act_rng.bit_generator.state},
-        "env": envs.snapshot(env),
+        "env": games.snapshot(),
         "replay": replay_name,
         "pending_priorities": pending_priorities,
     })
@@ -268,13 +273,18 @@ def save_checkpoint(run: Path, config: Config, agent: Agent, memory: Any,
 
 
 def load_checkpoint(run: Path, config: Config, agent: Agent, act_rng: np.random.Generator,
-                    env: Any) -> tuple[Any, Progress, dict[str, list] | None]:
+                    games: Any) -> tuple[Any, Progress, dict[str, list] | None]:
+    """Load the run's checkpoint into agent, act_rng and games (env.TrainEnvs); return the
+    memory, the progress and the pending priorities."""
     checkpoint = read_checkpoint(run)
     try:
         agent.load_state_dict(checkpoint["agent"])
         torch.set_rng_state(checkpoint["rng"]["torch"])
         act_rng.bit_generator.state = checkpoint["rng"]["act"]
-        progress = Progress(**checkpoint["progress"])
+        saved = dict(checkpoint["progress"])
+        if "game_score" in saved:  # a checkpoint from before --envs: one game
+            saved["game_scores"] = [saved.pop("game_score")]
+        progress = Progress(**saved)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ConfigError(f"--resume: {run / CHECKPOINT} is damaged ({first_line})") from None
@@ -284,15 +294,16 @@ def load_checkpoint(run: Path, config: Config, agent: Agent, act_rng: np.random.
         raise ConfigError(f"--resume: cannot load the replay memory {checkpoint['replay']} "
                           f"({e})") from None
     tidy_run_dir(run, progress, checkpoint["replay"])
+    snaps = checkpoint["env"]
     try:
-        envs.restore(env, checkpoint["env"])
+        games.restore([snaps] if isinstance(snaps, dict) else snaps)
         print(f"resumed {run} at agent step {progress.step}: resumed the episode in progress")
     except Exception as e:  # e.g. an ALE whose state format changed
-        obs, _ = env.reset(seed=config.seed + progress.step)
-        memory.start_episode(obs)
-        progress.game_score = 0.0
-        print(f"resumed {run} at agent step {progress.step}: started a fresh episode "
-              f"(the saved one could not be restored: {e})")
+        for stream, frame in enumerate(games.reset()):
+            memory.start_episode(frame, stream=stream)
+        progress.game_scores = [0.0] * len(games)
+        print(f"resumed {run} at agent step {progress.step}: started fresh games "
+              f"(the saved ones could not be restored: {e})")
     return memory, progress, checkpoint.get("pending_priorities")
 
 

@@ -73,6 +73,10 @@ class Config:
     env_id: str = _field("Breakout", "Atari game: a short name (Breakout, Pong) or a gymnasium id "
                          "(BreakoutNoFrameskip-v4, ALE/Breakout-v5); always played DeepMind-style "
                          "(no sticky actions, frame skip 4)", "--env")
+    envs: int = _field(1, "training games played side by side (games); one loop iteration "
+                       "acts on all of them with one batched forward and makes that many agent "
+                       "steps; --steps and --eval-every must be multiples of it; fixed for a "
+                       "run (a resume must keep it)", "--envs")
     # --- length and memory --------------------------------------------------------------------
     total_steps: int = _field(500_000, "agent steps to train for (x4 emulator frames)", "--steps")
     memory_capacity_transitions: int = _field(500_000, "replay memory size in transitions "
@@ -141,12 +145,15 @@ class Config:
                           "overwritten unless resumed", "--out")
     resume: str = _field("", "continue the run in this folder where it stopped (other flags "
                          "must match the run's, except --steps, --device, --threads, "
-                         "--compile, --tensorboard, --render)", "--resume")
+                         "--compile, --tensorboard, --render, --env-processes)", "--resume")
     seed: int = _field(0, "seed of every random number generator", "--seed")
     device: str = _field("auto", "where the networks run: auto picks cuda when available",
                          "--device", choices=DEVICES)
     threads: int = _field(2, "CPU threads for torch's learner; results are bit-reproducible "
                           "for a fixed count", "--threads")
+    env_processes: int = _field(0, "child processes that step the --envs training games "
+                                "(processes); 0 = step them in the trainer's own process; "
+                                "the results are the same either way", "--env-processes")
     overlap: bool = _field(False, "act the next --train-every agent steps on the loop's thread "
                            "while a second thread runs the gradient update, acting with the "
                            "weights from before that update (at most one update old); "
@@ -173,10 +180,10 @@ class Config:
                 need(math.isfinite(getattr(self, f.name)), f.name, "must be a finite number")
         for name in ("total_steps", "memory_capacity_transitions", "batch_size",
                      "train_every_steps", "target_update_steps", "n_step", "eval_every_steps",
-                     "eval_episodes", "eval_max_steps", "threads", "n_quantiles"):
+                     "eval_episodes", "eval_max_steps", "threads", "n_quantiles", "envs"):
             need(getattr(self, name) >= 1, name, "must be a positive integer")
         for name in ("learning_starts_steps", "eps_decay_steps", "per_alpha",
-                     "reset_every_steps"):
+                     "reset_every_steps", "env_processes"):
             need(getattr(self, name) >= 0, name, "must not be negative")
         for name in ("eps_start", "eps_end", "eval_eps", "gamma", "per_beta_start"):
             need(0.0 <= getattr(self, name) <= 1.0, name, "must be in [0, 1]")
@@ -192,6 +199,11 @@ class Config:
              f"transition)")
         need(self.batch_size <= self.memory_capacity_transitions, "batch_size",
              "must not exceed --memory-size")
+        # A loop iteration makes `envs` agent steps; evaluations (and the checkpoints after
+        # them) and the run's end fall between iterations.
+        for name in ("total_steps", "eval_every_steps"):
+            need(getattr(self, name) % self.envs == 0, name,
+                 f"must be a multiple of --envs {self.envs}")
         need(self.device in DEVICES, "device", f"must be one of {', '.join(DEVICES)}")
         if not self.out_dir and self.resume:
             object.__setattr__(self, "out_dir", self.resume)
@@ -225,7 +237,7 @@ class Config:
 
 # Settings a resumed run may change: none of them changes what the agent learns or is scored.
 RESUME_MAY_CHANGE = ("total_steps", "device", "threads", "compile", "tensorboard", "render",
-                     "allow_large_memory", "resume", "out_dir")
+                     "allow_large_memory", "resume", "out_dir", "env_processes")
 
 
 def flag_of(name: str) -> str:

@@ -1,7 +1,8 @@
 """Evaluation games, the rewards.txt line format, the learning curve and rendered frames.
 
 Evaluation acts as training does: its frames are stacked by a replay memory (the one stacking
-rule, see frame_stacker) and actions are chosen by the actor's act_batch() on a batch of states.
+rule, see frame_stacker) and actions are chosen by the actor's act_batch() on a batch of states,
+one row per game: all the games of an evaluation play at once (env.EvalEnvs).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
-import gymnasium as gym
 import matplotlib
 
 matplotlib.use("Agg")
@@ -21,6 +21,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from atari_dqn.config import FRAME_SKIP, SCREEN_SIZE, STACK  # noqa: E402
+from atari_dqn.env import EvalEnvs  # noqa: E402
 from atari_dqn.files import atomic_write, writing  # noqa: E402
 from atari_dqn.replay import ReplayMemory  # noqa: E402
 
@@ -66,43 +67,54 @@ def plot_curves(runs: dict[str, Path], png: Path, title: str) -> None:
 class NullFrameWriter:
     """Used when not rendering: every call does nothing."""
 
-    def begin_game(self) -> None: ...
-    def capture(self, env: gym.Env) -> None: ...
-    def end_game(self, score: float) -> None: ...
+    def capture(self, game: int, games: EvalEnvs) -> None: ...
+    def end_game(self, game: int, score: float) -> None: ...
     def close(self) -> None: ...
 
 
 class PngFrameWriter:
-    """Writes every frame played as <folder>/NNNNNN.png (numbered across the evaluation's games)
-    and, on close(), the best game as an animated GIF at gif_path. A failed write is a
-    DiskError naming the file."""
+    """Writes every frame played as <folder>/NNNNNN.png, numbered across the evaluation's games
+    game by game (game 0's frames first), and, on close(), the best game as an animated GIF at
+    gif_path. The games play side by side, so a frame is first written under its game's own
+    number and renamed into that order by close(). A failed write is a DiskError naming the
+    file."""
 
     def __init__(self, folder: Path, gif_path: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)  # leftovers of an evaluation cut short
         with writing(folder):
             folder.mkdir(parents=True)
         self.folder, self.gif_path = folder, gif_path
-        self.count = 0
-        self.game_start = 0
-        self.best: tuple[float, int, int] | None = None  # score, first frame, end frame
+        self.counts: dict[int, int] = {}  # game -> frames written
+        self.scores: dict[int, float] = {}
 
-    def begin_game(self) -> None:
-        self.game_start = self.count
+    def _game_frame(self, game: int, index: int) -> Path:
+        return self.folder / f"game{game:03d}-{index:06d}.png"
 
-    def capture(self, env: gym.Env) -> None:
-        path = self.folder / f"{self.count:06d}.png"
+    def capture(self, game: int, games: EvalEnvs) -> None:
+        index = self.counts.get(game, 0)
+        path = self._game_frame(game, index)
         with writing(path):
-            Image.fromarray(env.render()).save(path)
-        self.count += 1
+            Image.fromarray(games.render(game)).save(path)
+        self.counts[game] = index + 1
 
-    def end_game(self, score: float) -> None:
-        if self.best is None or score > self.best[0]:
-            self.best = (score, self.game_start, self.count)
+    def end_game(self, game: int, score: float) -> None:
+        self.scores[game] = score
 
     def close(self) -> None:
-        if self.best is None:
+        number, best = 0, None  # best: (score, first frame, end frame)
+        for game in sorted(self.counts):
+            first = number
+            for index in range(self.counts[game]):
+                path = self.folder / f"{number:06d}.png"
+                with writing(path):
+                    self._game_frame(game, index).rename(path)
+                number += 1
+            score = self.scores.get(game, -math.inf)
+            if best is None or score > best[0]:
+                best = (score, first, number)
+        if best is None:
             return
-        _, first, end = self.best
+        _, first, end = best
         every = math.ceil((end - first) / GIF_MAX_FRAMES)
         frames: Iterator[Image.Image] = (Image.open(self.folder / f"{i:06d}.png")
                                          for i in range(first, end, every))
@@ -126,35 +138,44 @@ class Actor(Protocol):
                   rng: np.random.Generator) -> np.ndarray: ...
 
 
-def frame_stacker() -> ReplayMemory:
-    """A replay memory just large enough to stack one state (stack + n_step transitions), for a
-    player that learns nothing. Training acts on its replay memory's state() and evaluation on
-    this one's, so both stack frames by the same rule and the same code: the last STACK frames of
-    the episode, padded at its start by repeating its first frame."""
-    return ReplayMemory(STACK + 1, frame_shape=(SCREEN_SIZE, SCREEN_SIZE), stack=STACK)
+def frame_stacker(streams: int = 1) -> ReplayMemory:
+    """A replay memory just large enough to stack the newest state of each of `streams` games
+    (stack + 1 transitions per game, every game appended at every step), for a player that
+    learns nothing. Training acts on its replay memory's states() and evaluation on this one's,
+    so both stack frames by the same rule and the same code: the last STACK frames of the
+    episode, padded at its start by repeating its first frame."""
+    return ReplayMemory((STACK + 1) * streams, frame_shape=(SCREEN_SIZE, SCREEN_SIZE),
+                        stack=STACK, streams=streams)
 
 
-def evaluate(actor: Actor, env: gym.Env, *, games: int, epsilon: float, seeds: tuple[int, int],
+def evaluate(actor: Actor, games: EvalEnvs, *, epsilon: float, seeds: tuple[int, int],
              frames: NullFrameWriter | PngFrameWriter = NullFrameWriter()) -> list[float]:
-    """Play whole games with epsilon-greedy actions; return each game's raw (unclipped) score."""
+    """Play every game of `games` once, side by side, with epsilon-greedy actions chosen by one
+    act_batch() on all of their states a step; return each game's raw (unclipped) score.
+
+    A pure function of the actor and seeds = (env seed, epsilon seed): game i is reset with
+    env.game_seeds(env seed, len(games))[i], and the rng draws for every row at every step,
+    also for games already over (their actions are ignored), so that every step acts on one
+    batch shape."""
     env_seed, act_seed = seeds
     rng = np.random.default_rng(act_seed)
-    stacker = frame_stacker()
-    scores = []
-    for game in range(games):
-        obs, _ = env.reset(seed=env_seed if game == 0 else None)
-        stacker.start_episode(obs)
-        frames.begin_game()
-        frames.capture(env)
-        score, over = 0.0, False
-        while not over:
-            action = int(actor.act_batch(stacker.state()[None], epsilon, rng)[0])
-            obs, reward, terminated, truncated, _ = env.step(action)
-            score += float(reward)
-            over = terminated or truncated
-            stacker.append(action, float(reward), obs, terminated, truncated)
-            frames.capture(env)
-        frames.end_game(score)
-        scores.append(score)
+    stacker = frame_stacker(len(games))
+    for game, frame in enumerate(games.reset(env_seed)):
+        stacker.start_episode(frame, stream=game)
+        frames.capture(game, games)
+    scores = np.zeros(len(games))
+    while games.playing.any():
+        moving = np.flatnonzero(games.playing)
+        actions = actor.act_batch(stacker.states(), epsilon, rng)
+        result = games.step(actions)
+        scores += result.rewards
+        # a game that is over stays on its last frame: stored as a new episode of that frame
+        stacker.append_batch(actions, result.rewards.astype(np.float32), result.frames,
+                             result.terminated, result.truncated,
+                             reset_frames=result.reset_frames)
+        for game in moving:
+            frames.capture(int(game), games)
+    for game, score in enumerate(scores):
+        frames.end_game(game, float(score))
     frames.close()
-    return scores
+    return scores.tolist()

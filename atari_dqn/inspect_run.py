@@ -22,7 +22,7 @@ import torch
 
 from atari_dqn.agent import Agent
 from atari_dqn.config import Config
-from atari_dqn.env import make_eval_env
+from atari_dqn.env import EvalEnvs
 from atari_dqn.evaluate import NullFrameWriter, evaluate, evaluation_seeds
 from atari_dqn.replay import PrioritizedReplayMemory
 
@@ -30,44 +30,54 @@ QUANTILES = (0.0, 0.01, 0.1, 0.5, 0.9, 1.0)
 
 
 class _Recorder(NullFrameWriter):
-    """Stands in for evaluate()'s agent and frame writer: acts as the agent does and records,
-    game by game, each action and the Q-values of the state it was taken in."""
+    """Stands in for evaluate()'s agent and frame writer: acts as the agent does and records
+    each step's actions and Q-values (one row per game), and how many frames each game had
+    (its reset, then one a step while it played), so that game i's record is the first
+    frames[i] - 1 steps of its row."""
 
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
-        self.games: list[tuple[list[int], list[np.ndarray]]] = []
+        self.actions: list[np.ndarray] = []   # per step: (games,)
+        self.q_values: list[np.ndarray] = []  # per step: (games, actions)
+        self.frames: dict[int, int] = {}
 
-    def begin_game(self) -> None:
-        self.games.append(([], []))
+    def capture(self, game: int, games: EvalEnvs) -> None:
+        self.frames[game] = self.frames.get(game, 0) + 1
 
     def act_batch(self, states: np.ndarray, epsilon: float,
                   rng: np.random.Generator) -> np.ndarray:
         with torch.inference_mode():
-            q_values = self.agent.online(torch.from_numpy(states)).numpy()
+            self.q_values.append(self.agent.online(torch.from_numpy(states)).numpy())
         actions = self.agent.act_batch(states, epsilon, rng)
-        self.games[-1][0].extend(actions.tolist())
-        self.games[-1][1].extend(q_values)
+        self.actions.append(actions)
         return actions
+
+    def game(self, game: int) -> tuple[np.ndarray, np.ndarray]:
+        """(actions, Q-values) of the steps game played."""
+        steps = self.frames[game] - 1
+        return (np.array([a[game] for a in self.actions[:steps]], np.int64),
+                np.array([q[game] for q in self.q_values[:steps]]))
 
 
 def action_report(run: Path, model_index: int, games: int) -> list[str]:
     saved = json.loads((run / "config.json").read_text())
     config = Config(**{**saved, "compile": False, "overlap": False})
-    env = make_eval_env(config.env_id, max_steps=config.eval_max_steps)
-    agent = Agent(int(env.action_space.n), config, torch.device("cpu"))
+    env = EvalEnvs(config.env_id, games, max_steps=config.eval_max_steps)
+    agent = Agent(env.action_count, config, torch.device("cpu"))
     agent.online.load_state_dict(torch.load(run / f"model_{model_index:03d}.pt",
                                             map_location="cpu", weights_only=True))
     recorder = _Recorder(agent)
-    scores = evaluate(recorder, env, games=games, epsilon=config.eval_eps,
+    scores = evaluate(recorder, env, epsilon=config.eval_eps,
                       seeds=evaluation_seeds(config.seed, model_index), frames=recorder)
-    names = env.unwrapped.get_action_meanings()
+    names = env.envs[0].unwrapped.get_action_meanings()
     env.close()
     lines = [f"{run.name} model_{model_index:03d}.pt, epsilon {config.eval_eps}; "
              f"actions {', '.join(names)}"]
-    for game, (score, (actions, q_values)) in enumerate(zip(scores, recorder.games), start=1):
+    for game, score in enumerate(scores):
+        actions, q_values = recorder.game(game)
         counts = np.bincount(actions, minlength=len(names))
         mean_q = np.mean(q_values, axis=0)
-        lines.append(f"game {game}: {len(actions)} steps, score {score:.0f}, action counts "
+        lines.append(f"game {game + 1}: {len(actions)} steps, score {score:.0f}, action counts "
                      f"{counts.tolist()}, mean Q [{', '.join(f'{q:.3f}' for q in mean_q)}]")
     return lines
 

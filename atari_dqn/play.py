@@ -90,15 +90,15 @@ def play(args: argparse.Namespace) -> list[float]:
     settings = run_settings(policy.model_file(args.path))
     game = args.env or settings.get("env_id", DEFAULT_GAME)
     max_steps = args.max_steps or int(settings.get("eval_max_steps", DEFAULT_MAX_STEPS))
-    env = envs.make_eval_env(game, max_steps=max_steps, render=gif is not None)
+    env = envs.EvalEnvs(game, args.games, max_steps=max_steps, render=gif is not None)
     try:
-        if env.action_space.n != network.n_actions:
+        if env.action_count != network.n_actions:
             raise PlayError(f"the model has {network.n_actions} actions, {game} has "
-                            f"{env.action_space.n}")
+                            f"{env.action_count}")
         with tempfile.TemporaryDirectory(prefix="play-frames-") as frames_dir:
             frames = (PngFrameWriter(Path(frames_dir) / "frames", gif) if gif is not None
                       else NullFrameWriter())
-            return evaluate(policy.Actor(network), env, games=args.games, epsilon=args.eps,
+            return evaluate(policy.Actor(network), env, epsilon=args.eps,
                             seeds=evaluation_seeds(args.seed, PLAY_INDEX), frames=frames)
     finally:
         env.close()

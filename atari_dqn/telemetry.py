@@ -74,10 +74,11 @@ class Telemetry:
                    f"{progress.last_eval_score:.1f} over {games} games; {wall} of wall clock "
                    f"so far")
 
-    def stepped(self, progress: Progress, eps: float) -> None:
-        self.bar.update(1)
+    def stepped(self, progress: Progress, eps: float, steps: int = 1) -> None:
+        """The loop made `steps` agent steps (one per game), up to progress.step."""
+        self.bar.update(steps)
         step = progress.step
-        if step % LOG_EVERY_STEPS and step != self.total_steps:
+        if not _crossed(step, steps, LOG_EVERY_STEPS) and step != self.total_steps:
             return
         now = self.clock()
         rate = (step - self.window[1]) / max(now - self.window[0] - self.paused_seconds, 1e-9)
@@ -91,7 +92,7 @@ class Telemetry:
             self.q_values.clear()
         self.bar.set_postfix(eps=f"{eps:.3f}", eval=_fmt(progress.last_eval_score),
                              game=_fmt(progress.last_game_score), refresh=False)
-        if self.bar.disable and step % LINE_EVERY_STEPS == 0:
+        if self.bar.disable and _crossed(step, steps, LINE_EVERY_STEPS):
             tqdm.write(f"agent step {step} of {self.total_steps}: {rate:.0f} steps/s, epsilon "
                        f"{eps:.3f}, last game score {_fmt(progress.last_game_score)}")
 
@@ -102,6 +103,11 @@ class Telemetry:
     def close(self) -> None:
         self.bar.close()
         self.logger.close()
+
+
+def _crossed(step: int, steps: int, every: int) -> bool:
+    """Whether the agent steps step - steps + 1 .. step hold a multiple of every."""
+    return step // every != (step - steps) // every
 
 
 def _fmt(score: float | None) -> str:

@@ -5,6 +5,13 @@ schedule (and its --overlap thread) in learner.py, the progress bar and TensorBo
 telemetry.py, evaluation games in evaluate.py. Training and evaluation act through the same call,
 Agent.act_batch, on states stacked by the replay memory.
 
+One iteration of the loop plays one agent step in each of the --envs games (env.TrainEnvs; the
+memory has one stream per game), acting on all of them with one batched forward: --envs agent
+steps. Every count (--steps, --train-every, --target-update, --eval-every, --learning-starts,
+--reset-every, epsilon, beta) is in agent steps over all games, and the boundaries an iteration
+crosses are acted on in step order, so the replay ratio does not depend on --envs; with --envs 1
+the loop is the single-game loop, step for step (tests/test_train.py holds it to that).
+
 Everything about the settings and the machine is checked before the run folder is made. Once it
 is, a run ends in one of three ways: it finishes; a signal or stop_when stops it after a
 checkpoint; or a RunError (one line, raised after the last good state is checkpointed or with the
@@ -46,7 +53,7 @@ class RunResult:
 
 
 class StopOnSignal:
-    """SIGINT/SIGTERM ask the loop to stop after the current agent step (and evaluation);
+    """SIGINT/SIGTERM ask the loop to stop after the current iteration (and evaluation);
     a second signal stops at once."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -77,7 +84,7 @@ def make_memory(config: Config) -> Any:
     from atari_dqn.replay import PrioritizedReplayMemory, ReplayMemory
 
     common = dict(frame_shape=(envs.SCREEN_SIZE, envs.SCREEN_SIZE), stack=envs.STACK,
-                  seed=config.seed, n_step=config.n_step, gamma=config.gamma)
+                  streams=config.envs, seed=config.seed, n_step=config.n_step, gamma=config.gamma)
     try:
         if config.prioritized:
             return PrioritizedReplayMemory(config.memory_capacity_transitions,
@@ -95,8 +102,7 @@ def play_evaluation(agent: Agent, eval_env: Any, config: Config, run: Path,
     index = progress.evaluations + 1
     frames = (PngFrameWriter(run / f"eval_{index:03d}", run / f"eval_{index:03d}.gif")
               if config.render else NullFrameWriter())
-    scores = evaluate(agent, eval_env, games=config.eval_episodes, epsilon=config.eval_eps,
-                      seeds=evaluation_seeds(config.seed, index), frames=frames)
+    scores = evaluate(agent, eval_env, epsilon=config.eval_eps, seeds=evaluation_seeds(config.seed, index), frames=frames)
     record_evaluation(run, agent, progress, scores, final=progress.step == config.total_steps)
     return scores
 
@@ -122,66 +128,90 @@ def train(config: Config, *, stop_when: Callable[[int], bool] = lambda step: Fal
         lock.close()
 
 
+def count_game_scores(progress: Progress, result: envs.StepResult) -> None:
+    """Add a step's raw rewards to each game's score; a game that is over reports its score."""
+    for row, (reward, over) in enumerate(zip(result.rewards, result.game_over)):
+        progress.game_scores[row] += float(reward)
+        if over:
+            progress.last_game_score, progress.game_scores[row] = progress.game_scores[row], 0.0
+
+
 def _train(config: Config, run: Path, device: torch.device, memory: Any,
            stop_when: Callable[[int], bool]) -> RunResult:
     """train() on a locked run folder; memory: a new one, or None to load the checkpoint's."""
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    env = envs.make_train_env(config.env_id)
-    eval_env = envs.make_eval_env(config.env_id, max_steps=config.eval_max_steps,
-                                  render=config.render)
-    agent = Agent(int(env.action_space.n), config, device)
-    act_rng = np.random.default_rng(config.seed)
-    if memory is None:
-        memory, progress, pending = load_checkpoint(run, config, agent, act_rng, env)
-    else:
-        progress, pending = Progress(), None
-        tidy_run_dir(run, progress, replay_name=None)  # what a run stopped early left
-        obs, _ = env.reset(seed=config.seed)
-        memory.start_episode(obs)
+    n = config.envs  # one loop iteration: one agent step in each of n games, n agent steps
+    games = envs.TrainEnvs(config.env_id, n, config.seed, processes=config.env_processes)
+    eval_env = envs.EvalEnvs(config.env_id, config.eval_episodes,
+                             max_steps=config.eval_max_steps, render=config.render)
+    try:
+        agent = Agent(games.action_count, config, device)
+        act_rng = np.random.default_rng(config.seed)
+        if memory is None:
+            memory, progress, pending = load_checkpoint(run, config, agent, act_rng, games)
+        else:
+            progress, pending = Progress(game_scores=[0.0] * n), None
+            tidy_run_dir(run, progress, replay_name=None)  # what a run stopped early left
+            for stream, frame in enumerate(games.reset()):
+                memory.start_episode(frame, stream=stream)
+    except BaseException:  # e.g. a damaged checkpoint: the games' processes end with it
+        games.close()
+        eval_env.close()
+        raise
     telemetry = Telemetry(config, run, progress.step)
     updates = Updates(agent, memory, config, telemetry.learned, pending)
     started, wall_before = time.perf_counter(), progress.wall_seconds
 
+    def resets_at(step: int) -> bool:
+        """Whether a shrink-and-perturb reset follows agent step `step`."""
+        return bool(config.reset_every_steps and step and step % config.reset_every_steps == 0)
+
+    def reset_network(step: int) -> None:
+        updates.finish()
+        agent.reset(step)
+        agent.sync_actor()
+
     def checkpoint() -> None:
         progress.wall_seconds = wall_before + time.perf_counter() - started
-        save_checkpoint(run, config, agent, memory, act_rng, progress, env, updates.pending())
+        save_checkpoint(run, config, agent, memory, act_rng, progress, games, updates.pending())
 
     with StopOnSignal() as stop:
         try:
             while progress.step < config.total_steps:
-                if (config.reset_every_steps and progress.step
-                        and progress.step % config.reset_every_steps == 0):
-                    # at the top of the step after a multiple: after that step's evaluation
-                    # (which scores the trained network) and checkpoint (resumed, it resets too)
-                    updates.finish()
-                    agent.reset(progress.step)
-                    agent.sync_actor()
+                if resets_at(progress.step):
+                    # at the top of the iteration after it: after that step's evaluation (which
+                    # scores the trained network) and checkpoint (resumed, it resets too)
+                    reset_network(progress.step)
                 eps = epsilon(progress.step, start=config.eps_start, end=config.eps_end,
                               decay_steps=config.eps_decay_steps,
                               warmup_steps=config.learning_starts_steps)
-                # act on exactly the state the memory will return for this transition; with
+                # act on exactly the states the memory will return for these transitions; with
                 # overlap, while the update started at the last learning boundary runs
-                action = int(agent.act_batch(memory.state()[None], eps, act_rng, actor=True)[0])
-                obs, reward, terminated, truncated, info = env.step(action)
-                memory.append(action, envs.learning_reward(reward), obs, terminated, truncated)
-                progress.game_score += float(reward)
-                if terminated or truncated:  # a lost life or the end of the game
-                    if info["game_over"]:
-                        progress.last_game_score, progress.game_score = progress.game_score, 0.0
-                    obs, _ = env.reset()
-                    memory.start_episode(obs)
-                progress.step += 1
+                actions = agent.act_batch(memory.states(), eps, act_rng, actor=True)
+                result = games.step(actions)  # a game whose episode ended is reset in it
+                memory.append_batch(actions, envs.learning_rewards(result.rewards),
+                                    result.frames, result.terminated, result.truncated,
+                                    reset_frames=result.reset_frames)
+                count_game_scores(progress, result)
+                first, progress.step = progress.step + 1, progress.step + n
                 step = progress.step
 
-                if (step > config.learning_starts_steps and step % config.train_every_steps == 0
-                        and len(memory) >= config.batch_size):
-                    updates.finish()
-                    agent.sync_actor()
-                    updates.start(step)
-                if step % config.target_update_steps == 0:
-                    updates.finish()
-                    agent.sync_target()
+                # The boundaries of every agent step of the iteration, in step order, so that
+                # the replay ratio and the target period do not depend on n; evaluations fall
+                # between iterations (Config checks that --eval-every is a multiple of n).
+                for boundary in range(first, step + 1):
+                    if (boundary > config.learning_starts_steps
+                            and boundary % config.train_every_steps == 0
+                            and len(memory) >= config.batch_size):
+                        updates.finish()
+                        agent.sync_actor()
+                        updates.start(boundary)
+                    if boundary % config.target_update_steps == 0:
+                        updates.finish()
+                        agent.sync_target()
+                    if boundary < step and resets_at(boundary):
+                        reset_network(boundary)  # inside the iteration: at once
                 checkpointed = False
                 if step % config.eval_every_steps == 0 or step == config.total_steps:
                     updates.finish()
@@ -190,7 +220,7 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
                     checkpoint()
                     checkpointed = True
                     telemetry.evaluated(progress, len(scores), time.perf_counter() - paused_at)
-                telemetry.stepped(progress, eps)
+                telemetry.stepped(progress, eps, n)
 
                 if stop.signum is not None or stop_when(step):
                     updates.wait()  # the actor keeps its older weights: they are saved too
@@ -206,6 +236,6 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
         finally:
             updates.close()
             telemetry.close()
-            env.close()
+            games.close()
             eval_env.close()
     return RunResult(run, progress.step, stopped_early=False)

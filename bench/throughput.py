@@ -13,7 +13,13 @@ a real run, where epsilon sits at its end value).
            from env.py, replay.py, schedule.py and agent.Agent.learn (the very same TD target),
            with the optimizer and layout put back to torch's defaults.
   trainer  atari_dqn.train.train() with its defaults (evaluation pushed past the timed window)
+  trainer --envs N   train() acting on N games at once (one batched forward an iteration), at
+           the same replay ratio (one update of 32 per 4 agent steps, over all games); N from
+           --envs (default 1 2 4 8), the games stepped in --env-processes child processes
+  trainer defaults --envs N   the same with the project's learning defaults (Double DQN,
+           dueling, 3-step returns) instead of the plain settings, at N = 1 and the largest N
 
+The plain settings are the issue's comparison settings: --no-double --no-dueling --n-step 1.
 The trainer is also measured with --no-compile. --levers adds rows that take the levers one at a
 time: the plain loop with fused Adam, then also channels_last; the trainer with --overlap, and
 with --threads 1. Every measurement runs in a fresh process; the rows alternate, --repeats times,
@@ -21,11 +27,19 @@ and the table gives medians and ranges.
 
     python bench/throughput.py                       # uniform and prioritized (about 8 minutes)
     python bench/throughput.py --prioritized --levers
+    python bench/throughput.py --uniform --envs 1 2 4 8 --repeats 3   # the issue's table
+
+After the table, --breakdown (on by default) adds one instrumented run per --envs N (not
+repeated; its perf_counter calls cost a little): where the time of an agent step goes, timed
+around each phase of train() over the same window: env (TrainEnvs.step, incl. waiting for child
+processes), act (Agent.act_batch), replay (append_batch, states, sample), learn (Agent.learn),
+other (the rest: the loop, schedules, syncs, telemetry).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -43,7 +57,9 @@ from atari_dqn.schedule import beta, epsilon
 from atari_dqn.train import make_memory, train
 
 EPS_LEARNING = 0.01
-WARM_STEPS = 100  # agent steps of learning before the clock starts: 25 updates, compiled by then
+WARM_STEPS = 104  # agent steps of learning before the clock starts: 26 updates, compiled by then
+ALIGN = 8  # window edges are multiples of every --envs measured (1, 2, 4, 8): iteration ends
+PHASES = ("env", "act", "replay", "learn")
 ROWS = {  # name -> what the row measures
     "plain": "plain serial loop, torch defaults",
     "plain+fused": "plain loop + fused Adam",
@@ -53,19 +69,41 @@ ROWS = {  # name -> what the row measures
     "trainer --no-compile": "train(), eager networks",
     "trainer": "train() with its defaults",
 }
+ENVS_ROW = re.compile(r"^trainer(?P<defaults> defaults)? --envs (?P<n>\d+)$")
 LEVER_ROWS = ("plain+fused", "plain+fused+cl", "trainer --overlap", "trainer --threads 1")
 
 
-def bench_config(args: argparse.Namespace, prioritized: bool, out_dir: str, **extra) -> Config:
-    total = args.learning_starts + WARM_STEPS + args.timed_steps
-    # Plain DQN targets (no double, dueling or n-step): the settings the table was measured with.
-    return Config(env_id="Breakout", batch_size=32, train_every_steps=4, double=False,
-                  dueling=False, n_step=1,
+def row_name(row: str) -> str:
+    match = ENVS_ROW.match(row)
+    if match is None:
+        return ROWS[row]
+    learning = "Double, dueling, 3-step" if match["defaults"] else "plain settings"
+    games = f"{match['n']} game{'s' if match['n'] != '1' else ''}"
+    return f"train(), {games} at once, {learning}"
+
+
+def align(steps: int) -> int:
+    return -(-steps // ALIGN) * ALIGN
+
+
+def window(args: argparse.Namespace) -> tuple[int, int]:
+    """(first, last): the timed agent steps are first + 1 .. last, both ends multiples of ALIGN."""
+    first = align(args.learning_starts + WARM_STEPS)
+    return first, first + align(args.timed_steps)
+
+
+def bench_config(args: argparse.Namespace, prioritized: bool, out_dir: str, envs: int = 1,
+                 **extra) -> Config:
+    _, last = window(args)
+    # Plain DQN targets (no double, dueling or n-step): the issue's comparison settings,
+    # --no-double --no-dueling --n-step 1 (extra may put the project's defaults back).
+    settings = {**dict(double=False, dueling=False, n_step=1), **extra}
+    return Config(env_id="Breakout", batch_size=32, train_every_steps=4,
                   memory_capacity_transitions=100_000, target_update_steps=1_000,
-                  learning_starts_steps=args.learning_starts, total_steps=total + 1,
+                  learning_starts_steps=args.learning_starts, total_steps=last + envs,
                   eps_start=EPS_LEARNING, eps_end=EPS_LEARNING, prioritized=prioritized,
-                  eval_every_steps=total + 1, eval_episodes=1, eval_max_steps=1,
-                  out_dir=out_dir, seed=args.seed, **extra)
+                  eval_every_steps=last + envs, eval_episodes=1, eval_max_steps=1,
+                  out_dir=out_dir, seed=args.seed, envs=envs, **settings)
 
 
 def run_plain(config: Config, *, fused: bool, channels_last: bool) -> float:
@@ -83,8 +121,9 @@ def run_plain(config: Config, *, fused: bool, channels_last: bool) -> float:
     obs, _ = env.reset(seed=config.seed)
     memory.start_episode(obs)
     start_time = None
-    for step in range(1, config.total_steps):  # the trainer stops before its last step too
-        if step == config.learning_starts_steps + WARM_STEPS + 1:
+    first, last = align(config.learning_starts_steps + WARM_STEPS), config.total_steps - config.envs
+    for step in range(1, last + 1):  # the trainer stops before its last evaluation too
+        if step == first + 1:
             start_time = time.perf_counter()
         eps = epsilon(step - 1, start=config.eps_start, end=config.eps_end,
                       decay_steps=config.eps_decay_steps,
@@ -105,28 +144,76 @@ def run_plain(config: Config, *, fused: bool, channels_last: bool) -> float:
         if step % config.target_update_steps == 0:
             agent.sync_target()
     env.close()
-    return (config.total_steps - 1 - config.learning_starts_steps - WARM_STEPS) / (
-        time.perf_counter() - start_time)
+    return (last - first) / (time.perf_counter() - start_time)
 
 
-def run_trainer(config: Config) -> float:
-    """Agent steps per second of train() between learning_starts + WARM_STEPS and the last step
-    before its final evaluation."""
+def run_trainer(config: Config, phases: dict[str, float] | None = None) -> float:
+    """Agent steps per second of train() between learning_starts + WARM_STEPS (aligned) and the
+    last iteration before its final evaluation. phases: filled with the seconds spent in each
+    phase of PHASES over that window (instrumented run)."""
     marks: dict[int, float] = {}
-    first, last = config.learning_starts_steps + WARM_STEPS, config.total_steps - 1
+    first, last = align(config.learning_starts_steps + WARM_STEPS), config.total_steps - config.envs
 
     def clock(step: int) -> bool:
         if step in (first, last):
             marks[step] = time.perf_counter()
+            if phases is not None and step == first:
+                phases.update(dict.fromkeys(PHASES, 0.0))
         return step == last
 
-    train(config, stop_when=clock)
+    if phases is None:
+        train(config, stop_when=clock)
+    else:
+        with instrumented(phases):
+            train(config, stop_when=clock)
     return (last - first) / (marks[last] - marks[first])
 
 
-def measure(row: str, prioritized: bool, args: argparse.Namespace) -> float:
+class instrumented:
+    """Wraps the methods of each phase with perf_counter, summing seconds into phases."""
+
+    def __init__(self, phases: dict[str, float]) -> None:
+        from atari_dqn.replay import ReplayMemory
+
+        self.phases = phases
+        self.targets = [(envs.TrainEnvs, "step", "env"), (Agent, "act_batch", "act"),
+                        (Agent, "learn", "learn"), (ReplayMemory, "append_batch", "replay"),
+                        (ReplayMemory, "states", "replay"), (ReplayMemory, "_sample", "replay")]
+        self.originals: list[tuple[type, str, object]] = []
+
+    def __enter__(self) -> instrumented:
+        for owner, name, phase in self.targets:
+            original = getattr(owner, name)
+            self.originals.append((owner, name, original))
+            setattr(owner, name, self._timed(original, phase))
+        return self
+
+    def _timed(self, method, phase: str):
+        phases = self.phases
+
+        def timed(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                phases[phase] = phases.get(phase, 0.0) + time.perf_counter() - started
+        return timed
+
+    def __exit__(self, *exc) -> None:
+        for owner, name, original in reversed(self.originals):
+            setattr(owner, name, original)
+
+
+def measure(row: str, prioritized: bool, args: argparse.Namespace,
+            phases: dict[str, float] | None = None) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         out = str(Path(tmp) / "run")
+        match = ENVS_ROW.match(row)
+        if match:
+            defaults = dict(double=True, dueling=True, n_step=3) if match["defaults"] else {}
+            config = bench_config(args, prioritized, out, envs=int(match["n"]),
+                                  env_processes=args.env_processes, **defaults)
+            return run_trainer(config, phases)
         if row.startswith("plain"):
             config = bench_config(args, prioritized, out, overlap=False, compile=False)
             return run_plain(config, fused="fused" in row, channels_last="cl" in row)
@@ -149,26 +236,52 @@ def main() -> None:
     parser.add_argument("--learning-starts", type=int, default=2_000)
     parser.add_argument("--timed-steps", type=int, default=2_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--envs", type=int, nargs="*", default=[1, 2, 4, 8],
+                        help="games at once of the 'trainer --envs N' rows (divisors of 8; "
+                             "none: no such rows)")
+    parser.add_argument("--env-processes", type=int, default=0,
+                        help="child processes stepping the games of those rows (0: in-process)")
+    parser.add_argument("--no-breakdown", dest="breakdown", action="store_false",
+                        help="skip the instrumented runs (where the time goes)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: one measurement
+    parser.add_argument("--instrument", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if any(n < 1 or ALIGN % n for n in args.envs):
+        parser.error(f"--envs: each must divide {ALIGN}, got {args.envs}")
     if args.worker:
         row, prioritized = json.loads(args.worker)
-        print(json.dumps(measure(row, prioritized, args)))
+        phases: dict[str, float] | None = {} if args.instrument else None
+        rate = measure(row, prioritized, args, phases)
+        print(json.dumps([rate, phases]))
         return
 
     modes = [False, True]
     if args.prioritized != args.uniform:
         modes = [args.prioritized]
-    rows = ["plain", *(LEVER_ROWS if args.levers else ()), "trainer --no-compile", "trainer"]
+    envs_rows = [f"trainer --envs {n}" for n in args.envs]
+    if args.envs:
+        envs_rows += sorted({f"trainer defaults --envs {n}" for n in (1, max(args.envs))},
+                            key=lambda row: int(row.split()[-1]))
+    rows = ["plain", *(LEVER_ROWS if args.levers else ()), "trainer --no-compile", "trainer",
+            *envs_rows]
+
+    def worker(row: str, prioritized: bool, instrument: bool = False) -> tuple[float, dict]:
+        cmd = [sys.executable, __file__, "--worker", json.dumps([row, prioritized]),
+               "--learning-starts", str(args.learning_starts),
+               "--timed-steps", str(args.timed_steps), "--seed", str(args.seed),
+               "--env-processes", str(args.env_processes),
+               *(["--instrument"] if instrument else [])]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.exit(f"{row} failed:\n{done.stderr[-3000:]}")
+        rate, phases = json.loads(done.stdout.strip().splitlines()[-1])
+        return float(rate), phases or {}
+
     results: dict[tuple[str, bool], list[float]] = {}
     for repeat in range(args.repeats):
         for prioritized in modes:
             for row in rows:  # alternate, so slow spells of the machine hit every row
-                cmd = [sys.executable, __file__, "--worker", json.dumps([row, prioritized]),
-                       "--learning-starts", str(args.learning_starts),
-                       "--timed-steps", str(args.timed_steps), "--seed", str(args.seed)]
-                done = subprocess.run(cmd, capture_output=True, text=True, check=True)
-                rate = float(done.stdout.strip().splitlines()[-1])
+                rate, _ = worker(row, prioritized)
                 results.setdefault((row, prioritized), []).append(rate)
                 print(f"  repeat {repeat + 1}: {'per' if prioritized else 'uniform'} {row}: "
                       f"{rate:.1f} steps/s", file=sys.stderr, flush=True)
@@ -183,11 +296,31 @@ def main() -> None:
         for row in rows:
             rates = results[(row, prioritized)]
             median = statistics.median(rates)
-            print(f"| {'prioritized' if prioritized else 'uniform'} | {row}: {ROWS[row]} | "
+            print(f"| {'prioritized' if prioritized else 'uniform'} | {row}: {row_name(row)} | "
                   f"{median:.1f} [{min(rates):.1f}-{max(rates):.1f}] | {median / plain:.2f}x |")
     if len(modes) == 2:
         uniform, per = (statistics.median(results[("trainer", p)]) for p in modes)
         print(f"\ntrainer, prioritized vs uniform: {per / uniform - 1:+.1%}")
+    if args.envs:
+        best = max(args.envs, key=lambda n: statistics.median(results[(f"trainer --envs {n}",
+                                                                       modes[0])]))
+        rate = statistics.median(results[(f"trainer --envs {best}", modes[0])])
+        plain = statistics.median(results[("plain", modes[0])])
+        defaults = statistics.median(results[("trainer defaults --envs 1", modes[0])])
+        print(f"\nbest --envs {best}: {rate:.1f} agent steps/s = {rate / plain:.2f}x the plain "
+              f"loop ({plain:.1f}); the trainer with its defaults at --envs 1: {defaults:.1f}")
+    if args.breakdown and args.envs:
+        print(f"\nwhere an agent step's time goes (ms; one instrumented run each, "
+              f"{'prioritized' if modes[0] else 'uniform'} replay, plain settings)\n")
+        print("| --envs | steps/s | env | act | replay | learn | other |")
+        print("|---|---|---|---|---|---|---|")
+        first, last = window(args)
+        for n in args.envs:
+            rate, phases = worker(f"trainer --envs {n}", modes[0], instrument=True)
+            per_step = {k: 1000 * v / (last - first) for k, v in phases.items()}
+            other = 1000 / rate - sum(per_step.values())
+            print(f"| {n} | {rate:.1f} | " + " | ".join(f"{per_step.get(k, 0.0):.2f}"
+                                                       for k in PHASES) + f" | {other:.2f} |")
 
 
 if __name__ == "__main__":

@@ -370,3 +370,37 @@ def test_reset_is_a_function_of_seed_and_step_and_leaves_other_state_alone():
                            named(agent.online)["value.0.weight"])
     batch = fixed_batch(seed=1)
     assert agent.learn(batch).loss == twin.learn(batch).loss  # and learning goes on
+
+
+def memory_batch(n_step: int, size: int = 16):
+    from atari_dqn.replay import ReplayMemory
+
+    rng = np.random.default_rng(1)
+    memory = ReplayMemory(200, frame_shape=(84, 84), stack=4, seed=0, n_step=n_step)
+    memory.start_episode(rng.integers(0, 256, (84, 84), dtype=np.uint8))
+    for i in range(100):
+        memory.append(int(rng.integers(N_ACTIONS)), float(rng.choice([-1.0, 0.0, 1.0])),
+                      rng.integers(0, 256, (84, 84), dtype=np.uint8), terminated=(i % 37 == 36))
+        if i % 37 == 36:
+            memory.start_episode(rng.integers(0, 256, (84, 84), dtype=np.uint8))
+    return memory.sample(size)
+
+
+@pytest.mark.parametrize("n_step", [1, 3])
+def test_a_one_step_batch_goes_to_the_device_as_one_buffer_and_learns_the_same(n_step,
+                                                                               monkeypatch):
+    batch = memory_batch(n_step)
+    copied = SimpleNamespace(**{k: np.ascontiguousarray(getattr(batch, k)) for k in
+                                ("states", "next_states", "actions", "rewards", "discounts")})
+    reference = make_agent()
+    expected = reference.learn(copied)
+    agent = make_agent()
+    shapes = []
+    tensor = agent._tensor
+    monkeypatch.setattr(agent, "_tensor", lambda a: shapes.append(a.shape) or tensor(a))
+    stats = agent.learn(batch)
+    frames = [shape for shape in shapes if len(shape) == 4]
+    # n_step 1: states and next_states are views of one (B, 5, 84, 84) buffer, copied once
+    assert frames == ([(16, 5, 84, 84)] if n_step == 1 else [(16, 4, 84, 84)] * 2)
+    assert stats.loss == expected.loss
+    assert all(torch.equal(a, b) for a, b in zip(params(agent.online), params(reference.online)))

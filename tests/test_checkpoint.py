@@ -8,6 +8,7 @@ import json
 import pytest
 
 from atari_dqn import checkpoint
+from atari_dqn import env as envs
 from atari_dqn import train as training
 from atari_dqn.config import Config, ConfigError
 
@@ -52,10 +53,10 @@ def test_resume_starts_a_fresh_episode_when_the_saved_one_cannot_be_restored(
     def broken_restore(env, snap):
         raise RuntimeError("emulator state from another version")
 
-    monkeypatch.setattr(checkpoint.envs, "restore", broken_restore)
+    monkeypatch.setattr(envs, "restore", broken_restore)
     resumed = checkpoint.resume_config(config.out_dir, {})
     assert training.train(resumed).steps == 60
-    assert "started a fresh episode" in capsys.readouterr().out
+    assert "started fresh games" in capsys.readouterr().out
     assert len((tmp_path / "run" / "rewards.txt").read_text().splitlines()) == 2
 
 
@@ -178,3 +179,30 @@ def test_a_run_from_before_the_architecture_flags_resumes_with_them_at_their_old
     assert (resumed.head, resumed.network, resumed.augment) == ("scalar", "nature", False)
     with pytest.raises(ConfigError, match="--head cannot change"):
         checkpoint.resume_config(str(tmp_path), {"head": "quantile"})
+
+
+def test_a_checkpoint_from_before_envs_resumes_as_one_game(tmp_path, capsys):
+    """Before --envs a checkpoint held one env snapshot (a dict) and one game_score, and its
+    config no envs: such a checkpoint resumes exactly as today's does."""
+    import shutil
+
+    import torch
+
+    config = dataclasses.replace(tiny(tmp_path), learning_starts_steps=20, batch_size=8)
+    assert training.train(config, stop_when=lambda step: step == 40).steps == 40
+    old = tmp_path / "old"
+    shutil.copytree(config.run_dir, old)
+    saved = torch.load(old / "checkpoint.pt", weights_only=True)
+    assert len(saved["env"]) == 1 and len(saved["progress"]["game_scores"]) == 1
+    saved["env"] = saved["env"][0]
+    saved["progress"]["game_score"] = saved["progress"].pop("game_scores")[0]
+    for name in ("envs", "env_processes"):
+        del saved["config"][name]
+    torch.save(saved, old / "checkpoint.pt")
+    for run in (config.run_dir, old):
+        assert training.train(checkpoint.resume_config(str(run), {})).steps == 60
+        assert "resumed the episode in progress" in capsys.readouterr().out
+    assert (old / "rewards.txt").read_text() == (config.run_dir / "rewards.txt").read_text()
+    for name in ("model_001.pt", "model_002.pt"):
+        a, b = (torch.load(run / name, weights_only=True) for run in (config.run_dir, old))
+        assert all(torch.equal(a[k], b[k]) for k in a)

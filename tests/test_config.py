@@ -33,6 +33,11 @@ def test_defaults_are_valid_and_every_field_has_a_doc_and_a_flag():
     (dict(gamma=1.2), "--gamma"),
     (dict(batch_size=64, memory_capacity_transitions=32), "--batch-size"),
     (dict(device="tpu"), "--device"),
+    (dict(envs=0), "--envs must be a positive integer"),
+    (dict(env_processes=-1), "--env-processes must not be negative"),
+    (dict(envs=8, total_steps=1_004), "--steps must be a multiple of --envs 8"),
+    (dict(envs=3, eval_every_steps=1_000, total_steps=3_000),
+     "--eval-every must be a multiple of --envs 3"),
     # issue 12, defects 6 and 7: each of these used to start a run (and crash inside it)
     (dict(lr=float("inf")), "--lr must be a finite number"),
     (dict(adam_eps=float("inf")), "--adam-eps must be a finite number"),

@@ -20,6 +20,8 @@ def test_unknown_game_is_a_config_error():
 
 def test_learning_reward_is_the_sign():
     assert [envs.learning_reward(r) for r in (-7.0, 0.0, 4.0)] == [-1.0, 0.0, 1.0]
+    rows = envs.learning_rewards(np.array([-7.0, 0.0, 4.0]))
+    assert rows.dtype == np.float32 and rows.tolist() == [-1.0, 0.0, 1.0]
 
 
 def test_v5_ids_are_played_deepmind_style():

@@ -8,7 +8,7 @@ from PIL import Image
 from atari_dqn import env as envs
 from atari_dqn.agent import Agent
 from atari_dqn.config import Config
-from atari_dqn.evaluate import (PngFrameWriter, evaluate, evaluation_seeds, frame_stacker,
+from atari_dqn.evaluate import (NullFrameWriter, PngFrameWriter, evaluate, evaluation_seeds, frame_stacker,
                                 parse_rewards, plot_curve, rewards_line)
 
 
@@ -36,23 +36,66 @@ def test_evaluation_seeds_depend_on_the_run_seed_and_the_index():
 
 
 def test_evaluation_is_a_pure_function_of_its_seeds(agent):
-    env = envs.make_eval_env("Breakout", max_steps=60)
-    run = lambda: evaluate(agent, env, games=2, epsilon=0.5, seeds=(1, 2))  # noqa: E731
+    env = envs.EvalEnvs("Breakout", 2, max_steps=60)
+    run = lambda: evaluate(agent, env, epsilon=0.5, seeds=(1, 2))  # noqa: E731
     first = run()
     assert len(first) == 2 and run() == first
 
 
-def test_frame_writer_writes_every_frame_and_the_best_game_as_gif(agent, tmp_path):
-    env = envs.make_eval_env("Breakout", max_steps=40, render=True)
+class _Lengths(NullFrameWriter):
+    """Counts each game's frames (its reset, then one a step while it plays)."""
+
+    def __init__(self):
+        self.frames = {}
+
+    def capture(self, game, games):
+        self.frames[game] = self.frames.get(game, 0) + 1
+
+
+def test_games_played_at_once_are_the_lone_games_given_each_row_actions(agent):
+    """Game i of an evaluation is a lone make_eval_env reset with its seed and fed the actions
+    of row i: its score and length are that lone game's."""
+    watcher, lengths = _Watcher(agent), _Lengths()
+    scores = evaluate(watcher, envs.EvalEnvs("Breakout", 3, max_steps=60), epsilon=0.5,
+                      seeds=(7, 8), frames=lengths)
+    for game, seed in enumerate(envs.game_seeds(7, 3)):
+        env = envs.make_eval_env("Breakout", max_steps=60)
+        env.reset(seed=seed)
+        score, steps, over = 0.0, 0, False
+        while not over:
+            _, reward, terminated, truncated, _ = env.step(int(watcher.actions[steps][game]))
+            score, steps, over = score + reward, steps + 1, terminated or truncated
+        assert (score, steps + 1) == (scores[game], lengths.frames[game])
+    assert all(states.shape == (3, 4, 84, 84) for states in watcher.states)
+
+
+def test_frame_writer_writes_every_frame_game_by_game_and_the_best_game_as_gif(agent, tmp_path):
+    env = envs.EvalEnvs("Breakout", 2, max_steps=40, render=True)
     frames = PngFrameWriter(tmp_path / "eval_001", tmp_path / "eval_001.gif")
-    scores = evaluate(agent, env, games=2, epsilon=1.0, seeds=(0, 0), frames=frames)
+    lengths = _Lengths()
+
+    class Both(NullFrameWriter):
+        def capture(self, game, games):
+            frames.capture(game, games)
+            lengths.capture(game, games)
+
+        def end_game(self, game, score):
+            frames.end_game(game, score)
+
+        def close(self):
+            frames.close()
+
+    scores = evaluate(agent, env, epsilon=1.0, seeds=(0, 0), frames=Both())
     pngs = sorted((tmp_path / "eval_001").iterdir())
-    assert [p.name for p in pngs] == [f"{i:06d}.png" for i in range(len(pngs))]
-    best, first, end = frames.best
-    assert best == max(scores) and end - first > 1
+    assert [p.name for p in pngs] == [f"{i:06d}.png" for i in range(sum(lengths.frames.values()))]
+    # game 1's frames follow game 0's: its first frame is its reset screen, rendered again here
+    env.reset(0)  # the evaluation's env seed
+    first_of_game_1 = np.asarray(Image.open(pngs[lengths.frames[0]]).convert("RGB"))
+    np.testing.assert_array_equal(first_of_game_1, env.render(1))
+    best = int(np.argmax(scores))
     gif = Image.open(tmp_path / "eval_001.gif")
     # pillow may merge identical neighbouring frames into one longer frame
-    assert 1 < gif.n_frames <= end - first
+    assert 1 < gif.n_frames <= lengths.frames[best]
 
 
 def test_frame_stacker_pads_an_episode_start_and_keeps_the_last_stack_frames():
@@ -73,11 +116,12 @@ class _Watcher:
     """An actor that records the states it is shown and acts like agent."""
 
     def __init__(self, agent):
-        self.agent, self.states = agent, []
+        self.agent, self.states, self.actions = agent, [], []
 
     def act_batch(self, states, epsilon, rng):
         self.states.append(states.copy())
-        return self.agent.act_batch(states, epsilon, rng)
+        self.actions.append(self.agent.act_batch(states, epsilon, rng))
+        return self.actions[-1]
 
 
 def test_evaluation_acts_on_batches_of_the_last_four_frames(agent):
@@ -86,8 +130,7 @@ def test_evaluation_acts_on_batches_of_the_last_four_frames(agent):
     from gymnasium.wrappers import FrameStackObservation
 
     watcher = _Watcher(agent)
-    evaluate(watcher, envs.make_eval_env("Breakout", max_steps=40), games=1, epsilon=0.5,
-             seeds=(4, 5))
+    evaluate(watcher, envs.EvalEnvs("Breakout", 1, max_steps=40), epsilon=0.5, seeds=(4, 5))
     reference = FrameStackObservation(envs.make_eval_env("Breakout", max_steps=40), 4,
                                       padding_type="reset")
     rng = np.random.default_rng(5)

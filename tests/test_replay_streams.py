@@ -498,3 +498,35 @@ def test_export_log_marks_episode_starts_per_stream():
     assert log["actions"].tolist() == [0, 1, 0, 1, 0, 1, 0]
     # id 4 starts stream 0's second episode (after id 2's terminal); id 3 is not a start although id 2 ended
     assert log["episode_start"].tolist() == [True, True, False, False, True, False, False]
+
+
+@pytest.mark.parametrize("capacity", [200, 37])  # everything live; wrapped many times
+def test_export_log_episode_starts_follow_each_streams_history(capacity):
+    """An episode starts after a terminal or truncation on the same stream, whatever the other
+    streams did in between; a wrapped memory's oldest transition of a stream starts an episode
+    only if its state has no history."""
+    rng = np.random.default_rng(3)
+    memory = make(streams=3, capacity=capacity, stack=3)
+    expected = []  # (stream, action, episode_start) of every append, in id order
+    steps_in_episode = [0, 0, 0]
+    for stream in range(3):
+        memory.start_episode(np.full(SHAPE, stream, np.uint8), stream=stream)
+    for _ in range(120):
+        stream = int(rng.integers(3))
+        action = int(rng.integers(6))
+        ended = bool(rng.random() < 0.2)
+        truncated = ended and bool(rng.random() < 0.5)
+        memory.append(action, 1.0, np.full(SHAPE, action, np.uint8), ended and not truncated,
+                      truncated, stream=stream)
+        expected.append((stream, action, steps_in_episode[stream]))
+        steps_in_episode[stream] += 1
+        if ended:
+            memory.start_episode(np.zeros(SHAPE, np.uint8), stream=stream)
+            steps_in_episode[stream] = 0
+    log = memory.export_log()
+    live = expected[-capacity:]
+    np.testing.assert_array_equal(log["ids"], np.arange(len(expected) - len(live), len(expected)))
+    np.testing.assert_array_equal(log["streams"], [s for s, _, _ in live])
+    np.testing.assert_array_equal(log["actions"], [a for _, a, _ in live])
+    # stack 3: every transition's history tells whether it began its episode
+    np.testing.assert_array_equal(log["episode_start"], [k == 0 for _, _, k in live])

@@ -41,3 +41,21 @@ def test_tensorboard_logger_writes_events_and_the_null_logger_nothing(tmp_path):
     quiet = telemetry.Telemetry(Config(total_steps=10, out_dir=str(tmp_path / "q")), tmp_path, 0)
     assert isinstance(quiet.logger, telemetry.NullLogger)
     quiet.close()
+
+
+def test_iterations_of_several_games_print_a_line_when_they_cross_its_multiple(tmp_path,
+                                                                               monkeypatch, capsys):
+    monkeypatch.setattr(telemetry, "LOG_EVERY_STEPS", 100)
+    monkeypatch.setattr(telemetry, "LINE_EVERY_STEPS", 100)
+    now = [0.0]
+    config = Config(total_steps=300, eval_every_steps=150, envs=3, out_dir=str(tmp_path / "run"))
+    watched = telemetry.Telemetry(config, tmp_path, 0, clock=lambda: now[0])
+    progress = Progress()
+    for step in range(3, 301, 3):  # 3 games: 3 agent steps an iteration, 0.03 s each
+        now[0] += 0.03
+        progress.step = step
+        watched.stepped(progress, 0.5, 3)
+    watched.close()
+    lines = re.findall(r"^agent step (\d+) of 300: (\d+) steps/s", capsys.readouterr().out,
+                       re.MULTILINE)
+    assert lines == [("102", "100"), ("201", "100"), ("300", "100")]

@@ -178,13 +178,14 @@ def test_a_full_disk_while_saving_the_replay_memory_or_rendering_exits_2(tmp_pat
     real_save = Image.Image.save
 
     def save(self, fp, *args, **kwargs):
-        if str(fp).endswith("000005.png"):
+        if str(fp).endswith("game000-000005.png"):  # renamed 000005.png once the games end
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_save(self, fp, *args, **kwargs)
 
     monkeypatch.setattr(Image.Image, "save", save)
     assert main.main([*FAST, "--render", "--out", str(tmp_path / "b")]) == 2
-    assert (f"cannot write {tmp_path / 'b' / 'eval_001' / '000005.png'}: No space left on device;"
+    assert (f"cannot write {tmp_path / 'b' / 'eval_001' / 'game000-000005.png'}: No space left "
+            f"on device;"
             f" once that is fixed, --resume {tmp_path / 'b'} continues from step 0"
             in one_line_error(capsys))
 
@@ -212,3 +213,66 @@ def test_a_non_finite_loss_stops_the_run_after_checkpointing_the_last_good_state
     assert saved["progress"]["step"] == step
     assert all(torch.isfinite(v).all() for v in saved["agent"]["online"].values())
 
+
+
+def same(a: object, b: object) -> bool:
+    """Nested dicts, lists and tensors equal exactly."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and torch.equal(a, b)
+    return a == b
+
+
+def single_game_reference(config: Config) -> tuple[Agent, object]:
+    """The training of the loop as it was before --envs, one game, step by step (evaluations
+    left out: they change nothing that is learned): its agent and its memory at the end."""
+    from atari_dqn import env as envs
+    from atari_dqn.schedule import epsilon
+
+    torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    env = envs.make_train_env(config.env_id)
+    agent = Agent(int(env.action_space.n), config, torch.device("cpu"))
+    act_rng = np.random.default_rng(config.seed)
+    memory = training.make_memory(config)
+    obs, _ = env.reset(seed=config.seed)
+    memory.start_episode(obs)
+    for step in range(1, config.total_steps + 1):
+        eps = epsilon(step - 1, start=config.eps_start, end=config.eps_end,
+                      decay_steps=config.eps_decay_steps,
+                      warmup_steps=config.learning_starts_steps)
+        action = int(agent.act_batch(memory.state()[None], eps, act_rng)[0])
+        obs, reward, terminated, truncated, _ = env.step(action)
+        memory.append(action, envs.learning_reward(reward), obs, terminated, truncated)
+        if terminated or truncated:
+            obs, _ = env.reset()
+            memory.start_episode(obs)
+        if (step > config.learning_starts_steps and step % config.train_every_steps == 0
+                and len(memory) >= config.batch_size):
+            agent.learn(memory.sample(config.batch_size))
+        if step % config.target_update_steps == 0:
+            agent.sync_target()
+    env.close()
+    return agent, memory
+
+
+def test_one_game_trains_exactly_as_the_single_game_loop_did(tmp_path):
+    """--envs 1 (the default) through the batched loop is the single-game loop bit for bit:
+    the same network, optimizer state and replay memory (with its sampling rng)."""
+    config = Config(total_steps=400, learning_starts_steps=100, memory_capacity_transitions=1000,
+                    batch_size=8, target_update_steps=50, eps_decay_steps=100,
+                    eval_every_steps=400, eval_episodes=1, eval_max_steps=20, seed=3,
+                    threads=1, compile=False, out_dir=str(tmp_path / "run"))
+    training.train(config)
+    agent, memory = single_game_reference(config)
+    saved = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["agent"]
+    for name in ("online", "target"):
+        expected = getattr(agent, name).state_dict()
+        assert all(torch.equal(saved[name][k], expected[k]) for k in expected), name
+    assert same(saved["optimizer"], agent.optimizer.state_dict())
+    memory.save(tmp_path / "reference.bin")
+    snapshot, = (tmp_path / "run").glob("replay-*.bin")
+    assert snapshot.read_bytes() == (tmp_path / "reference.bin").read_bytes()

@@ -272,3 +272,83 @@ def test_run_with_resets_stopped_and_resumed_equals_the_straight_one(tmp_path, m
     assert resets == [150, 150]  # the resumed run resets where the straight one did
     assert (run / "rewards.txt").read_text() == (straight / "rewards.txt").read_text()
     assert_same_models(run, straight)
+
+
+# --- N games side by side (--envs) ----------------------------------------------------------
+
+# up to 2 updates an iteration; uniform replay, as --steps (the SIGTERM test's) sets beta
+ENVS3 = ["--envs", "3", "--train-every", "2"]
+
+
+@pytest.fixture(scope="module")
+def three_games(tmp_path_factory) -> tuple[Path, list[int], list[int]]:
+    """A straight --envs 3 run, with the agent steps of its updates and target syncs."""
+    from atari_dqn.agent import Agent
+    from atari_dqn.learner import Updates
+
+    run = tmp_path_factory.mktemp("runs") / "envs3"
+    updates, syncs = [], []
+    with pytest.MonkeyPatch.context() as patch:
+        start, sync = Updates.start, Agent.sync_target
+        patch.setattr(Updates, "start", lambda self, step: (updates.append(step),
+                                                            start(self, step))[1])
+        patch.setattr(Agent, "sync_target", lambda self: (syncs.append(len(updates)),
+                                                          sync(self))[1])
+        assert main.main([*TINY, *ENVS3, "--out", str(run)]) == 0
+    return run, updates, syncs
+
+
+def test_three_games_keep_the_replay_ratio_and_the_target_period(three_games):
+    run, updates, syncs = three_games
+    # every --train-every 2 boundary past --learning-starts 100, in step order, as with one game
+    assert updates == list(range(102, 301, 2))
+    # --target-update 50: a sync (after the Agent's own at its start) at 50, 100, ..., 300,
+    # each after the updates of the steps up to it
+    assert syncs == [0] + [len([s for s in updates if s <= b]) for b in range(50, 301, 50)]
+    lines = (run / "rewards.txt").read_text().splitlines()
+    assert [line.split()[:2] for line in lines] == [["1", "150"], ["2", "300"]]
+    assert len(read_checkpoint(run)["env"]) == 3  # one snapshot per game
+
+
+def test_three_games_stopped_and_resumed_in_child_processes_equal_the_straight_run(
+        three_games, tmp_path):
+    straight = three_games[0]
+    run = tmp_path / "stopped"
+    # stopped at 219, mid-episode, between learning steps; resumed with the games stepped in
+    # two child processes (--env-processes may change on resume; the games are the same)
+    assert train(tiny_config(run, *ENVS3), stop_when=lambda step: step == 219).steps == 219
+    assert main.main(["--resume", str(run), "--env-processes", "2"]) == 0
+    assert (run / "rewards.txt").read_text() == (straight / "rewards.txt").read_text()
+    assert_same_models(run, straight)
+
+
+def test_sigterm_to_three_games_in_child_processes_resumes_exactly(three_games, tmp_path):
+    straight = three_games[0]
+    run = tmp_path / "sigterm"
+    child = subprocess.Popen([sys.executable, "main.py", *TINY, *ENVS3, "--env-processes", "2",
+                              "--steps", "99999", "--out", str(run)], cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    output = []
+    for line in child.stdout:
+        output.append(line)
+        if line.startswith("evaluation 1"):
+            child.send_signal(signal.SIGTERM)
+            break
+    output += child.stdout.readlines()
+    assert child.wait() == 128 + signal.SIGTERM, "".join(output)
+    assert "Traceback" not in "".join(output)
+    step = read_checkpoint(run)["progress"]["step"]
+    assert 150 <= step < 300 and step % 3 == 0
+    assert main.main(["--resume", str(run), "--steps", "300", "--env-processes", "0"]) == 0
+    assert (run / "rewards.txt").read_text() == (straight / "rewards.txt").read_text()
+    assert_same_models(run, straight)
+
+
+def test_the_number_of_games_is_fixed_for_a_run_and_divides_its_steps(three_games, tmp_path,
+                                                                      capsys):
+    assert main.main(["--resume", str(three_games[0]), "--envs", "2", "--steps", "600"]) == 2
+    assert "--envs cannot change when resuming" in capsys.readouterr().err
+    assert main.main([*TINY, "--envs", "4", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "must be a multiple of --envs 4" in err
