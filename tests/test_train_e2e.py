@@ -131,11 +131,10 @@ def test_resume_from_a_checkpoint_taken_at_an_evaluation(reference, tmp_path):
     assert_same_models(run, reference)
 
 
-def test_sigterm_writes_a_checkpoint_that_resumes_exactly(reference, tmp_path):
-    run = tmp_path / "sigterm"
-    # 100,000 steps: the signal, sent at the first evaluation (step 150), lands mid-run
-    child = subprocess.Popen([sys.executable, "main.py", *TINY, "--steps", "100000",
-                              "--out", str(run)], cwd=ROOT,
+def sigterm_at_the_first_evaluation(args: list[str]) -> str:
+    """Run main.py with args, send SIGTERM when evaluation 1 is printed; its whole output, after
+    checking it stopped by the signal (exit 143) without a traceback."""
+    child = subprocess.Popen([sys.executable, "main.py", *args], cwd=ROOT,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
     output = []
@@ -147,9 +146,16 @@ def test_sigterm_writes_a_checkpoint_that_resumes_exactly(reference, tmp_path):
     output += child.stdout.readlines()
     assert child.wait() == 128 + signal.SIGTERM, "".join(output)
     assert "Traceback" not in "".join(output)
+    return "".join(output)
+
+
+def test_sigterm_writes_a_checkpoint_that_resumes_exactly(reference, tmp_path):
+    run = tmp_path / "sigterm"
+    # 100,000 steps: the signal, sent at the first evaluation (step 150), lands mid-run
+    output = sigterm_at_the_first_evaluation([*TINY, "--steps", "100000", "--out", str(run)])
     stops = [int(m.group(1)) for m in map(re.compile(r"^stopped at agent step (\d+);").match,
-                                          output) if m]
-    assert len(stops) == 1 and 150 <= stops[0] < 300, "".join(output)
+                                          output.splitlines()) if m]
+    assert len(stops) == 1 and 150 <= stops[0] < 300, output
     assert read_checkpoint(run)["progress"]["step"] == stops[0]
     # the reference's length: epsilon and (uniform) replay do not depend on --steps
     assert main.main(["--resume", str(run), "--steps", "300"]) == 0
@@ -325,19 +331,8 @@ def test_three_games_stopped_and_resumed_in_child_processes_equal_the_straight_r
 def test_sigterm_to_three_games_in_child_processes_resumes_exactly(three_games, tmp_path):
     straight = three_games[0]
     run = tmp_path / "sigterm"
-    child = subprocess.Popen([sys.executable, "main.py", *TINY, *ENVS3, "--env-processes", "2",
-                              "--steps", "99999", "--out", str(run)], cwd=ROOT,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    output = []
-    for line in child.stdout:
-        output.append(line)
-        if line.startswith("evaluation 1"):
-            child.send_signal(signal.SIGTERM)
-            break
-    output += child.stdout.readlines()
-    assert child.wait() == 128 + signal.SIGTERM, "".join(output)
-    assert "Traceback" not in "".join(output)
+    sigterm_at_the_first_evaluation([*TINY, *ENVS3, "--env-processes", "2", "--steps", "99999",
+                                     "--out", str(run)])
     step = read_checkpoint(run)["progress"]["step"]
     assert 150 <= step < 300 and step % 3 == 0
     assert main.main(["--resume", str(run), "--steps", "300", "--env-processes", "0"]) == 0
