@@ -66,8 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     given = vars(parser.parse_args(argv))  # argparse itself exits 2 on an unknown flag
     try:
         config = config_from_flags(given)
-        from atari_dqn.train import train
-
+        if config.actors:
+            from atari_dqn.distributed import train_distributed as train
+        else:
+            from atari_dqn.train import train
         result = train(config)
     except (ConfigError, RunError) as e:  # RunError: a disk error or a non-finite loss
         print(f"{parser.prog}: error: {e}", file=sys.stderr)

@@ -84,18 +84,20 @@ def greedy_actions(network: QNetwork, states: np.ndarray, device: torch.device) 
     return network(tensor).argmax(dim=1).cpu().numpy()
 
 
-def epsilon_greedy(network: QNetwork, states: np.ndarray, epsilon: float,
+def epsilon_greedy(network: QNetwork, states: np.ndarray, epsilon: float | np.ndarray,
                    rng: np.random.Generator, device: torch.device) -> np.ndarray:
-    """The one way actions are chosen (training, evaluation, play): epsilon-greedy (N,) int64
-    actions for (N, stack, 84, 84) uint8 states.
+    """The one way actions are chosen (training, evaluation, play, Ape-X actors): epsilon-greedy
+    (N,) int64 actions for (N, stack, 84, 84) uint8 states. epsilon: one for every row, or (N,)
+    one per row (Ape-X actors: each game its own).
 
     The rng is used row by row, one uniform draw per row and a second only when that row
     explores: its use depends on nothing but epsilon, which keeps seeded runs (and resumed ones)
     identical. The network runs only if some row is greedy, always on the whole batch (one input
     shape per batch size for a compiled network).
     """
-    random_actions = [int(rng.integers(network.n_actions)) if rng.random() < epsilon else None
-                      for _ in range(len(states))]
+    epsilons = np.broadcast_to(np.asarray(epsilon, dtype=np.float64), (len(states),))
+    random_actions = [int(rng.integers(network.n_actions)) if rng.random() < eps else None
+                      for eps in epsilons.tolist()]
     if None not in random_actions:
         return np.array(random_actions, np.int64)
     greedy = greedy_actions(network, states, device)
@@ -176,7 +178,7 @@ class Agent:
     def greedy_actions(self, states: np.ndarray, *, actor: bool = False) -> np.ndarray:
         return greedy_actions(self.actor if actor else self.online, states, self.device)
 
-    def act_batch(self, states: np.ndarray, epsilon: float, rng: np.random.Generator, *,
+    def act_batch(self, states: np.ndarray, epsilon: float | np.ndarray, rng: np.random.Generator, *,
                   actor: bool = False) -> np.ndarray:
         """epsilon_greedy() with the online network (evaluation) or, with actor=True (training),
         the actor network."""

@@ -138,7 +138,7 @@ def resume_config(run_dir: str, given: dict[str, Any]) -> Config:
     # runs from before these flags: a scalar head on the Nature CNN, no augmentation, no resets
     for name, then in (("head", "scalar"), ("n_quantiles", 200), ("network", "nature"),
                        ("augment", False), ("reset_every_steps", 0), ("envs", 1),
-                       ("env_processes", 0)):
+                       ("env_processes", 0), ("actors", 0), ("ray_address", "")):
         saved.setdefault(name, then)
     out = given.get("out_dir")
     if out and Path(out).resolve() != Path(run_dir).resolve():
@@ -262,7 +262,7 @@ def save_checkpoint(run: Path, config: Config, agent: Agent, memory: Any,
         "progress": dataclasses.asdict(progress),
         "agent": agent.state_dict(),
         "rng": {"torch": torch.get_rng_state(), "act": act_rng.bit_generator.state},
-        "env": games.snapshot(),
+        "env": [] if games is None else games.snapshot(),  # None: Ape-X actors' games
         "replay": replay_name,
         "pending_priorities": pending_priorities,
     })
@@ -274,8 +274,9 @@ def save_checkpoint(run: Path, config: Config, agent: Agent, memory: Any,
 
 def load_checkpoint(run: Path, config: Config, agent: Agent, act_rng: np.random.Generator,
                     games: Any) -> tuple[Any, Progress, dict[str, list] | None]:
-    """Load the run's checkpoint into agent, act_rng and games (env.TrainEnvs); return the
-    memory, the progress and the pending priorities."""
+    """Load the run's checkpoint into agent, act_rng and games (env.TrainEnvs; None for a
+    distributed run, whose actors start fresh games); return the memory, the progress and the
+    pending priorities."""
     checkpoint = read_checkpoint(run)
     try:
         agent.load_state_dict(checkpoint["agent"])
@@ -295,6 +296,10 @@ def load_checkpoint(run: Path, config: Config, agent: Agent, act_rng: np.random.
                           f"({e})") from None
     tidy_run_dir(run, progress, checkpoint["replay"])
     snaps = checkpoint["env"]
+    if games is None:  # Ape-X actors (distributed.py): they start fresh games themselves
+        progress.game_scores = [0.0] * config.streams
+        print(f"resumed {run} at agent step {progress.step}: the actors start fresh games")
+        return memory, progress, checkpoint.get("pending_priorities")
     try:
         games.restore([snaps] if isinstance(snaps, dict) else snaps)
         print(f"resumed {run} at agent step {progress.step}: resumed the episode in progress")

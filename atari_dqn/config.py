@@ -77,6 +77,13 @@ class Config:
                        "acts on all of them with one batched forward and makes that many agent "
                        "steps; --steps and --eval-every must be multiples of it; fixed for a "
                        "run (a resume must keep it)", "--envs")
+    # --- distributed (Ape-X on Ray, atari_dqn/distributed.py) --------------------------------
+    actors: int = _field(0, "Ape-X actors (Ray actors, each playing --envs games with its own "
+                         "epsilons) feeding one learner in this process; 0 = a one-process run; "
+                         "fixed for a run (a resume must keep it)", "--actors")
+    ray_address: str = _field("", "the Ray cluster of --actors: 'auto' (the one `ray start` "
+                              "made on this machine) or HOST:PORT of its head; empty = start a "
+                              "local Ray instance for this run", "--ray-address")
     # --- length and memory --------------------------------------------------------------------
     total_steps: int = _field(500_000, "agent steps to train for (x4 emulator frames)", "--steps")
     memory_capacity_transitions: int = _field(500_000, "replay memory size in transitions "
@@ -183,7 +190,7 @@ class Config:
                      "eval_episodes", "eval_max_steps", "threads", "n_quantiles", "envs"):
             need(getattr(self, name) >= 1, name, "must be a positive integer")
         for name in ("learning_starts_steps", "eps_decay_steps", "per_alpha",
-                     "reset_every_steps", "env_processes"):
+                     "reset_every_steps", "env_processes", "actors"):
             need(getattr(self, name) >= 0, name, "must not be negative")
         for name in ("eps_start", "eps_end", "eval_eps", "gamma", "per_beta_start"):
             need(0.0 <= getattr(self, name) <= 1.0, name, "must be in [0, 1]")
@@ -204,6 +211,10 @@ class Config:
         for name in ("total_steps", "eval_every_steps"):
             need(getattr(self, name) % self.envs == 0, name,
                  f"must be a multiple of --envs {self.envs}")
+        if self.actors:  # what distributed.py does not do (yet); refused, not ignored
+            for name, off in (("overlap", False), ("env_processes", 0), ("reset_every_steps", 0)):
+                need(getattr(self, name) == off, name, "is not supported with --actors")
+        need(not self.ray_address or self.actors > 0, "ray_address", "needs --actors")
         need(self.device in DEVICES, "device", f"must be one of {', '.join(DEVICES)}")
         if not self.out_dir and self.resume:
             object.__setattr__(self, "out_dir", self.resume)
@@ -217,6 +228,11 @@ class Config:
         if preset not in PRESETS:
             raise ConfigError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
         return cls(**{**PRESETS[preset], **given})
+
+    @property
+    def streams(self) -> int:
+        """The replay memory's streams: one per training game, over all actors."""
+        return self.envs * max(self.actors, 1)
 
     @property
     def run_dir(self) -> Path:
@@ -237,7 +253,7 @@ class Config:
 
 # Settings a resumed run may change: none of them changes what the agent learns or is scored.
 RESUME_MAY_CHANGE = ("total_steps", "device", "threads", "compile", "tensorboard", "render",
-                     "allow_large_memory", "resume", "out_dir", "env_processes")
+                     "allow_large_memory", "resume", "out_dir", "env_processes", "ray_address")
 
 
 def flag_of(name: str) -> str:

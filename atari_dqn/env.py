@@ -207,6 +207,12 @@ def _find(env: gym.Env, kind: type) -> Any:
 # of TrainEnvs is exactly a lone make_train_env reset with seed game_seeds(seed, n)[i] and
 # given row i's actions: a game's state depends only on its own seed and actions, never on another
 # row or on which process steps it.
+def action_count(name: str) -> int:
+    """The number of actions of a game (its minimal action set, as the envs here use it)."""
+    with gym.make(resolve_env_id(name)) as probe:
+        return int(probe.action_space.n)
+
+
 # Threads would not step games at the same time: ale-py 0.12.1's ALEInterface.act holds the GIL
 # for the whole emulation (measured: a Python thread makes no progress during a long act() call,
 # while it does during hashlib's). Games step in parallel in child processes instead (processes=P).
@@ -369,8 +375,7 @@ class TrainEnvs:
         if processes < 0:
             raise ValueError(f"TrainEnvs: processes must be >= 0, got {processes}")
         self.seeds = game_seeds(seed, n)
-        with gym.make(resolve_env_id(name)) as probe:
-            self.action_count = int(probe.action_space.n)
+        self.action_count = action_count(name)
         if processes == 0:
             self._local: _Games | None = _Games(name, self.seeds)
             self._parts: list[_GamesProcess] = []

@@ -18,3 +18,17 @@ def beta(step: int, *, start: float, total_steps: int) -> float:
     """Prioritized replay's importance exponent: linear from start at step 0 to 1 at total_steps."""
     fraction = min(1.0, step / total_steps)
     return start + fraction * (1.0 - start)
+
+
+APEX_EPS_BASE = 0.4   # Ape-X's actor epsilons (Horgan et al. 2018): eps_i = 0.4 ** (1 + 7 i / (N - 1))
+APEX_EPS_SPREAD = 7.0
+
+
+def apex_epsilons(n: int) -> list[float]:
+    """The fixed epsilons of n actor games, game i: 0.4 ** (1 + 7 i / (n - 1)), from 0.4 down to
+    0.4 ** 8 (about 0.00066); one game gets 0.4."""
+    if n < 1:
+        raise ValueError(f"apex_epsilons: need n >= 1, got {n}")
+    if n == 1:
+        return [APEX_EPS_BASE]
+    return [APEX_EPS_BASE ** (1 + APEX_EPS_SPREAD * i / (n - 1)) for i in range(n)]

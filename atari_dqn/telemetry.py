@@ -74,8 +74,11 @@ class Telemetry:
                    f"{progress.last_eval_score:.1f} over {games} games; {wall} of wall clock "
                    f"so far")
 
-    def stepped(self, progress: Progress, eps: float, steps: int = 1) -> None:
-        """The loop made `steps` agent steps (one per game), up to progress.step."""
+    def stepped(self, progress: Progress, eps: float, steps: int = 1,
+                extra: dict[str, str] | None = None) -> None:
+        """The loop made `steps` agent steps (one per game), up to progress.step. extra: more
+        name -> value pairs for the bar and the progress line (a distributed run's rates)."""
+        extra = extra or {}
         self.bar.update(steps)
         step = progress.step
         if not _crossed(step, steps, LOG_EVERY_STEPS) and step != self.total_steps:
@@ -91,10 +94,11 @@ class Telemetry:
             self.losses.clear()
             self.q_values.clear()
         self.bar.set_postfix(eps=f"{eps:.3f}", eval=_fmt(progress.last_eval_score),
-                             game=_fmt(progress.last_game_score), refresh=False)
+                             game=_fmt(progress.last_game_score), **extra, refresh=False)
         if self.bar.disable and _crossed(step, steps, LINE_EVERY_STEPS):
+            more = "".join(f", {name} {value}" for name, value in extra.items())
             tqdm.write(f"agent step {step} of {self.total_steps}: {rate:.0f} steps/s, epsilon "
-                       f"{eps:.3f}, last game score {_fmt(progress.last_game_score)}")
+                       f"{eps:.3f}, last game score {_fmt(progress.last_game_score)}{more}")
 
     def message(self, text: str) -> None:
         """A line of its own, printed without breaking the bar."""

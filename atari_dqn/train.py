@@ -84,7 +84,7 @@ def make_memory(config: Config) -> Any:
     from atari_dqn.replay import PrioritizedReplayMemory, ReplayMemory
 
     common = dict(frame_shape=(envs.SCREEN_SIZE, envs.SCREEN_SIZE), stack=envs.STACK,
-                  streams=config.envs, seed=config.seed, n_step=config.n_step, gamma=config.gamma)
+                  streams=config.streams, seed=config.seed, n_step=config.n_step, gamma=config.gamma)
     try:
         if config.prioritized:
             return PrioritizedReplayMemory(config.memory_capacity_transitions,

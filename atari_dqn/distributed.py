@@ -1,0 +1,543 @@
+"""Ape-X (Horgan et al. 2018) on Ray core: actors that play, one learner (this process) that learns.
+
+    python main.py --actors K [--ray-address auto|HOST:PORT] [the usual flags]
+
+Actors are Ray actors (class Actor), K of them, each playing --envs training games (env.TrainEnvs)
+with a CPU copy of the network and fixed epsilons: over all N = K * envs actor games, game i acts
+with eps_i = 0.4 ** (1 + 7 i / (N - 1)) (schedule.apex_epsilons), through the same
+agent.epsilon_greedy every other actor uses. An actor plays a chunk when the learner asks for
+one (Actor.play) and returns it as a Chunk: for each agent step of each game one new 84x84 frame,
+the action, the raw reward, the terminated/truncated/game-over flags, and the first frame of
+every episode that began (never stacked states; the learner's memory stacks them), plus, with
+--prioritized, the initial priorities (actor_priorities). It stacks its own states with a small
+replay memory, by the same rule as the learner's. It takes new weights from the object store
+when the learner has published newer ones and it has played WEIGHTS_EVERY_STEPS agent steps
+(per game) since it last did.
+
+The learner lives in the driver: the C++ multi-stream memory has one stream per actor game
+(stream = actor * envs + game), so sampling never leaves this process. Per chunk, each row is
+appended to its stream in step order (ReplayMemory.append(..., stream=s); append_batch takes a
+row for every stream and a chunk has rows for one actor's only), and the learner then learns,
+applies priorities and publishes weights (ray.put) as the one-process loop does:
+
+  - Replay ratio: update u (1, 2, ...) stands for agent step b_u, the u-th multiple of
+    --train-every above --learning-starts, exactly the steps at which the one-process loop
+    learns; it runs once the actors have delivered b_u agent steps (over all games). The target
+    network is copied after the update whose b_u crosses a multiple of --target-update.
+  - Rate limiter (as Reverb's SampleToInsertRatio): the learner waits (ray.wait) when it has
+    made every update the delivered steps allow; actors are not asked for another chunk when
+    the steps asked for would pass the learner's b_(updates made) by more than one chunk per
+    actor (slack_steps). So at any time   0 <= delivered - b_(updates made) <= slack + a chunk:
+    the replay ratio over a run is the one-process run's (batch / --train-every samples per
+    agent step) within slack_steps agent steps. Before an evaluation, and when stopping, the
+    learner catches up exactly: evaluations and checkpoints see the one-process ratio.
+  - Back-pressure: at most CHUNKS_IN_FLIGHT chunk requests per actor, so the object store holds
+    at most K * CHUNKS_IN_FLIGHT chunks (about 360 KB each at 50 steps of one game).
+  - Chunks are never asked across an evaluation boundary (multiples of --eval-every and
+    --steps): at those steps nothing is in flight, the memory holds exactly those steps, and the
+    evaluation and checkpoint happen as in a one-process run.
+
+Faults: an actor created with max_restarts=-1 is restarted by Ray when its process dies (or its
+node is lost); the chunk it was playing fails with a RayActorError, which is logged (progress
+output and TensorBoard dist/actor_restarts) and asked for again. A restarted actor starts fresh
+games: its next chunk carries their first frames, and the learner starts new episodes on its
+streams (start_episode cuts the ones in progress). If the driver dies, --resume continues from
+the last checkpoint: memory, learner and counters continue, the actors start fresh games.
+
+Initial priorities (--prioritized): the actor computes |TD error| with its copy of the online
+network as the learner would with n-step returns: |G_t + gamma^n max_a Q(s_{t+n}, a) - Q(s_t,
+a_t)|, where the episode's end stops G_t (no bootstrap after a terminal, bootstrapping from the
+true last state after a truncation). Two documented simplifications: the actor has no target
+network, so it bootstraps with its online copy's max (Ape-X does the same); and for the last
+n - 1 steps of a chunk, whose n steps are not all played yet, it uses the k < n steps it has,
+bootstrapping from the newest state. The memory ignores priorities of ids still pending (their
+n steps not all stored yet), so the learner applies those again after the actor's next chunk.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray
+import torch
+from ray.exceptions import RayActorError
+
+from atari_dqn import env as envs
+from atari_dqn.agent import Agent, NonFiniteLoss, epsilon_greedy, network_of
+from atari_dqn.checkpoint import (Progress, RunLock, create_run_dir, has_checkpoint,
+                                  load_checkpoint, save_checkpoint, tidy_run_dir)
+from atari_dqn.config import STACK, Config, ConfigError, RunError
+from atari_dqn.files import DiskError
+from atari_dqn.learner import Updates
+from atari_dqn.machine import check_machine
+from atari_dqn.replay import ReplayMemory
+from atari_dqn.schedule import apex_epsilons
+from atari_dqn.telemetry import LOG_EVERY_STEPS, Telemetry, _crossed
+from atari_dqn.train import RunResult, StopOnSignal, make_memory, play_evaluation
+
+CHUNK_STEPS = 50  # agent steps per game in one chunk: Ape-X's actor-side buffer (B = 50)
+# An actor takes new weights at most every this many of its agent steps per game: Ape-X's
+# 400 (frames there); one fetch moves the whole network (6.5 MB for the Nature CNN with the
+# dueling head), as much as about 900 transitions, so fetching much more often would make the
+# weights, not the frames, the traffic.
+WEIGHTS_EVERY_STEPS = 400
+CHUNKS_IN_FLIGHT = 2  # per actor: one being played while the learner appends the other
+ACTOR_CPUS = 1  # Ray CPUs an actor asks for: its games and a batch-E forward, one thread
+CONNECT_TIMEOUT_S = 10.0  # how long --ray-address HOST:PORT may take to answer
+WAIT_S = 0.5  # the longest the learner waits for a chunk before it looks at signals again
+ACTOR_SEED_STREAM = 3  # seeds actors' games and epsilon draws apart from the learner's
+STACKER_SLOTS_PER_GAME = 2 * STACK  # the actor's stacking memory keeps each game's newest frames
+
+
+@dataclass
+class Chunk:
+    """T agent steps of an actor's E games; row (t, e) is step t of game e (stream actor*E + e)."""
+    actor: int
+    start_frames: np.ndarray | None  # (E, 84, 84) uint8: fresh games began before this chunk
+    actions: np.ndarray              # (T, E) int64
+    rewards: np.ndarray              # (T, E) float64: raw game rewards (the learner clips them)
+    frames: np.ndarray               # (T, E, 84, 84) uint8: the observation after each step
+    terminated: np.ndarray           # (T, E) bool
+    truncated: np.ndarray            # (T, E) bool
+    game_over: np.ndarray            # (T, E) bool: the real game ended (its score is complete)
+    reset_frames: np.ndarray         # (R, 84, 84) uint8: first frame of the next episode of each
+    #                                  row that ended (terminated or truncated), in (t, e) order
+    priorities: np.ndarray | None    # (T, E) float32 |TD error| (with --prioritized)
+    seconds: float                   # the actor's wall-clock time playing it
+    states: np.ndarray | None = None  # (T, E, STACK, 84, 84): the states acted on (tests only)
+
+    @property
+    def steps(self) -> int:
+        return self.actions.size
+
+
+def actor_seed(seed: int, actor: int) -> int:
+    """The seed of actor `actor`'s games (env.game_seeds spreads it over its E games)."""
+    return int(np.random.SeedSequence([seed, ACTOR_SEED_STREAM, actor]).generate_state(1)[0])
+
+
+def actor_priorities(q_taken: np.ndarray, next_q_max: np.ndarray, rewards: np.ndarray,
+                     terminated: np.ndarray, truncated: np.ndarray, *, gamma: float,
+                     n_step: int) -> np.ndarray:
+    """(T, E) float32 |G + bootstrap - Q(s_t, a_t)| of a chunk, all arrays (T, E):
+    q_taken = Q(s_t, a_t), next_q_max = max_a Q(s_{t+1}, a) (the state after step t: for a step
+    that ended its episode, the stack of its last frames), rewards clipped.
+
+    G sums gamma^j r_{t+j} for j < k, where k is n_step, or fewer when the episode ends (a
+    terminal: no bootstrap) or the chunk ends first (bootstrap from the newest state); the
+    bootstrap is gamma^k next_q_max at step t + k - 1."""
+    steps, games = q_taken.shape
+    out = np.empty((steps, games), np.float32)
+    for e in range(games):
+        for t in range(steps):
+            ret, discount, k = 0.0, 1.0, t
+            while True:
+                ret += discount * float(rewards[k, e])
+                discount *= gamma
+                if terminated[k, e]:
+                    bootstrap = 0.0
+                    break
+                if truncated[k, e] or k - t + 1 == n_step or k == steps - 1:
+                    bootstrap = discount * float(next_q_max[k, e])
+                    break
+                k += 1
+            out[t, e] = abs(ret + bootstrap - float(q_taken[t, e]))
+    return out
+
+
+class Actor:
+    """One Ape-X actor: --envs training games, a CPU copy of the network, fixed epsilons.
+    Made a Ray actor by start_actors(); plain Python otherwise (tests may call it directly)."""
+
+    def __init__(self, config_json: str, index: int, keep_states: bool = False) -> None:
+        config = Config.from_json(config_json)
+        torch.set_num_threads(1)  # one Ray CPU per actor
+        games = config.envs
+        self.index, self.keep_states = index, keep_states
+        self.gamma, self.n_step, self.prioritized = config.gamma, config.n_step, config.prioritized
+        first = index * games
+        self.epsilons = np.array(apex_epsilons(config.streams)[first:first + games])
+        self.games = envs.TrainEnvs(config.env_id, games, actor_seed(config.seed, index))
+        self.network = network_of(self.games.action_count, config).requires_grad_(False)
+        self.rng = np.random.default_rng([config.seed, ACTOR_SEED_STREAM, index])
+        # Stacks states by the learner memory's rule; needs only each game's newest frames.
+        self.stacker = ReplayMemory(games * STACKER_SLOTS_PER_GAME, stack=STACK, streams=games)
+        self.start_frames: np.ndarray | None = self.games.reset()
+        for stream, frame in enumerate(self.start_frames):
+            self.stacker.start_episode(frame, stream=stream)
+        self.version, self.steps_since_fetch = -1, 0
+        self.device = torch.device("cpu")
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def _take_weights(self, weights: list[Any], version: int) -> None:
+        """Load the published weights (weights[0]: an ObjectRef in a list, so that Ray does not
+        fetch it with every call) when newer and the actor has played enough since the last."""
+        if version == self.version or (self.version >= 0
+                                       and self.steps_since_fetch < WEIGHTS_EVERY_STEPS):
+            return
+        state = ray.get(weights[0]) if isinstance(weights[0], ray.ObjectRef) else weights[0]
+        self.network.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
+        self.version, self.steps_since_fetch = version, 0
+
+    def play(self, steps: int, weights: list[Any], version: int) -> Chunk:
+        """Play `steps` agent steps in each game; return them as a Chunk."""
+        started = time.perf_counter()
+        self._take_weights(weights, version)
+        games = len(self.games)
+        states = np.empty((steps, games, STACK, envs.SCREEN_SIZE, envs.SCREEN_SIZE), np.uint8)
+        actions = np.empty((steps, games), np.int64)
+        rewards = np.empty((steps, games), np.float64)
+        frames = np.empty((steps, games, envs.SCREEN_SIZE, envs.SCREEN_SIZE), np.uint8)
+        flags = {name: np.empty((steps, games), bool)
+                 for name in ("terminated", "truncated", "game_over")}
+        reset_frames = []
+        for t in range(steps):
+            states[t] = self.stacker.states()
+            actions[t] = epsilon_greedy(self.network, states[t], self.epsilons, self.rng,
+                                        self.device)
+            result = self.games.step(actions[t])
+            self.stacker.append_batch(actions[t], envs.learning_rewards(result.rewards),
+                                      result.frames, result.terminated, result.truncated,
+                                      reset_frames=result.reset_frames)
+            rewards[t], frames[t] = result.rewards, result.frames
+            for name, array in flags.items():
+                array[t] = getattr(result, name)
+            reset_frames.extend(result.reset_frames[np.flatnonzero(result.ended)])
+        self.steps_since_fetch += steps
+        priorities = None
+        if self.prioritized:
+            priorities = self._priorities(states, actions, rewards, frames, flags)
+        start_frames, self.start_frames = self.start_frames, None
+        empty = np.empty((0, envs.SCREEN_SIZE, envs.SCREEN_SIZE), np.uint8)
+        return Chunk(self.index, start_frames, actions, rewards, frames, flags["terminated"],
+                     flags["truncated"], flags["game_over"],
+                     np.stack(reset_frames) if reset_frames else empty, priorities,
+                     time.perf_counter() - started, states if self.keep_states else None)
+
+    @torch.inference_mode()
+    def _priorities(self, states: np.ndarray, actions: np.ndarray, rewards: np.ndarray,
+                    frames: np.ndarray, flags: dict[str, np.ndarray]) -> np.ndarray:
+        # The state after step t: its state's newest STACK - 1 frames and the frame it led to.
+        next_states = np.concatenate([states[:, :, 1:], frames[:, :, None]], axis=2)
+        shape = (-1, STACK, envs.SCREEN_SIZE, envs.SCREEN_SIZE)
+        q = self.network(torch.from_numpy(states.reshape(shape))).numpy()
+        next_q = self.network(torch.from_numpy(next_states.reshape(shape))).numpy()
+        q_taken = q[np.arange(len(q)), actions.reshape(-1)].reshape(actions.shape)
+        return actor_priorities(q_taken, next_q.max(axis=1).reshape(actions.shape),
+                                envs.learning_rewards(rewards).reshape(actions.shape),
+                                flags["terminated"], flags["truncated"], gamma=self.gamma,
+                                n_step=self.n_step)
+
+    def close(self) -> None:
+        self.games.close()
+
+
+def append_chunk(memory: Any, chunk: Chunk, games: int) -> np.ndarray:
+    """Store a chunk in the learner's memory, step by step; return its ids, (T, E) int64.
+    Game e of actor a is stream a * games + e; a chunk from fresh games first starts them."""
+    first_stream = chunk.actor * games
+    if chunk.start_frames is not None:
+        for e, frame in enumerate(chunk.start_frames):
+            memory.start_episode(frame, stream=first_stream + e)
+    rewards = envs.learning_rewards(chunk.rewards)
+    ids = np.empty(chunk.actions.shape, np.int64)
+    reset_row = 0
+    for t in range(chunk.actions.shape[0]):
+        for e in range(games):
+            stream = first_stream + e
+            ended = bool(chunk.terminated[t, e] or chunk.truncated[t, e])
+            ids[t, e] = memory.appended
+            memory.append(int(chunk.actions[t, e]), float(rewards[t, e]), chunk.frames[t, e],
+                          bool(chunk.terminated[t, e]), bool(chunk.truncated[t, e]), stream)
+            if ended:
+                memory.start_episode(chunk.reset_frames[reset_row], stream=stream)
+                reset_row += 1
+    return ids
+
+
+def updates_due(step: int, config: Config) -> int:
+    """Updates the one-process loop has made after `step` agent steps: one at each multiple of
+    --train-every above --learning-starts."""
+    every, starts = config.train_every_steps, config.learning_starts_steps
+    return max(0, step // every - starts // every)
+
+
+def update_step(update: int, config: Config) -> int:
+    """The agent step update number `update` (1, 2, ...) stands for: b_update."""
+    every = config.train_every_steps
+    return (config.learning_starts_steps // every + update) * every
+
+
+def connect(config: Config, actor_resources: dict[str, float]) -> None:
+    """ray.init for the run, then check that the cluster has what K actors ask for. Every
+    failure is a ConfigError (one line), within about CONNECT_TIMEOUT_S."""
+    address = config.ray_address or None
+    if address and address != "auto":
+        host, _, port = address.rpartition(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"--ray-address {address}: no Ray cluster answers there ({e}); "
+                              f"start one with `ray start --head`") from None
+    try:
+        ray.init(address=address, include_dashboard=False if address is None else None,
+                 logging_level="ERROR", log_to_driver=True)
+    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:
+        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ConfigError(f"--ray-address {address}: cannot connect ({first_line})") from None
+    have = ray.cluster_resources()
+    needed = {"CPU": config.actors * ACTOR_CPUS,
+              **{name: config.actors * amount for name, amount in actor_resources.items()}}
+    for name, amount in needed.items():
+        if have.get(name, 0.0) < amount:
+            ray.shutdown()
+            raise ConfigError(f"--actors {config.actors}: the Ray cluster has {have.get(name, 0):g} "
+                              f"{name}, the actors need {amount:g}; add nodes or ask for fewer "
+                              f"actors")
+
+
+def start_actors(config: Config, options: dict[str, Any], keep_states: bool) -> list[Any]:
+    remote = ray.remote(Actor).options(num_cpus=ACTOR_CPUS, max_restarts=-1,
+                                       max_task_retries=0, **options)
+    return [remote.remote(config.to_json(), i, keep_states) for i in range(config.actors)]
+
+
+@dataclass
+class Rates:
+    """What the progress line shows about the two sides since the last line."""
+    started: float = field(default_factory=time.perf_counter)
+    steps: int = 0
+    updates: int = 0
+    learner_idle_s: float = 0.0
+    limiter_held: bool = False
+    restarts: int = 0
+
+    def restart_window(self) -> None:
+        self.started, self.steps, self.updates, self.learner_idle_s = time.perf_counter(), 0, 0, 0.0
+
+    def line(self, now: float) -> dict[str, str]:
+        seconds = max(now - self.started, 1e-9)
+        waits = ("actors (rate limiter)" if self.limiter_held
+                 else "learner" if self.learner_idle_s > 0.5 * seconds else "-")
+        return {"actor_steps_s": f"{self.steps / seconds:.0f}",
+                "updates_s": f"{self.updates / seconds:.1f}",
+                "learner_idle": f"{self.learner_idle_s / seconds:.0%}", "waits": waits}
+
+
+def train_distributed(config: Config, *,
+                      stop_when: Callable[[int], bool] = lambda step: False,
+                      actor_options: dict[str, Any] | None = None,
+                      on_chunk: Callable[[Any, np.ndarray, Chunk], None] | None = None
+                      ) -> RunResult:
+    """train() with config.actors Ray actors (see the module's doc). actor_options: more Ray
+    options for the actors (e.g. resources={"actors": 1} to place them); on_chunk(memory, ids,
+    chunk) is called after each chunk is stored, and with it the actors keep the states they
+    acted on in their chunks (for tests)."""
+    device = check_machine(config)
+    envs.resolve_env_id(config.env_id)
+    if not config.out_dir:
+        raise ConfigError("--out: no run folder given")
+    run = config.run_dir
+    fresh = not (config.resume and has_checkpoint(run))
+    memory = make_memory(config) if fresh else None
+    actor_options = dict(actor_options or {})
+    connect(config, actor_options.get("resources", {}))
+    try:
+        lock = RunLock(run) if config.resume else create_run_dir(config)
+        try:
+            return _train(config, run, device, memory, stop_when, actor_options, on_chunk)
+        except DiskError as e:
+            since = "its last checkpoint" if has_checkpoint(run) else "step 0"
+            raise RunError(f"{e}; once that is fixed, --resume {run} continues from "
+                           f"{since}") from None
+        finally:
+            lock.close()
+    finally:
+        ray.shutdown()
+
+
+def _train(config: Config, run: Path, device: torch.device, memory: Any,
+           stop_when: Callable[[int], bool], actor_options: dict[str, Any],
+           on_chunk: Callable[[Any, np.ndarray, Chunk], None] | None) -> RunResult:
+    torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    action_count = envs.action_count(config.env_id)
+    eval_env = envs.EvalEnvs(config.env_id, config.eval_episodes,
+                             max_steps=config.eval_max_steps, render=config.render)
+    agent = Agent(action_count, config, device)
+    act_rng = np.random.default_rng(config.seed)  # unused by actors; checkpoints keep one
+    if memory is None:
+        memory, progress, pending = load_checkpoint(run, config, agent, act_rng, None)
+    else:
+        progress, pending = Progress(game_scores=[0.0] * config.streams), None
+        tidy_run_dir(run, progress, replay_name=None)
+    telemetry = Telemetry(config, run, progress.step)
+    updates = Updates(agent, memory, config, telemetry.learned, pending)
+    updates.finish()  # pending priorities of the checkpoint: applied before anything else
+    actors = start_actors(config, actor_options, keep_states=on_chunk is not None)
+    mean_eps = float(np.mean(apex_epsilons(config.streams)))
+    started, wall_before = time.perf_counter(), progress.wall_seconds
+    made = updates_due(progress.step, config)  # a checkpoint is taken with every update made
+    slack_steps = config.actors * config.envs * CHUNK_STEPS
+    publish_every = max(1, WEIGHTS_EVERY_STEPS // config.train_every_steps)
+    weights, version = [], 0
+    in_flight: dict[Any, tuple[int, int]] = {}  # chunk ref -> (actor, agent steps)
+    deferred: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # actor -> pending ids, priorities
+    rates = Rates()
+
+    def publish() -> None:
+        nonlocal weights, version
+        state = {k: v.detach().cpu().numpy() for k, v in agent.online.state_dict().items()}
+        weights, version = [ray.put(state)], version + 1
+
+    def learn_one() -> None:
+        nonlocal made
+        made += 1
+        boundary = update_step(made, config)
+        if len(memory) >= config.batch_size:  # as the one-process loop: skipped, not deferred
+            updates.start(boundary)
+            updates.finish()
+            rates.updates += 1
+        if boundary // config.target_update_steps != (boundary - config.train_every_steps) \
+                // config.target_update_steps:
+            agent.sync_target()
+        if made % publish_every == 0:
+            publish()
+
+    def receive(ref: Any) -> None:
+        nonlocal requested
+        actor, steps = in_flight.pop(ref)
+        try:
+            chunk: Chunk = ray.get(ref)
+        except RayActorError as e:
+            rates.restarts += 1
+            telemetry.logger.scalar("dist/actor_restarts", rates.restarts, progress.step)
+            first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            telemetry.message(f"actor {actor} died ({first_line[:120]}); Ray restarts it with "
+                              f"fresh games, and its chunk of {steps} agent steps is asked again")
+            requested -= steps
+            deferred.pop(actor, None)
+            return
+        ids = append_chunk(memory, chunk, config.envs)
+        if chunk.start_frames is not None:
+            for stream in range(actor * config.envs, (actor + 1) * config.envs):
+                progress.game_scores[stream] = 0.0
+        if config.prioritized:
+            apply_priorities(actor, ids.reshape(-1), chunk.priorities.reshape(-1))
+        for (t, e), reward in np.ndenumerate(chunk.rewards):
+            stream = actor * config.envs + e
+            progress.game_scores[stream] += float(reward)
+            if chunk.game_over[t, e]:
+                progress.last_game_score = progress.game_scores[stream]
+                progress.game_scores[stream] = 0.0
+        progress.step += chunk.steps
+        rates.steps += chunk.steps
+        if on_chunk is not None:
+            on_chunk(memory, ids, chunk)
+        line = rates.line(time.perf_counter())
+        telemetry.stepped(progress, mean_eps, chunk.steps, line)
+        if _crossed(progress.step, chunk.steps, LOG_EVERY_STEPS):
+            for name, value in line.items():
+                if name != "waits":
+                    telemetry.logger.scalar(f"dist/{name}", float(value.rstrip("%")),
+                                            progress.step)
+            rates.restart_window()
+
+    def apply_priorities(actor: int, ids: np.ndarray, priorities: np.ndarray) -> None:
+        """The chunk's priorities, and those of the actor's last chunk that were still pending
+        (the memory ignored them then)."""
+        old_ids, old_priorities = deferred.pop(actor, (ids[:0], priorities[:0]))
+        all_ids = np.concatenate([old_ids, ids])
+        all_priorities = np.concatenate([old_priorities, priorities])
+        memory.update_priorities(all_ids, all_priorities)
+        pending = np.array([memory.priority(i) == 0.0 for i in ids.tolist()], bool)
+        if pending.any():
+            deferred[actor] = (ids[pending], priorities[pending])
+
+    def checkpoint() -> None:
+        progress.wall_seconds = wall_before + time.perf_counter() - started
+        save_checkpoint(run, config, agent, memory, act_rng, progress, None, updates.pending())
+
+    requested = progress.step  # agent steps delivered or in flight
+    # A checkpoint at a multiple of --eval-every is taken after that evaluation: not again.
+    evaluated_at = progress.step
+    publish()
+    stopping = False
+    try:
+        with StopOnSignal() as stop:
+            while True:
+                step = progress.step
+                # the next evaluation (or the run's end): no chunk is asked across it
+                boundary = min(config.total_steps, (evaluated_at // config.eval_every_steps + 1)
+                               * config.eval_every_steps)
+                stopping = stopping or stop.signum is not None or stop_when(step)
+                # Ask for chunks: up to the boundary, CHUNKS_IN_FLIGHT per actor, and no more
+                # than slack_steps past the step of the learner's last update.
+                limit = max(update_step(made, config), config.learning_starts_steps) + slack_steps
+                rates.limiter_held = False
+                for actor, handle in enumerate(actors):
+                    if stopping:
+                        break
+                    while (sum(a == actor for a, _ in in_flight.values()) < CHUNKS_IN_FLIGHT
+                           and requested < boundary):
+                        if requested >= limit:
+                            rates.limiter_held = True
+                            break
+                        per_game = min(CHUNK_STEPS, (boundary - requested) // config.envs)
+                        ref = handle.play.remote(per_game, weights, version)
+                        in_flight[ref] = (actor, per_game * config.envs)
+                        requested += per_game * config.envs
+                due = updates_due(progress.step, config)
+                if made < due:
+                    if in_flight:
+                        ready, _ = ray.wait(list(in_flight), num_returns=len(in_flight),
+                                            timeout=0)
+                        for ref in ready:
+                            receive(ref)
+                    learn_one()
+                    continue
+                if in_flight:
+                    waited = time.perf_counter()
+                    ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=WAIT_S)
+                    rates.learner_idle_s += time.perf_counter() - waited
+                    for ref in ready:
+                        receive(ref)
+                    continue
+                # Nothing in flight, every update made: at a boundary, or stopping.
+                checkpointed = False
+                if step > evaluated_at and (step % config.eval_every_steps == 0
+                                            or step == config.total_steps):
+                    paused_at = time.perf_counter()
+                    scores = play_evaluation(agent, eval_env, config, run, progress)
+                    checkpoint()
+                    checkpointed, evaluated_at = True, step
+                    telemetry.evaluated(progress, len(scores), time.perf_counter() - paused_at)
+                if step >= config.total_steps:
+                    break
+                if stopping:
+                    if not checkpointed:
+                        checkpoint()
+                    telemetry.message(f"stopped at agent step {step}; continue with --resume "
+                                      f"{run}")
+                    return RunResult(run, step, stopped_early=True, signum=stop.signum)
+    except NonFiniteLoss as e:
+        checkpoint()
+        raise RunError(f"non-finite loss at agent step {progress.step} ({e}); stopped before "
+                       f"that update, with a checkpoint of the last good state in {run}; "
+                       f"a lower --lr (in a new run) may help") from None
+    finally:
+        updates.close()
+        telemetry.close()
+        eval_env.close()
+        for handle in actors:
+            ray.kill(handle, no_restart=True)
+    return RunResult(run, progress.step, stopped_early=False)
