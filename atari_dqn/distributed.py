@@ -89,6 +89,7 @@ CHUNK_STEPS = 50  # agent steps per game in one chunk: Ape-X's actor-side buffer
 # weights, not the frames, the traffic.
 WEIGHTS_EVERY_STEPS = 400
 CHUNKS_IN_FLIGHT = 2  # per actor: one being played while the learner appends the other
+ACTOR_NAME = "apex-actor"  # actor i is named apex-actor-i in the run's (driver's) namespace
 ACTOR_CPUS = 1  # Ray CPUs an actor asks for: its games and a batch-E forward, one thread
 CONNECT_TIMEOUT_S = 10.0  # how long --ray-address HOST:PORT may take to answer
 WAIT_S = 0.5  # the longest the learner waits for a chunk before it looks at signals again
@@ -306,9 +307,10 @@ def connect(config: Config, actor_resources: dict[str, float]) -> None:
 
 
 def start_actors(config: Config, options: dict[str, Any], keep_states: bool) -> list[Any]:
-    remote = ray.remote(Actor).options(num_cpus=ACTOR_CPUS, max_restarts=-1,
-                                       max_task_retries=0, **options)
-    return [remote.remote(config.to_json(), i, keep_states) for i in range(config.actors)]
+    remote = ray.remote(Actor)
+    return [remote.options(name=f"{ACTOR_NAME}-{i}", num_cpus=ACTOR_CPUS, max_restarts=-1,
+                           max_task_retries=0, **options).remote(config.to_json(), i, keep_states)
+            for i in range(config.actors)]
 
 
 @dataclass

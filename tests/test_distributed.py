@@ -1,0 +1,209 @@
+"""Ape-X on Ray (atari_dqn/distributed.py): a local two-node cluster on this machine, the learner in
+this process (the driver), the actors forced onto the second node by a custom resource.
+
+One cluster serves the module. Ray's temporary files, its sockets and its auth token live in a
+temporary folder that is removed afterwards; the tests share the "ray" xdist group (pyproject:
+--dist loadgroup), so two pytest workers never start clusters side by side.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import main
+from atari_dqn.checkpoint import read_checkpoint
+from atari_dqn.config import Config
+from atari_dqn.schedule import apex_epsilons
+
+ray = pytest.importorskip("ray")
+from ray.cluster_utils import Cluster  # noqa: E402
+
+from atari_dqn import distributed  # noqa: E402
+
+pytestmark = pytest.mark.xdist_group("ray")
+
+ACTOR_NODE = "apex_actor_node"  # the custom resource only the second node has
+OBJECT_STORE_BYTES = 100 * 1024 * 1024  # per node: Ray's minimum is about 75 MB
+TINY = dict(learning_starts_steps=60, memory_capacity_transitions=1_000, batch_size=8,
+            target_update_steps=40, eval_every_steps=100, eval_episodes=1, eval_max_steps=20,
+            seed=5, threads=1, compile=False)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    # A short path: Ray's unix sockets live under it, and their paths are limited to 107 bytes.
+    folder = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
+    token = folder / "auth_token"
+    token.write_text(uuid.uuid4().hex)
+    env = {"RAY_TMPDIR": str(folder), "RAY_AUTH_MODE": "token",
+           "RAY_AUTH_TOKEN_PATH": str(token)}
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    reread_ray_settings()  # this process read RAY_AUTH_MODE when ray was imported
+    temp = folder / "ray"  # where Ray looks for its files under RAY_TMPDIR
+    temp.mkdir()
+    # Both nodes on this machine, at its own address: a driver maps 127.0.0.1 to it anyway.
+    node = dict(object_store_memory=OBJECT_STORE_BYTES, temp_dir=str(temp))
+    nodes = None
+    try:
+        nodes = Cluster(initialize_head=True, head_node_args=dict(num_cpus=1, **node))
+        nodes.add_node(num_cpus=2, resources={ACTOR_NODE: 2}, **node)
+        yield nodes
+    finally:
+        if nodes is not None:
+            nodes.shutdown()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        reread_ray_settings()
+        shutil.rmtree(folder, ignore_errors=True)
+    assert not folder.exists()
+
+
+def reread_ray_settings() -> None:
+    """Make this process see the RAY_* variables now set, as `ray.init` itself does when it
+    turns token authentication on (ray._private.authentication)."""
+    from ray._raylet import Config as RayConfig
+
+    RayConfig.initialize("")
+
+
+def config_for(cluster, out: Path, **settings) -> Config:
+    return Config(**{**TINY, "actors": 2, "ray_address": cluster.address, "out_dir": str(out),
+                     **settings})
+
+
+ON_ACTOR_NODE = {"resources": {ACTOR_NODE: 1}}
+
+
+def test_two_nodes_train_resume_and_store_exactly_what_the_actors_played(cluster, tmp_path,
+                                                                         capsys):
+    played: dict[int, tuple] = {}  # id -> what the actor acted on and got
+    memories = []
+
+    def record(memory, ids, chunk):
+        memories[:1] = [memory]
+        for (t, e), transition in np.ndenumerate(ids):
+            played[transition] = (chunk.states[t, e], chunk.actions[t, e],
+                                  np.sign(chunk.rewards[t, e]), chunk.terminated[t, e],
+                                  chunk.actor * 1 + e)
+
+    run = tmp_path / "run"
+    config = config_for(cluster, run, total_steps=200, n_step=1, prioritized=True)
+    result = distributed.train_distributed(config, actor_options=ON_ACTOR_NODE, on_chunk=record)
+    assert result.steps == 200 and not result.stopped_early
+    lines = (run / "rewards.txt").read_text().splitlines()
+    assert [line.split()[:2] for line in lines] == [["1", "100"], ["2", "200"]]
+    for name in ("rewards.png", "model_002.pt", "final_model.pt", "replay-000000200.bin"):
+        assert (run / name).is_file(), name
+    checkpoint = read_checkpoint(run)
+    assert checkpoint["progress"]["step"] == 200 and checkpoint["env"] == []
+
+    # Every transition the learner's memory returns is one an actor played.
+    memory = memories[0]
+    assert sorted(played) == list(range(200)) and memory.streams == 2
+    memory.check_invariants()
+    batch = memory.sample(256, 1.0)
+    assert len(set(batch.ids.tolist())) > 50
+    for i, transition in enumerate(batch.ids.tolist()):
+        state, action, reward, terminated, _ = played[transition]
+        np.testing.assert_array_equal(batch.states[i], state)
+        assert batch.actions[i] == action and batch.rewards[i] == reward
+        assert batch.dones[i] == float(terminated)
+    log = memory.export_log()
+    assert log["streams"].tolist() == [played[i][4] for i in log["ids"].tolist()]
+    # the actors' epsilons are Ape-X's over the 2 actor games
+    assert apex_epsilons(2) == [0.4, 0.4 ** 8]
+
+    # --resume on the command line (the actors land on whichever node has CPUs)
+    assert main.main(["--resume", str(run), "--steps", "300",
+                      "--ray-address", cluster.address]) == 0
+    out = capsys.readouterr().out
+    assert "the actors start fresh games" in out
+    lines = (run / "rewards.txt").read_text().splitlines()
+    assert [line.split()[:2] for line in lines][-1] == ["3", "300"]
+    assert read_checkpoint(run)["progress"]["step"] == 300
+
+
+def test_a_killed_actor_is_restarted_and_the_run_finishes(cluster, tmp_path, capsys):
+    killed = []
+
+    def kill_actor_0_once(memory, ids, chunk):
+        if not killed and chunk.actor == 0 and memory.appended >= 40:
+            handle = ray.get_actor(f"{distributed.ACTOR_NAME}-0")
+            pid = ray.get(handle.pid.remote())
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    run = tmp_path / "run"
+    config = config_for(cluster, run, total_steps=200)
+    result = distributed.train_distributed(config, actor_options=ON_ACTOR_NODE,
+                                           on_chunk=kill_actor_0_once)
+    assert killed and result.steps == 200
+    assert len((run / "rewards.txt").read_text().splitlines()) == 2
+    assert "actor 0 died" in capsys.readouterr().out
+
+
+def test_an_unreachable_address_or_too_few_cpus_exit_2_with_one_line(cluster, tmp_path,
+                                                                     capsys):
+    common = ["--steps", "100", "--eval-every", "100", "--threads", "1", "--no-compile"]
+    with socket_closed() as port:
+        assert main.main([*common, "--actors", "1", "--ray-address", f"127.0.0.1:{port}",
+                          "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("main.py: error: --ray-address 127.0.0.1:") and "\n" not in err
+    assert main.main([*common, "--actors", "40", "--ray-address", cluster.address,
+                      "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("main.py: error: --actors 40: the Ray cluster has 3 CPU")
+    assert "\n" not in err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+class socket_closed:
+    """A local TCP port that nothing listens on."""
+
+    def __enter__(self) -> int:
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            return probe.getsockname()[1]
+
+    def __exit__(self, *exc) -> None: ...
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--ray-address", "auto"], "--ray-address needs --actors"),
+    (["--actors", "2", "--overlap"], "--overlap is not supported with --actors"),
+    (["--actors", "-1"], "--actors must not be negative"),
+])
+def test_bad_distributed_flags_are_refused_before_the_run_folder(args, message, tmp_path,
+                                                                  capsys):
+    assert main.main([*args, "--out", str(tmp_path / "run")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_actor_priorities_by_hand():
+    # one game, 4 steps, n = 2, gamma 0.5; step 2 ends the episode (terminal)
+    q_taken = np.array([[1.0], [2.0], [3.0], [4.0]])
+    next_q_max = np.array([[10.0], [20.0], [30.0], [40.0]])
+    rewards = np.array([[1.0], [0.0], [1.0], [1.0]])
+    terminated = np.array([[False], [False], [True], [False]])
+    truncated = np.zeros((4, 1), bool)
+    got = distributed.actor_priorities(q_taken, next_q_max, rewards, terminated, truncated,
+                                       gamma=0.5, n_step=2)
+    # t0: 1 + .5*0 + .25*20 - 1 = 5;  t1: 0 + .5*1 (terminal) - 2 = -1.5;  t2: 1 - 3 = -2
+    # t3: the chunk's last step: one step, 1 + .5*40 - 4 = 17
+    np.testing.assert_allclose(got[:, 0], [5.0, 1.5, 2.0, 17.0])
