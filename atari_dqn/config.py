@@ -152,7 +152,8 @@ class Config:
                           "overwritten unless resumed", "--out")
     resume: str = _field("", "continue the run in this folder where it stopped (other flags "
                          "must match the run's, except --steps, --device, --threads, "
-                         "--compile, --tensorboard, --render, --env-processes)", "--resume")
+                         "--compile, --tensorboard, --render, --env-processes, "
+                         "--ray-address)", "--resume")
     seed: int = _field(0, "seed of every random number generator", "--seed")
     device: str = _field("auto", "where the networks run: auto picks cuda when available",
                          "--device", choices=DEVICES)

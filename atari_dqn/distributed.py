@@ -83,10 +83,10 @@ from atari_dqn.telemetry import LOG_EVERY_STEPS, Telemetry, _crossed
 from atari_dqn.train import RunResult, StopOnSignal, make_memory, play_evaluation
 
 CHUNK_STEPS = 50  # agent steps per game in one chunk: Ape-X's actor-side buffer (B = 50)
-# An actor takes new weights at most every this many of its agent steps per game: Ape-X's
-# 400 (frames there); one fetch moves the whole network (6.5 MB for the Nature CNN with the
-# dueling head), as much as about 900 transitions, so fetching much more often would make the
-# weights, not the frames, the traffic.
+# An actor takes new weights at most every this many of its agent steps per game (Ape-X: every
+# 400 frames). One fetch moves the whole network, 13.2 MB for the default dueling Nature CNN,
+# as much as about 1,860 transitions: at 400 the weights are already about 4/5 of the traffic
+# (docs/distributed.md), so fetching more often would buy fresher actors with bandwidth.
 WEIGHTS_EVERY_STEPS = 400
 CHUNKS_IN_FLIGHT = 2  # per actor: one being played while the learner appends the other
 ACTOR_NAME = "apex-actor"  # actor i is named apex-actor-i in the run's (driver's) namespace
@@ -338,12 +338,12 @@ class Rates:
 def train_distributed(config: Config, *,
                       stop_when: Callable[[int], bool] = lambda step: False,
                       actor_options: dict[str, Any] | None = None,
-                      on_chunk: Callable[[Any, np.ndarray, Chunk], None] | None = None
-                      ) -> RunResult:
+                      on_chunk: Callable[[Any, np.ndarray, Chunk], None] | None = None,
+                      keep_states: bool = False) -> RunResult:
     """train() with config.actors Ray actors (see the module's doc). actor_options: more Ray
     options for the actors (e.g. resources={"actors": 1} to place them); on_chunk(memory, ids,
-    chunk) is called after each chunk is stored, and with it the actors keep the states they
-    acted on in their chunks (for tests)."""
+    chunk) is called after each chunk is stored (tests, benchmarks); keep_states: the actors
+    also send the states they acted on (Chunk.states, for tests)."""
     device = check_machine(config)
     envs.resolve_env_id(config.env_id)
     if not config.out_dir:
@@ -356,7 +356,8 @@ def train_distributed(config: Config, *,
     try:
         lock = RunLock(run) if config.resume else create_run_dir(config)
         try:
-            return _train(config, run, device, memory, stop_when, actor_options, on_chunk)
+            return _train(config, run, device, memory, stop_when, actor_options, on_chunk,
+                          keep_states)
         except DiskError as e:
             since = "its last checkpoint" if has_checkpoint(run) else "step 0"
             raise RunError(f"{e}; once that is fixed, --resume {run} continues from "
@@ -369,7 +370,8 @@ def train_distributed(config: Config, *,
 
 def _train(config: Config, run: Path, device: torch.device, memory: Any,
            stop_when: Callable[[int], bool], actor_options: dict[str, Any],
-           on_chunk: Callable[[Any, np.ndarray, Chunk], None] | None) -> RunResult:
+           on_chunk: Callable[[Any, np.ndarray, Chunk], None] | None,
+           keep_states: bool) -> RunResult:
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     action_count = envs.action_count(config.env_id)
@@ -385,7 +387,7 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
     telemetry = Telemetry(config, run, progress.step)
     updates = Updates(agent, memory, config, telemetry.learned, pending)
     updates.finish()  # pending priorities of the checkpoint: applied before anything else
-    actors = start_actors(config, actor_options, keep_states=on_chunk is not None)
+    actors = start_actors(config, actor_options, keep_states)
     mean_eps = float(np.mean(apex_epsilons(config.streams)))
     started, wall_before = time.perf_counter(), progress.wall_seconds
     made = updates_due(progress.step, config)  # a checkpoint is taken with every update made

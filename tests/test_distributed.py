@@ -100,7 +100,8 @@ def test_two_nodes_train_resume_and_store_exactly_what_the_actors_played(cluster
 
     run = tmp_path / "run"
     config = config_for(cluster, run, total_steps=200, n_step=1, prioritized=True)
-    result = distributed.train_distributed(config, actor_options=ON_ACTOR_NODE, on_chunk=record)
+    result = distributed.train_distributed(config, actor_options=ON_ACTOR_NODE, on_chunk=record,
+                                           keep_states=True)
     assert result.steps == 200 and not result.stopped_early
     lines = (run / "rewards.txt").read_text().splitlines()
     assert [line.split()[:2] for line in lines] == [["1", "100"], ["2", "200"]]
