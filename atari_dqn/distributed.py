@@ -377,13 +377,17 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
     action_count = envs.action_count(config.env_id)
     eval_env = envs.EvalEnvs(config.env_id, config.eval_episodes,
                              max_steps=config.eval_max_steps, render=config.render)
-    agent = Agent(action_count, config, device)
-    act_rng = np.random.default_rng(config.seed)  # unused by actors; checkpoints keep one
-    if memory is None:
-        memory, progress, pending = load_checkpoint(run, config, agent, act_rng, None)
-    else:
-        progress, pending = Progress(game_scores=[0.0] * config.streams), None
-        tidy_run_dir(run, progress, replay_name=None)
+    try:
+        agent = Agent(action_count, config, device)
+        act_rng = np.random.default_rng(config.seed)  # unused by actors; checkpoints keep one
+        if memory is None:
+            memory, progress, pending = load_checkpoint(run, config, agent, act_rng, None)
+        else:
+            progress, pending = Progress(game_scores=[0.0] * config.streams), None
+            tidy_run_dir(run, progress, replay_name=None)
+    except BaseException:  # e.g. a damaged checkpoint
+        eval_env.close()
+        raise
     telemetry = Telemetry(config, run, progress.step)
     updates = Updates(agent, memory, config, telemetry.learned, pending)
     updates.finish()  # pending priorities of the checkpoint: applied before anything else
@@ -456,6 +460,23 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
                                             progress.step)
             rates.restart_window()
 
+    def receive_ready(timeout_s: float) -> None:
+        """Store the chunks that are ready, waiting up to timeout_s for one. An actor plays its
+        chunks in the order asked, and they are stored in that order: a chunk waits while an
+        older one of its actor is still in flight."""
+        if not in_flight:
+            return
+        ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=timeout_s)
+        if ready:
+            ready, _ = ray.wait(list(in_flight), num_returns=len(in_flight), timeout=0)
+        ready_set, blocked = set(ready), set()
+        for ref in list(in_flight):  # in the order asked
+            actor = in_flight[ref][0]
+            if ref in ready_set and actor not in blocked:
+                receive(ref)
+            else:
+                blocked.add(actor)
+
     def apply_priorities(actor: int, ids: np.ndarray, priorities: np.ndarray) -> None:
         """The chunk's priorities, and those of the actor's last chunk that were still pending
         (the memory ignored them then)."""
@@ -500,21 +521,14 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
                         ref = handle.play.remote(per_game, weights, version)
                         in_flight[ref] = (actor, per_game * config.envs)
                         requested += per_game * config.envs
-                due = updates_due(progress.step, config)
-                if made < due:
-                    if in_flight:
-                        ready, _ = ray.wait(list(in_flight), num_returns=len(in_flight),
-                                            timeout=0)
-                        for ref in ready:
-                            receive(ref)
+                if made < updates_due(progress.step, config):
+                    receive_ready(timeout_s=0.0)
                     learn_one()
                     continue
                 if in_flight:
                     waited = time.perf_counter()
-                    ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=WAIT_S)
+                    receive_ready(timeout_s=WAIT_S)
                     rates.learner_idle_s += time.perf_counter() - waited
-                    for ref in ready:
-                        receive(ref)
                     continue
                 # Nothing in flight, every update made: at a boundary, or stopping.
                 checkpointed = False
