@@ -92,6 +92,7 @@ CHUNKS_IN_FLIGHT = 2  # per actor: one being played while the learner appends th
 ACTOR_NAME = "apex-actor"  # actor i is named apex-actor-i in the run's (driver's) namespace
 ACTOR_CPUS = 1  # Ray CPUs an actor asks for: its games and a batch-E forward, one thread
 CONNECT_TIMEOUT_S = 10.0  # how long --ray-address HOST:PORT may take to answer
+GCS_CONNECT_TRIES = 1  # ray.init's tries to reach the cluster's GCS (Ray's default: 20)
 WAIT_S = 0.5  # the longest the learner waits for a chunk before it looks at signals again
 ACTOR_SEED_STREAM = 3  # seeds actors' games and epsilon draws apart from the learner's
 STACKER_SLOTS_PER_GAME = 2 * STACK  # the actor's stacking memory keeps each game's newest frames
@@ -289,6 +290,11 @@ def connect(config: Config, actor_resources: dict[str, float]) -> None:
         except (OSError, ValueError) as e:
             raise ConfigError(f"--ray-address {address}: no Ray cluster answers there ({e}); "
                               f"start one with `ray start --head`") from None
+    if address:
+        # Ray tries a GCS that does not answer 20 times, up to 40 s each (a port that answers
+        # TCP but leads to no GCS, e.g. 127.0.0.1 of a cluster bound to the machine's address):
+        # 13 minutes. One try: exit 2 after 47 s measured on the loaded 2-core machine.
+        os.environ.setdefault("RAY_gcs_server_port_wait_time_s", str(GCS_CONNECT_TRIES))
     try:
         ray.init(address=address, include_dashboard=False if address is None else None,
                  logging_level="ERROR", log_to_driver=True)
