@@ -131,6 +131,21 @@ def test_act_batch_draws_from_the_rng_row_by_row_as_act_does():
     assert agent.act_batch(states, 0.0, a).tolist() == greedy.tolist()
 
 
+def test_act_batch_takes_one_epsilon_per_row_as_ape_x_actors_do():
+    """Row i with epsilons[i] acts as act() with that epsilon would, drawing on the rng in the
+    same order; a row at 0 is always greedy, a row at 1 never consults the network."""
+    agent = make_agent()
+    states = fixed_batch(size=4).states
+    greedy = agent.greedy_actions(states)
+    epsilons = np.array([0.0, 1.0, 0.5, 0.0])
+    a, b = np.random.default_rng(11), np.random.default_rng(11)
+    for _ in range(20):
+        batched = agent.act_batch(states, epsilons, a)
+        assert batched.tolist() == [agent.act(state, float(eps), b)
+                                    for state, eps in zip(states, epsilons)]
+        assert batched[0] == greedy[0] and batched[3] == greedy[3]
+
+
 def test_act_uses_the_rng_the_same_way_for_the_same_epsilon():
     agent = make_agent()
     state = fixed_batch(size=1).states[0]

@@ -155,6 +155,21 @@ def test_a_killed_actor_is_restarted_and_the_run_finishes(cluster, tmp_path, cap
     assert "actor 0 died" in capsys.readouterr().out
 
 
+def test_a_stopped_run_drains_its_chunks_and_checkpoints_where_it_stopped(cluster, tmp_path):
+    run = tmp_path / "run"
+    config = config_for(cluster, run, total_steps=300)
+    result = distributed.train_distributed(config, actor_options=ON_ACTOR_NODE,
+                                           stop_when=lambda step: step >= 130)
+    assert result.stopped_early and 130 <= result.steps < 300
+    checkpoint = read_checkpoint(run)
+    assert checkpoint["progress"]["step"] == result.steps
+    # the chunks asked before the stop are stored (an evaluation they reach is played) and
+    # none after: at most one slack (2 actors x 50 steps) past the learner's last update
+    assert checkpoint["progress"]["evaluations"] == result.steps // 100
+    assert checkpoint["replay"] == f"replay-{result.steps:09d}.bin"
+    assert (run / checkpoint["replay"]).is_file()
+
+
 def test_an_unreachable_address_or_too_few_cpus_exit_2_with_one_line(cluster, tmp_path,
                                                                      capsys):
     common = ["--steps", "100", "--eval-every", "100", "--threads", "1", "--no-compile"]
