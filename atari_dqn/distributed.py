@@ -325,17 +325,20 @@ class Rates:
     started: float = field(default_factory=time.perf_counter)
     steps: int = 0
     updates: int = 0
-    learner_idle_s: float = 0.0
-    limiter_held: bool = False
+    learner_idle_s: float = 0.0  # waiting for chunks with every update made
+    limiter_held: bool = False   # the rate limiter held a chunk request back
     restarts: int = 0
 
     def restart_window(self) -> None:
-        self.started, self.steps, self.updates, self.learner_idle_s = time.perf_counter(), 0, 0, 0.0
+        self.started, self.steps, self.updates = time.perf_counter(), 0, 0
+        self.learner_idle_s, self.limiter_held = 0.0, False
 
     def line(self, now: float) -> dict[str, str]:
+        """waits: 'learner' when it waited for chunks over half the window, else 'actors (rate
+        limiter)' when the limiter held a chunk request back in it, else '-'."""
         seconds = max(now - self.started, 1e-9)
-        waits = ("actors (rate limiter)" if self.limiter_held
-                 else "learner" if self.learner_idle_s > 0.5 * seconds else "-")
+        waits = ("learner" if self.learner_idle_s > 0.5 * seconds
+                 else "actors (rate limiter)" if self.limiter_held else "-")
         return {"actor_steps_s": f"{self.steps / seconds:.0f}",
                 "updates_s": f"{self.updates / seconds:.1f}",
                 "learner_idle": f"{self.learner_idle_s / seconds:.0%}", "waits": waits}
@@ -514,7 +517,6 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
                 # Ask for chunks: up to the boundary, CHUNKS_IN_FLIGHT per actor, and no more
                 # than slack_steps past the step of the learner's last update.
                 limit = max(update_step(made, config), config.learning_starts_steps) + slack_steps
-                rates.limiter_held = False
                 for actor, handle in enumerate(actors):
                     if stopping:
                         break
