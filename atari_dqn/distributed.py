@@ -26,10 +26,11 @@ applies priorities and publishes weights (ray.put) as the one-process loop does:
     network is copied after the update whose b_u crosses a multiple of --target-update.
   - Rate limiter (as Reverb's SampleToInsertRatio): the learner waits (ray.wait) when it has
     made every update the delivered steps allow; actors are not asked for another chunk when
-    the steps asked for would pass the learner's b_(updates made) by more than one chunk per
-    actor (slack_steps). So at any time   0 <= delivered - b_(updates made) <= slack + a chunk:
+    the steps asked for would pass the learner's next b, b_(updates made + 1), by more than one
+    chunk per actor (slack_steps). So at any time (learning started)
+        0 <= delivered - b_(made) < --train-every + slack_steps + one chunk:
     the replay ratio over a run is the one-process run's (batch / --train-every samples per
-    agent step) within slack_steps agent steps. Before an evaluation, and when stopping, the
+    agent step) up to that many agent steps. Before an evaluation, and when stopping, the
     learner catches up exactly: evaluations and checkpoints see the one-process ratio.
   - Back-pressure: at most CHUNKS_IN_FLIGHT chunk requests per actor, so the object store holds
     at most K * CHUNKS_IN_FLIGHT chunks (about 360 KB each at 50 steps of one game).
@@ -515,8 +516,12 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
                                * config.eval_every_steps)
                 stopping = stopping or stop.signum is not None or stop_when(step)
                 # Ask for chunks: up to the boundary, CHUNKS_IN_FLIGHT per actor, and no more
-                # than slack_steps past the step of the learner's last update.
-                limit = max(update_step(made, config), config.learning_starts_steps) + slack_steps
+                # than slack_steps past the step of the learner's next update. (Past the next
+                # update, not the last: with nothing in flight and the limit reached, that
+                # update is due, so the loop always has something to do, whatever
+                # --train-every.)
+                limit = max(update_step(made + 1, config),
+                            config.learning_starts_steps) + slack_steps
                 for actor, handle in enumerate(actors):
                     if stopping:
                         break
