@@ -25,9 +25,9 @@ a real run, where epsilon sits at its end value).
 
 The plain settings are the issue's comparison settings: --no-double --no-dueling --n-step 1.
 The trainer is also measured with --no-compile. --levers adds rows that take the levers one at a
-time: the plain loop with fused Adam, then also channels_last; the trainer with --overlap, and
-with --threads 1. Every measurement runs in a fresh process; the rows alternate, --repeats times,
-and the table gives medians and ranges.
+time: the plain loop with fused Adam, then also channels_last; the trainer with --overlap (at
+--envs 1 and at the largest --envs), and with --threads 1. Every measurement runs in a fresh
+process; the rows alternate, --repeats times, and the table gives medians and ranges.
 
     python bench/throughput.py                       # uniform and prioritized (about 8 minutes)
     python bench/throughput.py --prioritized --levers
@@ -74,7 +74,7 @@ ROWS = {  # name -> what the row measures
     "trainer --no-compile": "train(), eager networks",
     "trainer": "train() with its defaults",
 }
-ENVS_ROW = re.compile(r"^trainer(?P<defaults> defaults)? --envs (?P<n>\d+)$")
+ENVS_ROW = re.compile(r"^trainer(?P<defaults> defaults)? --envs (?P<n>\d+)(?P<overlap> --overlap)?$")
 LEVER_ROWS = ("plain+fused", "plain+fused+cl", "trainer --overlap", "trainer --threads 1")
 
 
@@ -84,7 +84,8 @@ def row_name(row: str) -> str:
         return ROWS[row]
     learning = "Double, dueling, 3-step" if match["defaults"] else "plain settings"
     games = f"{match['n']} game{'s' if match['n'] != '1' else ''}"
-    return f"train(), {games} at once, {learning}"
+    overlap = ", learner thread beside the actor" if match["overlap"] else ""
+    return f"train(), {games} at once, {learning}{overlap}"
 
 
 def align(steps: int) -> int:
@@ -263,7 +264,8 @@ def measure(row: str, prioritized: bool, args: argparse.Namespace,
         if match:
             defaults = dict(double=True, dueling=True, n_step=3) if match["defaults"] else {}
             config = bench_config(args, prioritized, out, envs=int(match["n"]),
-                                  env_processes=args.env_processes, **defaults)
+                                  env_processes=args.env_processes,
+                                  overlap=bool(match["overlap"]), **defaults)
             return run_trainer(config, phases)
         if row.startswith("plain"):
             config = bench_config(args, prioritized, out, overlap=False, compile=False)
@@ -314,10 +316,13 @@ def main() -> None:
     if args.prioritized != args.uniform:
         modes = [args.prioritized]
     envs_rows = [f"trainer --envs {n}" for n in args.envs]
+    if args.envs and args.levers:
+        envs_rows.append(f"trainer --envs {max(args.envs)} --overlap")
     if args.envs:
         envs_rows += sorted({f"trainer defaults --envs {n}" for n in (1, max(args.envs))},
                             key=lambda row: int(row.split()[-1]))
-    rows = ["plain", *(["plain-sb3"] if args.sb3 else []), *(LEVER_ROWS if args.levers else ()), "trainer --no-compile", "trainer",
+    rows = ["plain", *(["plain-sb3"] if args.sb3 else []), *(LEVER_ROWS if args.levers else ()),
+            "trainer --no-compile", "trainer",
             *envs_rows]
 
     def rows_for(prioritized: bool) -> list[str]:
