@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a Nature-CNN DQN on an Atari game (DeepMind preprocessing). "
                     "1 agent step = 4 emulator frames; counts are agent steps unless stated.")
     for f in dataclasses.fields(Config):
-        if not f.metadata["flag"]:  # recorded by the run (the offline dataset), not a flag
+        if f.metadata.get("recorded"):  # facts a run records (its offline dataset), not flags
             continue
         help_text = f"{f.metadata['doc']} (default: {f.default!r})"
         # SUPPRESS: only the flags actually typed reach Config, so a resume can tell them apart.

@@ -186,11 +186,14 @@ class Config:
     total_updates: int = _field(125_000, "gradient updates to train for offline (the "
                                 "updates of a default online run: 500,000 agent steps / "
                                 "--train-every 4)", "--updates")
-    # The dataset an offline run trains on, recorded when the run starts (not flags): resume
-    # checks that it is still the same file.
-    offline_bytes: int = _field(0, "size of the --offline snapshot in bytes", "")
-    offline_sha256: str = _field("", "sha256 of the --offline snapshot (hex)", "")
-    offline_transitions: int = _field(0, "transitions in the --offline snapshot", "")
+    # Recorded by an offline run when it starts (facts about its dataset, not settings: no
+    # flag); resume checks that the file is still the same.
+    offline_bytes: int = _field(0, "size of the --offline snapshot in bytes", "",
+                                recorded=True)
+    offline_sha256: str = _field("", "sha256 of the --offline snapshot (hex)", "",
+                                 recorded=True)
+    offline_transitions: int = _field(0, "sampleable transitions in the --offline "
+                                     "snapshot", "", recorded=True)
     allow_large_memory: bool = _field(False, "start even if the replay memory, when full, "
                                       "would not fit in the RAM available now (about 7.2 KB per "
                                       "transition)", "--allow-large-memory")

@@ -65,6 +65,7 @@ ONLINE_ONLY = ("total_steps", "envs", "env_processes", "learning_starts_steps",
 OFFLINE_ONLY = ("loss", "cql_alpha", "total_updates")
 SAMPLE_STREAM = 3  # seeds the dataset's sampling apart from the agent's streams (agent.py)
 HASH_CHUNK_BYTES = 1 << 20
+SAMPLE_AHEAD = True  # sample the next batch on a worker thread (bench/offline.py measures it)
 INITIAL_PRIORITY = 1.0  # a fresh prioritized memory's max priority: every transition starts there
 
 
@@ -155,7 +156,8 @@ class Sampler:
     priorities. With a prioritized memory it keeps every transition's last |TD error| (for the
     checkpoint: restore() sets the same priorities again)."""
 
-    def __init__(self, memory: ReplayMemory, config: Config, ahead: bool = True) -> None:
+    def __init__(self, memory: ReplayMemory, config: Config, ahead: bool | None = None) -> None:
+        ahead = SAMPLE_AHEAD if ahead is None else ahead
         self.memory, self.config = memory, config
         self.prioritized = isinstance(memory, PrioritizedReplayMemory)
         self.td: np.ndarray | None = None
