@@ -24,10 +24,12 @@ memory's). --prioritized needs a prioritized snapshot: a uniform memory has no p
 this project cannot rebuild one from a snapshot without a second copy of its frames, so it is
 refused with a message (record the data with --prioritized).
 
-Sample-ahead: without --prioritized the batch of the next update does not depend on this one,
-so a worker thread samples it (C++ sample releases the GIL) while this update runs;
-bench/offline.py measures what that buys. With --prioritized the next batch depends on the
-priorities this update sets: it is sampled in turn.
+Sample-ahead (off: SAMPLE_AHEAD): without --prioritized the next update's batch does not depend
+on this one, so a worker thread could sample it (C++ sample releases the GIL) while this update
+runs. Measured with bench/offline.py it bought nothing (a batch of 32 samples in well under a
+millisecond against an update of tens of milliseconds on a CPU; docs/offline.md), so updates
+sample in turn; the thread stays as an option for the bench and for faster learners (a GPU).
+With --prioritized the next batch depends on this update's priorities: always in turn.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ ONLINE_ONLY = ("total_steps", "envs", "env_processes", "learning_starts_steps",
 OFFLINE_ONLY = ("loss", "cql_alpha", "total_updates")
 SAMPLE_STREAM = 3  # seeds the dataset's sampling apart from the agent's streams (agent.py)
 HASH_CHUNK_BYTES = 1 << 20
-SAMPLE_AHEAD = True  # sample the next batch on a worker thread (bench/offline.py measures it)
+SAMPLE_AHEAD = False  # sample the next batch on a worker thread: measured, no gain on a CPU
 INITIAL_PRIORITY = 1.0  # a fresh prioritized memory's max priority: every transition starts there
 
 
@@ -234,12 +236,13 @@ def train_offline(config: Config, given: dict[str, Any] | None = None, *,
     run = config.run_dir
     fresh = not (config.resume and has_checkpoint(run))
     memory, dataset = open_dataset(config.offline, config.batch_size, config.allow_large_memory)
-    if fresh:
-        config = with_dataset(config, memory, dataset, given)
-    elif (dataset.sha256, dataset.size_bytes) != (config.offline_sha256, config.offline_bytes):
+    if config.offline_sha256 and ((dataset.sha256, dataset.size_bytes)
+                                  != (config.offline_sha256, config.offline_bytes)):
         raise ConfigError(f"--resume: {dataset.path} is not the dataset the run trained on "
                           f"(sha256 {dataset.sha256[:12]}..., {dataset.size_bytes} bytes; the "
                           f"run's: {config.offline_sha256[:12]}..., {config.offline_bytes} bytes)")
+    if fresh:
+        config = with_dataset(config, memory, dataset, given)
     else:  # the same file, perhaps at another path (--offline given with --resume)
         config = dataclasses.replace(config, offline=str(dataset.path))
     if config.prioritized and not isinstance(memory, PrioritizedReplayMemory):

@@ -8,11 +8,10 @@ n-step 3, the project's default network: Nature CNN, dueling, Double DQN), batch
   learner            the online learner's own update rate: train.Updates.start() (sample on the
                      loop's thread, then Agent.learn) called back to back, no env: what the
                      online loop's updates cost when acting is taken away
-  offline            atari_dqn.offline.train_offline() itself (reseeded sampling, sample-ahead
-                     thread, telemetry), timed between update WARM_UPDATES and
-                     WARM_UPDATES + --updates through its stop_when hook; no evaluation falls in
-                     the window
-  offline, no ahead  the same with the sample-ahead thread off (offline.SAMPLE_AHEAD = False)
+  offline            atari_dqn.offline.train_offline() itself (reseeded sampling in turn,
+                     telemetry), timed between update WARM_UPDATES and WARM_UPDATES + --updates
+                     through its stop_when hook; no evaluation falls in the window
+  offline, ahead     the same with the sample-ahead thread on (offline.SAMPLE_AHEAD = True)
 
 Every row builds a fresh Agent (compiled unless --no-compile; the first WARM_UPDATES updates,
 untimed, include the compilation); the rows alternate --repeats times; the table gives the
@@ -81,8 +80,10 @@ def offline_rate(config: Config, updates: int, out: Path, ahead: bool) -> float:
     total = WARM_UPDATES + updates + 1
     run_config = dataclasses.replace(config, out_dir=str(out), total_updates=total,
                                      eval_every_steps=total)
-    offline.train_offline(run_config, {}, stop_when=stop_when)
-    offline.SAMPLE_AHEAD = True
+    try:
+        offline.train_offline(run_config, {}, stop_when=stop_when)
+    finally:
+        offline.SAMPLE_AHEAD = False
     return updates / (marks[WARM_UPDATES + updates] - marks[WARM_UPDATES])
 
 
@@ -101,13 +102,13 @@ def main() -> None:
         config = Config(offline=str(data), batch_size=BATCH, threads=args.threads,
                         compile=args.compile, eval_episodes=1, eval_max_steps=10)
         torch.set_num_threads(args.threads)
-        rates: dict[str, list[float]] = {"learner": [], "offline": [], "offline, no ahead": []}
+        rates: dict[str, list[float]] = {"learner": [], "offline": [], "offline, ahead": []}
         for repeat in range(args.repeats):
             rates["learner"].append(learner_rate(config, memory, args.updates))
             rates["offline"].append(offline_rate(config, args.updates,
-                                                 Path(tmp) / f"a{repeat}", ahead=True))
-            rates["offline, no ahead"].append(offline_rate(config, args.updates,
-                                                           Path(tmp) / f"b{repeat}", ahead=False))
+                                                 Path(tmp) / f"a{repeat}", ahead=False))
+            rates["offline, ahead"].append(offline_rate(config, args.updates,
+                                                        Path(tmp) / f"b{repeat}", ahead=True))
     learner = statistics.median(rates["learner"])
     print(f"batch {BATCH}, Nature CNN (dueling, double, 3-step), {args.threads} threads, "
           f"{'compiled' if args.compile else 'eager'}, {args.updates} timed updates x "
