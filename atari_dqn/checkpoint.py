@@ -28,7 +28,9 @@ weights_only=True: version, config (Config as a dict), progress (Progress as a d
 (Agent.state_dict()), rng ({"torch": torch's RNG state, "act": the epsilon rng's state}), env
 (TrainEnvs.snapshot(): a list, one snapshot per training game; a single dict in checkpoints
 from before --envs, read as a list of one), replay (the snapshot's file name),
-pending_priorities (Updates.pending()). Progress's per-game scores (game_scores) were one
+pending_priorities (Updates.pending()). An offline run's checkpoint (atari_dqn/offline.py) has
+env [] and replay "" (the dataset is never copied) and adds offline: the dataset's path, size
+and sha256, and the sampler's state; its progress.step counts gradient updates. Progress's per-game scores (game_scores) were one
 game_score before --envs; both load.
 """
 
@@ -138,8 +140,10 @@ def resume_config(run_dir: str, given: dict[str, Any]) -> Config:
     # runs from before these flags: a scalar head on the Nature CNN, no augmentation, no resets
     for name, then in (("head", "scalar"), ("n_quantiles", 200), ("network", "nature"),
                        ("augment", False), ("reset_every_steps", 0), ("envs", 1),
-                       ("env_processes", 0)):
+                       ("env_processes", 0), ("offline", ""), ("loss", "dqn")):
         saved.setdefault(name, then)
+    if given.get("offline") and not saved["offline"]:
+        raise ConfigError(f"--offline cannot be given when resuming {run_dir}: it trains online")
     out = given.get("out_dir")
     if out and Path(out).resolve() != Path(run_dir).resolve():
         raise ConfigError(f"--out cannot be given with --resume: the run goes on in {run_dir}")
@@ -152,7 +156,11 @@ def resume_config(run_dir: str, given: dict[str, Any]) -> Config:
         config = Config(**{**saved, **allowed, "resume": run_dir, "out_dir": run_dir})
     except TypeError as e:
         raise ConfigError(f"--resume: the run's config does not fit this version ({e})") from None
-    if config.total_steps <= steps_made:
+    if config.offline and config.total_updates <= steps_made:
+        raise ConfigError(f"--resume: the run has made {steps_made} of its --updates "
+                          f"{config.total_updates} updates; give --updates above {steps_made} "
+                          f"to train longer")
+    if not config.offline and config.total_steps <= steps_made:
         raise ConfigError(f"--resume: the run has made {steps_made} of its --steps "
                           f"{config.total_steps} agent steps; give --steps above {steps_made} "
                           f"to train longer")
@@ -270,6 +278,39 @@ def save_checkpoint(run: Path, config: Config, agent: Agent, memory: Any,
         if old.name != replay_name:
             with writing(old):
                 old.unlink()
+
+
+def save_offline_checkpoint(run: Path, config: Config, agent: Agent, progress: Progress,
+                            offline: dict[str, Any]) -> None:
+    """An offline run's checkpoint: no memory and no games; `offline` records the dataset and
+    the sampler's state (atari_dqn/offline.py)."""
+    atomic_torch_save(run / CHECKPOINT, {
+        "version": CHECKPOINT_VERSION,
+        "config": dataclasses.asdict(config),
+        "progress": dataclasses.asdict(progress),
+        "agent": agent.state_dict(),
+        "rng": {"torch": torch.get_rng_state()},
+        "env": [],
+        "replay": "",
+        "offline": offline,
+    })
+
+
+def load_offline_checkpoint(run: Path, agent: Agent) -> tuple[Progress, dict[str, Any]]:
+    """Load an offline run's checkpoint into agent; return its progress and its offline entry."""
+    checkpoint = read_checkpoint(run)
+    try:
+        agent.load_state_dict(checkpoint["agent"])
+        torch.set_rng_state(checkpoint["rng"]["torch"])
+        progress = Progress(**checkpoint["progress"])
+        offline = checkpoint["offline"]
+        if not isinstance(offline, dict):
+            raise TypeError("its 'offline' entry is not a dict")
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ConfigError(f"--resume: {run / CHECKPOINT} is damaged ({first_line})") from None
+    tidy_run_dir(run, progress, replay_name=None)
+    return progress, offline
 
 
 def load_checkpoint(run: Path, config: Config, agent: Agent, act_rng: np.random.Generator,
