@@ -51,7 +51,7 @@ import torch
 
 from atari_dqn.agent import Agent
 from atari_dqn.config import RESUME_MAY_CHANGE, Config, ConfigError, flag_of
-from atari_dqn.evaluate import plot_curve, rewards_line
+from atari_dqn.evaluate import X_LABEL, plot_curve, rewards_line
 from atari_dqn.files import DiskError, atomic_torch_save, atomic_write_text, writing
 
 CHECKPOINT = "checkpoint.pt"
@@ -68,10 +68,13 @@ EVALUATION_FILE = re.compile(r"^(?:model_|eval_)(\d{3,})(?:\.pt|\.gif)?$")
 TEMPORARY_GLOBS = (".*.tmp.*", "replay-*.bin.tmp.*")
 
 
+UPDATE_UNIT = "gradient updates"  # an offline run's step (rewards.png's x axis)
+
+
 @dataclass
 class Progress:
     """The loop's counters; saved in checkpoints."""
-    step: int = 0                      # agent steps taken
+    step: int = 0                      # agent steps taken (gradient updates offline: unit)
     evaluations: int = 0
     rewards_lines: list[str] = field(default_factory=list)
     game_scores: list[float] = field(default_factory=list)  # raw score of each training game
@@ -79,6 +82,7 @@ class Progress:
     last_game_score: float | None = None
     last_eval_score: float | None = None
     wall_seconds: float = 0.0          # wall-clock time spent in train(), summed over resumes
+    unit: str = X_LABEL                # what step counts, as rewards.png's x axis names it
 
 
 def load_memory(config: Config, path: Path) -> Any:
@@ -252,7 +256,7 @@ def write_rewards(run: Path, progress: Progress) -> None:
                 (run / name).unlink(missing_ok=True)
         return
     atomic_write_text(run / "rewards.txt", "\n".join(progress.rewards_lines) + "\n")
-    plot_curve(run / "rewards.txt", run / "rewards.png", title=run.name)
+    plot_curve(run / "rewards.txt", run / "rewards.png", title=run.name, x_label=progress.unit)
 
 
 def save_checkpoint(run: Path, config: Config, agent: Agent, memory: Any,

@@ -48,8 +48,9 @@ import torch
 
 from atari_dqn import env as envs
 from atari_dqn.agent import Agent, NonFiniteLoss
-from atari_dqn.checkpoint import (Progress, RunLock, create_run_dir, has_checkpoint,
-                                  load_offline_checkpoint, save_offline_checkpoint, tidy_run_dir)
+from atari_dqn.checkpoint import (UPDATE_UNIT, Progress, RunLock, create_run_dir,
+                                  has_checkpoint, load_offline_checkpoint,
+                                  save_offline_checkpoint, tidy_run_dir)
 from atari_dqn.config import Config, ConfigError, RunError, default_run_dir, flag_of
 from atari_dqn.dataset import DatasetError, snapshot_path
 from atari_dqn.files import DiskError
@@ -282,7 +283,7 @@ def _train_offline(config: Config, run: Path, device: torch.device, memory: Repl
     agent = Agent(eval_env.action_count, config, device)
     sampler = Sampler(memory, config)
     if fresh:
-        progress = Progress()
+        progress = Progress(unit=UPDATE_UNIT)
         tidy_run_dir(run, progress, replay_name=None)  # what a run stopped early left
     else:
         progress, saved = load_offline_checkpoint(run, agent)

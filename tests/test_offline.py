@@ -98,6 +98,7 @@ def test_each_loss_trains_and_writes_a_run_folder_leaving_the_dataset_untouched(
     assert config["loss"] == loss and config["n_step"] == 3  # the snapshot's
     checkpoint = read_checkpoint(run)
     assert checkpoint["progress"]["step"] == 40
+    assert checkpoint["progress"]["unit"] == "gradient updates"  # rewards.png's x axis
     assert checkpoint["offline"]["sha256"] == config["offline_sha256"]
     # play's loader takes the result
     network = policy.load(run)
