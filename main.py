@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from atari_dqn.cli import OneLineParser
-from atari_dqn.config import Config, ConfigError, RunError, default_run_dir
+from atari_dqn.config import Config, ConfigError, RunError, default_run_dir, flag_of
 
 
 def _int(text: str) -> int:
@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a Nature-CNN DQN on an Atari game (DeepMind preprocessing). "
                     "1 agent step = 4 emulator frames; counts are agent steps unless stated.")
     for f in dataclasses.fields(Config):
+        if f.metadata.get("recorded"):  # facts a run records (its offline dataset), not flags
+            continue
         help_text = f"{f.metadata['doc']} (default: {f.default!r})"
         # SUPPRESS: only the flags actually typed reach Config, so a resume can tell them apart.
         kwargs: dict[str, Any] = dict(dest=f.name, default=argparse.SUPPRESS, help=help_text)
@@ -52,6 +54,13 @@ def config_from_flags(given: dict[str, Any]) -> Config:
         from atari_dqn.checkpoint import resume_config
 
         return resume_config(given["resume"], given)
+    if given.get("offline"):
+        from atari_dqn.offline import offline_config
+
+        return offline_config(given)
+    for name in ("loss", "cql_alpha", "total_updates"):  # atari_dqn.offline.OFFLINE_ONLY
+        if name in given:
+            raise ConfigError(f"{flag_of(name)} is for offline training: give --offline DATA")
     config = Config.from_flags(given)  # checked before torch is imported: fast errors
     from atari_dqn.env import game_name  # raises ConfigError for an unknown game
 
@@ -66,11 +75,18 @@ def main(argv: list[str] | None = None) -> int:
     given = vars(parser.parse_args(argv))  # argparse itself exits 2 on an unknown flag
     try:
         config = config_from_flags(given)
-        if config.actors:
-            from atari_dqn.distributed import train_distributed as train
+        if config.offline:
+            from atari_dqn.offline import train_offline
+
+            result = train_offline(config, given)
+        elif config.actors:
+            from atari_dqn.distributed import train_distributed
+
+            result = train_distributed(config)
         else:
             from atari_dqn.train import train
-        result = train(config)
+
+            result = train(config)
     except (ConfigError, RunError) as e:  # RunError: a disk error or a non-finite loss
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2

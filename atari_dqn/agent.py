@@ -19,6 +19,11 @@ quantiles   rewards + discounts * Z_target(next_states, a*)   with the quantile 
 With config.augment both states and next states are randomly shifted (atari_dqn/augment.py),
 each draw independent, from a torch.Generator seeded from the run's seed and kept in
 state_dict(), so a resumed run draws what an uninterrupted one draws.
+With config.loss == "cql" (offline, Kumar et al. 2020) the loss adds
+config.cql_alpha * mean(logsumexp_a Q(s, a) - Q(s, a_data)) to the TD loss (cql_penalty()); with
+"bc" it is behaviour cloning, the cross-entropy of the Q-values taken as logits on the data's
+actions (bc_losses()), and no TD target is computed. A quantile head's Q is the mean over its
+quantiles in both.
 reset() is BBF's shrink-and-perturb of the online network (Schwarzer et al. 2023; Ash and Adams
 2020), see its docstring.
 """
@@ -77,6 +82,20 @@ def quantile_huber_loss(quantiles: torch.Tensor, targets: torch.Tensor, fraction
     return (asymmetry * huber / kappa).mean(dim=2).sum(dim=1)
 
 
+def cql_penalty(q_all: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """CQL(H)'s regulariser (Kumar et al. 2020, eq. 4): the batch mean of
+    logsumexp_a Q(s, a) - Q(s, a_data), for Q-values q_all (B, A) and the data's actions (B,).
+    It is >= 0, and pushes down the Q-values of the actions the data did not take."""
+    chosen = q_all.gather(1, actions[:, None]).squeeze(1)
+    return (torch.logsumexp(q_all, dim=1) - chosen).mean()
+
+
+def bc_losses(q_all: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """Behaviour cloning per transition: the cross-entropy of softmax(q_all) (B, A), the
+    Q-values read as logits, on the data's actions (B,)."""
+    return F.cross_entropy(q_all, actions, reduction="none")
+
+
 @torch.inference_mode()
 def greedy_actions(network: QNetwork, states: np.ndarray, device: torch.device) -> np.ndarray:
     """(B,) argmax of the network's Q-values on (B, stack, 84, 84) uint8 states."""
@@ -124,6 +143,7 @@ class Agent:
         self.config = config
         self.double = config.double
         self.grad_clip_norm = config.grad_clip_norm
+        self.loss, self.cql_alpha = config.loss, config.cql_alpha
         # channels_last lets oneDNN skip its layout conversions: ~10-20% off an update on a CPU
         # (docs/throughput.md); it changes no result beyond float rounding. Unmeasured on GPUs.
         layout = torch.channels_last if device.type == "cpu" else torch.contiguous_format
@@ -204,15 +224,22 @@ class Agent:
             next_states = random_shift(next_states, self.augment_rng)
         actions = self._tensor(batch.actions).long()
         rewards, discounts = self._tensor(batch.rewards), self._tensor(batch.discounts)
-        if self.online.n_quantiles is None:
-            losses, q, td_errors = self._scalar_losses(states, actions, rewards, next_states,
-                                                       discounts)
+        if self.loss == "bc":  # no TD target: the next states are not looked at
+            q_all = self._q_values(states)
+            losses = bc_losses(q_all, actions)
+            q = q_all.detach().gather(1, actions[:, None]).squeeze(1)
+            td_errors = losses.detach()
+        elif self.online.n_quantiles is None:
+            losses, q, td_errors, q_all = self._scalar_losses(states, actions, rewards,
+                                                              next_states, discounts)
         else:
-            losses, q, td_errors = self._quantile_losses(states, actions, rewards, next_states,
-                                                         discounts)
+            losses, q, td_errors, q_all = self._quantile_losses(states, actions, rewards,
+                                                                next_states, discounts)
         if weights is not None:
             losses = losses * self._tensor(weights / weights.max())
         loss = losses.mean()
+        if self.loss == "cql":
+            loss = loss + self.cql_alpha * cql_penalty(q_all, actions)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.online.parameters(), self.grad_clip_norm)
@@ -228,23 +255,32 @@ class Agent:
             return self.online(next_states).argmax(dim=1, keepdim=True)
         return next_q.argmax(dim=1, keepdim=True)
 
+    def _q_values(self, states: torch.Tensor) -> torch.Tensor:
+        """(B, A) the online network's Q-values, with gradients (a quantile head's: the mean of
+        its quantiles)."""
+        if self.online.n_quantiles is None:
+            return self.online(states)
+        return self.online_quantiles(states).mean(dim=2)
+
     def _scalar_losses(self, states: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
                        next_states: torch.Tensor, discounts: torch.Tensor
-                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per transition: Huber loss, Q(s, a) (detached), |TD error|."""
-        q = self.online(states).gather(1, actions[:, None]).squeeze(1)
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per transition: Huber loss, Q(s, a) (detached), |TD error|; and Q(s, .) (B, A)."""
+        q_all = self.online(states)
+        q = q_all.gather(1, actions[:, None]).squeeze(1)
         with torch.no_grad():
             next_q_all = self.target(next_states)
             next_actions = self._next_actions(next_states, next_q_all)
             targets = rewards + discounts * next_q_all.gather(1, next_actions).squeeze(1)
         losses = F.smooth_l1_loss(q, targets, reduction="none")  # Huber with delta 1
         q = q.detach()
-        return losses, q, (targets - q).abs()
+        return losses, q, (targets - q).abs(), q_all
 
     def _quantile_losses(self, states: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
                          next_states: torch.Tensor, discounts: torch.Tensor
-                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per transition: quantile Huber loss, Q(s, a) (detached), mean |quantile TD error|."""
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per transition: quantile Huber loss, Q(s, a) (detached), mean |quantile TD error|;
+        and Q(s, .) (B, A), the mean of the quantiles."""
         n = self.online.n_quantiles
         quantiles = self.online_quantiles(states)  # (B, A, N)
         chosen = quantiles.gather(1, actions[:, None, None].expand(-1, 1, n)).squeeze(1)
@@ -256,7 +292,7 @@ class Agent:
         losses = quantile_huber_loss(chosen, targets, self.online.quantile_fractions)
         chosen = chosen.detach()
         td_errors = (targets[:, None, :] - chosen[:, :, None]).abs().mean(dim=(1, 2))
-        return losses, chosen.mean(dim=1), td_errors
+        return losses, chosen.mean(dim=1), td_errors, quantiles.mean(dim=2)
 
     def reset(self, step: int) -> None:
         """Shrink and perturb the online network (BBF): every encoder weight becomes

@@ -28,7 +28,9 @@ weights_only=True: version, config (Config as a dict), progress (Progress as a d
 (Agent.state_dict()), rng ({"torch": torch's RNG state, "act": the epsilon rng's state}), env
 (TrainEnvs.snapshot(): a list, one snapshot per training game; a single dict in checkpoints
 from before --envs, read as a list of one), replay (the snapshot's file name),
-pending_priorities (Updates.pending()). Progress's per-game scores (game_scores) were one
+pending_priorities (Updates.pending()). An offline run's checkpoint (atari_dqn/offline.py) has
+env [] and replay "" (the dataset is never copied) and adds offline: the dataset's path, size
+and sha256, and the sampler's state; its progress.step counts gradient updates. Progress's per-game scores (game_scores) were one
 game_score before --envs; both load.
 """
 
@@ -49,7 +51,7 @@ import torch
 
 from atari_dqn.agent import Agent
 from atari_dqn.config import RESUME_MAY_CHANGE, Config, ConfigError, flag_of
-from atari_dqn.evaluate import plot_curve, rewards_line
+from atari_dqn.evaluate import X_LABEL, plot_curve, rewards_line
 from atari_dqn.files import DiskError, atomic_torch_save, atomic_write_text, writing
 
 CHECKPOINT = "checkpoint.pt"
@@ -66,10 +68,13 @@ EVALUATION_FILE = re.compile(r"^(?:model_|eval_)(\d{3,})(?:\.pt|\.gif)?$")
 TEMPORARY_GLOBS = (".*.tmp.*", "replay-*.bin.tmp.*")
 
 
+UPDATE_UNIT = "gradient updates"  # an offline run's step (rewards.png's x axis)
+
+
 @dataclass
 class Progress:
     """The loop's counters; saved in checkpoints."""
-    step: int = 0                      # agent steps taken
+    step: int = 0                      # agent steps taken (gradient updates offline: unit)
     evaluations: int = 0
     rewards_lines: list[str] = field(default_factory=list)
     game_scores: list[float] = field(default_factory=list)  # raw score of each training game
@@ -77,6 +82,7 @@ class Progress:
     last_game_score: float | None = None
     last_eval_score: float | None = None
     wall_seconds: float = 0.0          # wall-clock time spent in train(), summed over resumes
+    unit: str = X_LABEL                # what step counts, as rewards.png's x axis names it
 
 
 def load_memory(config: Config, path: Path) -> Any:
@@ -138,8 +144,11 @@ def resume_config(run_dir: str, given: dict[str, Any]) -> Config:
     # runs from before these flags: a scalar head on the Nature CNN, no augmentation, no resets
     for name, then in (("head", "scalar"), ("n_quantiles", 200), ("network", "nature"),
                        ("augment", False), ("reset_every_steps", 0), ("envs", 1),
-                       ("env_processes", 0), ("actors", 0), ("ray_address", "")):
+                       ("env_processes", 0), ("offline", ""), ("loss", "dqn"), ("actors", 0),
+                       ("ray_address", "")):
         saved.setdefault(name, then)
+    if given.get("offline") and not saved["offline"]:
+        raise ConfigError(f"--offline cannot be given when resuming {run_dir}: it trains online")
     out = given.get("out_dir")
     if out and Path(out).resolve() != Path(run_dir).resolve():
         raise ConfigError(f"--out cannot be given with --resume: the run goes on in {run_dir}")
@@ -152,7 +161,11 @@ def resume_config(run_dir: str, given: dict[str, Any]) -> Config:
         config = Config(**{**saved, **allowed, "resume": run_dir, "out_dir": run_dir})
     except TypeError as e:
         raise ConfigError(f"--resume: the run's config does not fit this version ({e})") from None
-    if config.total_steps <= steps_made:
+    if config.offline and config.total_updates <= steps_made:
+        raise ConfigError(f"--resume: the run has made {steps_made} of its --updates "
+                          f"{config.total_updates} updates; give --updates above {steps_made} "
+                          f"to train longer")
+    if not config.offline and config.total_steps <= steps_made:
         raise ConfigError(f"--resume: the run has made {steps_made} of its --steps "
                           f"{config.total_steps} agent steps; give --steps above {steps_made} "
                           f"to train longer")
@@ -244,7 +257,7 @@ def write_rewards(run: Path, progress: Progress) -> None:
                 (run / name).unlink(missing_ok=True)
         return
     atomic_write_text(run / "rewards.txt", "\n".join(progress.rewards_lines) + "\n")
-    plot_curve(run / "rewards.txt", run / "rewards.png", title=run.name)
+    plot_curve(run / "rewards.txt", run / "rewards.png", title=run.name, x_label=progress.unit)
 
 
 def save_checkpoint(run: Path, config: Config, agent: Agent, memory: Any,
@@ -270,6 +283,39 @@ def save_checkpoint(run: Path, config: Config, agent: Agent, memory: Any,
         if old.name != replay_name:
             with writing(old):
                 old.unlink()
+
+
+def save_offline_checkpoint(run: Path, config: Config, agent: Agent, progress: Progress,
+                            offline: dict[str, Any]) -> None:
+    """An offline run's checkpoint: no memory and no games; `offline` records the dataset and
+    the sampler's state (atari_dqn/offline.py)."""
+    atomic_torch_save(run / CHECKPOINT, {
+        "version": CHECKPOINT_VERSION,
+        "config": dataclasses.asdict(config),
+        "progress": dataclasses.asdict(progress),
+        "agent": agent.state_dict(),
+        "rng": {"torch": torch.get_rng_state()},
+        "env": [],
+        "replay": "",
+        "offline": offline,
+    })
+
+
+def load_offline_checkpoint(run: Path, agent: Agent) -> tuple[Progress, dict[str, Any]]:
+    """Load an offline run's checkpoint into agent; return its progress and its offline entry."""
+    checkpoint = read_checkpoint(run)
+    try:
+        agent.load_state_dict(checkpoint["agent"])
+        torch.set_rng_state(checkpoint["rng"]["torch"])
+        progress = Progress(**checkpoint["progress"])
+        offline = checkpoint["offline"]
+        if not isinstance(offline, dict):
+            raise TypeError("its 'offline' entry is not a dict")
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ConfigError(f"--resume: {run / CHECKPOINT} is damaged ({first_line})") from None
+    tidy_run_dir(run, progress, replay_name=None)
+    return progress, offline
 
 
 def load_checkpoint(run: Path, config: Config, agent: Agent, act_rng: np.random.Generator,

@@ -32,6 +32,11 @@ MAX_EPISODE_FRAMES = 2**31 - 1  # ALE keeps a game's frame cap in a C int
 MAX_SEED = 2**62  # seeds reach int64 C code (the memory, torch, ALE) as seed + agent step
 HEADS = ("scalar", "quantile")
 NETWORKS = ("nature", "impala")  # encoders; atari_dqn/network.py builds them
+LOSSES = ("dqn", "cql", "bc")  # offline training's losses (atari_dqn/offline.py, docs/offline.md)
+# CQL's alpha: Kumar et al. 2020 (Conservative Q-Learning, section 6.3 and appendix F) ran
+# CQL(H) on Atari with QR-DQN and alpha = 1.0 or 4.0 (4.0 on the smaller 1% data, 1.0 on 10%);
+# 1.0 is the value for the larger datasets this project's runs make.
+CQL_ALPHA = 1.0
 
 
 class ConfigError(ValueError):
@@ -97,7 +102,8 @@ class Config:
     adam_eps: float = _field(1.5e-4, "Adam epsilon (Rainbow/Dopamine value)", "--adam-eps")
     train_every_steps: int = _field(4, "agent steps between gradient updates", "--train-every")
     target_update_steps: int = _field(2_000, "agent steps between hard copies of the online "
-                                      "network into the target network", "--target-update")
+                                      "network into the target network (offline: updates)",
+                                      "--target-update")
     gamma: float = _field(0.99, "discount per agent step", "--gamma")
     n_step: int = _field(3, "agent steps summed into one return (n-step DQN; 1 = plain DQN)",
                          "--n-step")
@@ -138,8 +144,8 @@ class Config:
     per_beta_start: float = _field(0.4, "importance-weight exponent beta at step 0; rises "
                                    "linearly to 1 at --steps", "--per-beta-start")
     # --- evaluation ---------------------------------------------------------------------------
-    eval_every_steps: int = _field(50_000, "agent steps between evaluations (and checkpoints)",
-                                   "--eval-every")
+    eval_every_steps: int = _field(50_000, "agent steps between evaluations (and checkpoints); "
+                                   "offline: gradient updates", "--eval-every")
     eval_episodes: int = _field(10, "whole games (all lives) per evaluation", "--eval-episodes")
     eval_eps: float = _field(0.05, "epsilon while evaluating", "--eval-eps")
     eval_max_steps: int = _field(27_000, "cap on one evaluation game in agent steps, counted "
@@ -174,6 +180,28 @@ class Config:
                            "--compile")
     tensorboard: bool = _field(False, "write TensorBoard scalars to <run>/tensorboard/",
                                "--tensorboard")
+    # --- offline training (atari_dqn/offline.py, docs/offline.md) ------------------------------
+    offline: str = _field("", "train offline from this replay snapshot (a replay-*.bin file, or "
+                          "a run folder: its latest one) with no environment interaction but "
+                          "evaluation; counts (--updates, --eval-every, --target-update) are "
+                          "then gradient updates; '' = train online", "--offline")
+    loss: str = _field("dqn", "offline loss: 'dqn' (the TD loss), 'cql' (TD loss + --cql-alpha "
+                       "* (logsumexp_a Q(s, a) - Q(s, a_data)), Kumar et al. 2020) or 'bc' "
+                       "(behaviour cloning: cross-entropy of the Q-values on the data's actions)",
+                       "--loss", choices=LOSSES)
+    cql_alpha: float = _field(CQL_ALPHA, "weight of CQL's regulariser (--loss cql; Kumar et "
+                              "al. 2020 used 1.0 or 4.0 on Atari)", "--cql-alpha")
+    total_updates: int = _field(125_000, "gradient updates to train for offline (the "
+                                "updates of a default online run: 500,000 agent steps / "
+                                "--train-every 4)", "--updates")
+    # Recorded by an offline run when it starts (facts about its dataset, not settings: no
+    # flag); resume checks that the file is still the same.
+    offline_bytes: int = _field(0, "size of the --offline snapshot in bytes", "",
+                                recorded=True)
+    offline_sha256: str = _field("", "sha256 of the --offline snapshot (hex)", "",
+                                 recorded=True)
+    offline_transitions: int = _field(0, "sampleable transitions in the --offline "
+                                     "snapshot", "", recorded=True)
     allow_large_memory: bool = _field(False, "start even if the replay memory, when full, "
                                       "would not fit in the RAM available now (about 7.2 KB per "
                                       "transition)", "--allow-large-memory")
@@ -213,7 +241,8 @@ class Config:
             need(getattr(self, name) % self.envs == 0, name,
                  f"must be a multiple of --envs {self.envs}")
         if self.actors:  # what distributed.py does not do (yet); refused, not ignored
-            for name, off in (("overlap", False), ("env_processes", 0), ("reset_every_steps", 0)):
+            for name, off in (("overlap", False), ("env_processes", 0), ("reset_every_steps", 0),
+                              ("offline", "")):
                 need(getattr(self, name) == off, name, "is not supported with --actors")
         need(not self.ray_address or self.actors > 0, "ray_address", "needs --actors")
         need(self.device in DEVICES, "device", f"must be one of {', '.join(DEVICES)}")
@@ -221,6 +250,9 @@ class Config:
             object.__setattr__(self, "out_dir", self.resume)
         need(self.head in HEADS, "head", f"must be one of {', '.join(HEADS)}")
         need(self.network in NETWORKS, "network", f"must be one of {', '.join(NETWORKS)}")
+        need(self.loss in LOSSES, "loss", f"must be one of {', '.join(LOSSES)}")
+        need(self.cql_alpha >= 0, "cql_alpha", "must not be negative")
+        need(self.total_updates >= 1, "total_updates", "must be a positive integer")
 
     @classmethod
     def from_flags(cls, given: dict[str, Any]) -> Config:
@@ -254,7 +286,10 @@ class Config:
 
 # Settings a resumed run may change: none of them changes what the agent learns or is scored.
 RESUME_MAY_CHANGE = ("total_steps", "device", "threads", "compile", "tensorboard", "render",
-                     "allow_large_memory", "resume", "out_dir", "env_processes", "ray_address")
+                     "allow_large_memory", "resume", "out_dir", "env_processes", "ray_address",
+                     # offline: more updates; the dataset from another path (its checksum must
+                     # be the run's)
+                     "total_updates", "offline")
 
 
 def flag_of(name: str) -> str:

@@ -7,6 +7,9 @@
     python -m atari_dqn.dataset info DATA
         transitions, episodes, returns of the complete episodes, action histogram and size on disk
         of a replay-*.bin snapshot, or of a run folder's latest one
+    python -m atari_dqn.dataset qvalues DATA MODEL [--samples N]
+        a trained network's mean Q(s, a) on the data's actions against the data's actual
+        discounted returns from those transitions (overestimation made visible; docs/offline.md)
 
 Both open their input read-only and never modify it. A missing, truncated, corrupt or foreign
 file prints one line, `dataset: error: ...`, and exits with status 2; an import then writes nothing.
@@ -455,6 +458,95 @@ def describe(data: Path) -> list[str]:
     return lines
 
 
+# --- Q-values against returns ---------------------------------------------------------------------
+
+def discounted_returns(log: dict[str, np.ndarray], gamma: float) -> np.ndarray:
+    """Per transition of export_log(): sum_k gamma^k r_(t+k) to the end of its episode, where
+    that episode ends with a terminal inside the data; NaN where it does not (cut by a
+    truncation, or still in progress), as the true return is then unknown. float64."""
+    returns = np.full(len(log["ids"]), np.nan)
+    for stream in np.unique(log["streams"]):
+        rows = np.flatnonzero(log["streams"] == stream)
+        following = np.nan  # the return from the next transition of the stream's episode
+        for row in rows[::-1]:
+            if log["terminated"][row]:
+                following = 0.0
+            elif log["truncated"][row]:
+                following = np.nan
+            following = float(log["rewards"][row]) + gamma * following
+            returns[row] = following
+            if log["episode_start"][row]:
+                following = np.nan  # the transition before it ends an earlier episode
+    return returns
+
+
+@dataclass(frozen=True)
+class QAgainstReturns:
+    transitions: int     # sampled transitions whose return is known
+    mean_q: float        # mean Q(s, a_data) of the network over them
+    mean_return: float   # mean discounted return over them (the memory's gamma, stored rewards)
+
+
+def q_against_returns(memory: ReplayMemory, network, samples: int, batch_size: int = 256,
+                      seed: int = 0) -> QAgainstReturns:
+    """Sample `samples` transitions uniformly (with replacement) and compare the network's
+    Q(s, a_data) with their actual discounted returns (per agent step, memory.gamma). network:
+    uint8 (B, stack, 84, 84) -> (B, A) Q-values (atari_dqn.policy.load). The memory's RNG is
+    reseeded with `seed`; a prioritized memory is sampled with equal priorities."""
+    import torch
+
+    log = memory.export_log()
+    returns = discounted_returns(log, memory.gamma)
+    if isinstance(memory, PrioritizedReplayMemory):
+        memory.update_priorities(log["ids"], np.ones(len(log["ids"])))
+    memory.reseed(seed)
+    q_sum = return_sum = 0.0
+    count = 0
+    device = next(network.parameters()).device
+    for start in range(0, samples, batch_size):
+        size = min(batch_size, samples - start)
+        batch = (memory.sample(size, 0.0) if isinstance(memory, PrioritizedReplayMemory)
+                 else memory.sample(size))
+        known = returns[np.searchsorted(log["ids"], batch.ids)]
+        keep = ~np.isnan(known)
+        if not keep.any():
+            continue
+        with torch.inference_mode():
+            q = network(torch.from_numpy(batch.states[keep]).to(device))
+            chosen = q.gather(1, torch.from_numpy(batch.actions[keep]).to(device)[:, None])
+        q_sum += float(chosen.sum())
+        return_sum += float(known[keep].sum())
+        count += int(keep.sum())
+    if count == 0:
+        raise DatasetError("no sampled transition belongs to an episode that ends in the data")
+    return QAgainstReturns(count, q_sum / count, return_sum / count)
+
+
+def describe_q_values(data: Path, model: Path, samples: int) -> list[str]:
+    from atari_dqn.policy import PolicyLoadError, load
+
+    path = snapshot_path(Path(data))
+    try:
+        memory = load_snapshot(path)
+    except (OSError, ValueError) as e:
+        raise DatasetError(f"{path}: {e}") from None
+    try:
+        network = load(model)
+    except PolicyLoadError as e:
+        raise DatasetError(str(e)) from None
+    actions = memory.export_log()["actions"]
+    if len(actions) and int(actions.max()) >= network.n_actions:
+        raise DatasetError(f"{path} holds action {int(actions.max())}; the network has "
+                           f"{network.n_actions}: another game's data?")
+    result = q_against_returns(memory, network, samples)
+    return [f"{path}, model {model}: {result.transitions:,} sampled transitions of episodes that "
+            f"end in the data (gamma {memory.gamma:g} per agent step)",
+            f"mean Q(s, a_data): {result.mean_q:.3f}",
+            f"mean discounted return: {result.mean_return:.3f} (the stored rewards)",
+            f"Q - return: {result.mean_q - result.mean_return:+.3f} "
+            f"({'overestimates' if result.mean_q > result.mean_return else 'does not overestimate'})"]
+
+
 # --- command line --------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
@@ -469,12 +561,22 @@ def main(argv: list[str] | None = None) -> int:
                           "entries) and the memory's")
     info = sub.add_parser("info", help="describe a replay snapshot")
     info.add_argument("data", type=Path, metavar="DATA", help="a replay-*.bin file, or a run folder")
+    qv = sub.add_parser("qvalues", help="a model's mean Q on the data's actions against the "
+                                        "data's discounted returns")
+    qv.add_argument("data", type=Path, metavar="DATA", help="a replay-*.bin file, or a run folder")
+    qv.add_argument("model", type=Path, metavar="MODEL", help="a model file or a run folder")
+    qv.add_argument("--samples", type=int, default=10_000,
+                    help="transitions sampled (with replacement), uniformly")
     args = parser.parse_args(argv)
     try:
         if args.command == "import":
             memory = import_dopamine(args.folder, args.out, args.suffix, args.stack)
             print(f"wrote {args.out}: {memory.appended:,} transitions "
                   f"({args.out.stat().st_size:,} bytes)")
+        elif args.command == "qvalues":
+            if args.samples < 1:
+                raise DatasetError(f"--samples must be at least 1, got {args.samples}")
+            print("\n".join(describe_q_values(args.data, args.model, args.samples)))
         else:
             print("\n".join(describe(args.data)))
     except DatasetError as e:

@@ -42,18 +42,21 @@ def parse_rewards(text: str) -> list[tuple[int, int, float]]:
     return rows
 
 
-def plot_curve(rewards_txt: Path, png: Path, title: str) -> None:
-    """The learning curve of one run."""
-    plot_curves({title: rewards_txt}, png, title=title)
+X_LABEL = f"agent steps (x{FRAME_SKIP} emulator frames)"
 
 
-def plot_curves(runs: dict[str, Path], png: Path, title: str) -> None:
+def plot_curve(rewards_txt: Path, png: Path, title: str, x_label: str = X_LABEL) -> None:
+    """The learning curve of one run; x_label: what rewards.txt's step column counts."""
+    plot_curves({title: rewards_txt}, png, title=title, x_label=x_label)
+
+
+def plot_curves(runs: dict[str, Path], png: Path, title: str, x_label: str = X_LABEL) -> None:
     """Learning curves of several runs (label -> rewards.txt) in one figure."""
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     for label, rewards_txt in runs.items():
         rows = parse_rewards(rewards_txt.read_text())
         ax.plot([r[1] for r in rows], [r[2] for r in rows], marker="o", label=label)
-    ax.set_xlabel(f"agent steps (x{FRAME_SKIP} emulator frames)")
+    ax.set_xlabel(x_label)
     ax.set_ylabel("mean evaluation score")
     ax.set_title(title)
     ax.grid(alpha=0.3)

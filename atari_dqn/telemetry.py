@@ -47,12 +47,15 @@ class Telemetry:
     """The progress bar and the (TensorBoard or null) logger."""
 
     def __init__(self, config: Config, run: Path, start_step: int,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+                 clock: Callable[[], float] = time.perf_counter, *, offline: bool = False) -> None:
+        # offline (atari_dqn/offline.py): progress counts gradient updates up to --updates
+        self.unit = "update" if offline else "agent step"
+        total = config.total_updates if offline else config.total_steps
         self.logger = (TensorBoardLogger(run / "tensorboard", start_step) if config.tensorboard
                        else NullLogger())
-        self.bar = tqdm(total=config.total_steps, initial=start_step, unit="step", disable=None,
+        self.bar = tqdm(total=total, initial=start_step, unit=self.unit.split()[-1], disable=None,
                         dynamic_ncols=True, smoothing=0.05)
-        self.total_steps = config.total_steps
+        self.total_steps = total
         self.losses: list[float] = []
         self.q_values: list[float] = []
         # steps/s counts training only: the window (start seconds, start step) leaves out
@@ -70,7 +73,7 @@ class Telemetry:
         self.paused_seconds += seconds
         self.logger.scalar("eval/score", progress.last_eval_score, progress.step)
         wall = datetime.timedelta(seconds=round(progress.wall_seconds))
-        tqdm.write(f"evaluation {progress.evaluations}: agent step {progress.step}, mean score "
+        tqdm.write(f"evaluation {progress.evaluations}: {self.unit} {progress.step}, mean score "
                    f"{progress.last_eval_score:.1f} over {games} games; {wall} of wall clock "
                    f"so far")
 
@@ -96,9 +99,14 @@ class Telemetry:
         self.bar.set_postfix(eps=f"{eps:.3f}", eval=_fmt(progress.last_eval_score),
                              game=_fmt(progress.last_game_score), **extra, refresh=False)
         if self.bar.disable and _crossed(step, steps, LINE_EVERY_STEPS):
-            more = "".join(f", {name} {value}" for name, value in extra.items())
-            tqdm.write(f"agent step {step} of {self.total_steps}: {rate:.0f} steps/s, epsilon "
-                       f"{eps:.3f}, last game score {_fmt(progress.last_game_score)}{more}")
+            if self.unit == "update":
+                tqdm.write(f"update {step} of {self.total_steps}: {rate:.1f} updates/s, last "
+                           f"evaluation score {_fmt(progress.last_eval_score)}")
+            else:
+                more = "".join(f", {name} {value}" for name, value in extra.items())
+                tqdm.write(f"agent step {step} of {self.total_steps}: {rate:.0f} steps/s, "
+                           f"epsilon {eps:.3f}, last game score "
+                           f"{_fmt(progress.last_game_score)}{more}")
 
     def message(self, text: str) -> None:
         """A line of its own, printed without breaking the bar."""

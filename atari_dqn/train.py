@@ -97,13 +97,16 @@ def make_memory(config: Config) -> Any:
 
 
 def play_evaluation(agent: Agent, eval_env: Any, config: Config, run: Path,
-                    progress: Progress) -> list[float]:
-    """Evaluation number progress.evaluations + 1, recorded in the run folder."""
+                    progress: Progress, final: bool | None = None) -> list[float]:
+    """Evaluation number progress.evaluations + 1, recorded in the run folder; final (default:
+    at --steps) also writes final_model.pt."""
     index = progress.evaluations + 1
     frames = (PngFrameWriter(run / f"eval_{index:03d}", run / f"eval_{index:03d}.gif")
               if config.render else NullFrameWriter())
     scores = evaluate(agent, eval_env, epsilon=config.eval_eps, seeds=evaluation_seeds(config.seed, index), frames=frames)
-    record_evaluation(run, agent, progress, scores, final=progress.step == config.total_steps)
+    if final is None:
+        final = progress.step == config.total_steps
+    record_evaluation(run, agent, progress, scores, final=final)
     return scores
 
 

@@ -12,6 +12,10 @@ a real run, where epsilon sits at its end value).
            torch's defaults (default Adam, NCHW tensors, eager networks, default threads). Built
            from env.py, replay.py, schedule.py and agent.Agent.learn (the very same TD target),
            with the optimizer and layout put back to torch's defaults.
+  plain-sb3  the same loop in the shape of CleanRL's dqn_atari.py: the game's frames stacked by
+           gymnasium's FrameStackObservation, stored in Stable-Baselines3's ReplayBuffer
+           (optimize_memory_usage=True, as CleanRL has it), sampled as torch tensors; the same
+           network, optimizer and TD target (Agent.learn). Needs `pip install -e .[bench]`.
   trainer  atari_dqn.train.train() with its defaults (evaluation pushed past the timed window)
   trainer --envs N   train() acting on N games at once (one batched forward an iteration), at
            the same replay ratio (one update of 32 per 4 agent steps, over all games); N from
@@ -21,9 +25,9 @@ a real run, where epsilon sits at its end value).
 
 The plain settings are the issue's comparison settings: --no-double --no-dueling --n-step 1.
 The trainer is also measured with --no-compile. --levers adds rows that take the levers one at a
-time: the plain loop with fused Adam, then also channels_last; the trainer with --overlap, and
-with --threads 1. Every measurement runs in a fresh process; the rows alternate, --repeats times,
-and the table gives medians and ranges.
+time: the plain loop with fused Adam, then also channels_last; the trainer with --overlap (at
+--envs 1 and at the largest --envs), and with --threads 1. Every measurement runs in a fresh
+process; the rows alternate, --repeats times, and the table gives medians and ranges.
 
     python bench/throughput.py                       # uniform and prioritized (about 8 minutes)
     python bench/throughput.py --prioritized --levers
@@ -62,6 +66,7 @@ ALIGN = 8  # window edges are multiples of every --envs measured (1, 2, 4, 8): i
 PHASES = ("env", "act", "replay", "learn")
 ROWS = {  # name -> what the row measures
     "plain": "plain serial loop, torch defaults",
+    "plain-sb3": "plain serial loop, torch defaults, SB3's ReplayBuffer (CleanRL's shape)",
     "plain+fused": "plain loop + fused Adam",
     "plain+fused+cl": "plain loop + fused Adam + channels_last",
     "trainer --overlap": "train(), learner thread beside the actor",
@@ -69,7 +74,7 @@ ROWS = {  # name -> what the row measures
     "trainer --no-compile": "train(), eager networks",
     "trainer": "train() with its defaults",
 }
-ENVS_ROW = re.compile(r"^trainer(?P<defaults> defaults)? --envs (?P<n>\d+)$")
+ENVS_ROW = re.compile(r"^trainer(?P<defaults> defaults)? --envs (?P<n>\d+)(?P<overlap> --overlap)?$")
 LEVER_ROWS = ("plain+fused", "plain+fused+cl", "trainer --overlap", "trainer --threads 1")
 
 
@@ -79,7 +84,8 @@ def row_name(row: str) -> str:
         return ROWS[row]
     learning = "Double, dueling, 3-step" if match["defaults"] else "plain settings"
     games = f"{match['n']} game{'s' if match['n'] != '1' else ''}"
-    return f"train(), {games} at once, {learning}"
+    overlap = ", learner thread beside the actor" if match["overlap"] else ""
+    return f"train(), {games} at once, {learning}{overlap}"
 
 
 def align(steps: int) -> int:
@@ -141,6 +147,52 @@ def run_plain(config: Config, *, fused: bool, channels_last: bool) -> float:
                 memory.update_priorities(batch.ids, agent.learn(batch, batch.weights).td_errors)
             else:
                 agent.learn(memory.sample(config.batch_size))
+        if step % config.target_update_steps == 0:
+            agent.sync_target()
+    env.close()
+    return (last - first) / (time.perf_counter() - start_time)
+
+
+def run_plain_sb3(config: Config) -> float:
+    """Agent steps per second of the timed window of CleanRL's dqn_atari.py loop: stacked
+    observations from FrameStackObservation, SB3's ReplayBuffer, Agent.learn on its samples."""
+    from types import SimpleNamespace
+
+    from gymnasium.wrappers import FrameStackObservation
+    from stable_baselines3.common.buffers import ReplayBuffer
+
+    torch.manual_seed(config.seed)
+    env = FrameStackObservation(envs.make_train_env(config.env_id), envs.STACK)
+    agent = Agent(int(env.action_space.n), config, torch.device("cpu"))
+    agent.optimizer = torch.optim.Adam(agent.online.parameters(), lr=config.lr,
+                                       eps=config.adam_eps)
+    buffer = ReplayBuffer(config.memory_capacity_transitions, env.observation_space,
+                          env.action_space, device="cpu", optimize_memory_usage=True,
+                          handle_timeout_termination=False)
+    rng = np.random.default_rng(config.seed)
+    obs, _ = env.reset(seed=config.seed)
+    start_time = None
+    first, last = align(config.learning_starts_steps + WARM_STEPS), config.total_steps - config.envs
+    for step in range(1, last + 1):
+        if step == first + 1:
+            start_time = time.perf_counter()
+        eps = epsilon(step - 1, start=config.eps_start, end=config.eps_end,
+                      decay_steps=config.eps_decay_steps,
+                      warmup_steps=config.learning_starts_steps)
+        action = agent.act(np.asarray(obs), eps, rng)
+        next_obs, reward, terminated, truncated, info = env.step(action)
+        buffer.add(np.asarray(obs), np.asarray(next_obs), np.array([action]),
+                   np.array([envs.learning_reward(reward)]), np.array([terminated]), [info])
+        obs = next_obs
+        if terminated or truncated:
+            obs, _ = env.reset()
+        if step > config.learning_starts_steps and step % config.train_every_steps == 0:
+            data = buffer.sample(config.batch_size)
+            agent.learn(SimpleNamespace(
+                states=data.observations.numpy(), next_states=data.next_observations.numpy(),
+                actions=data.actions.numpy().reshape(-1),
+                rewards=data.rewards.numpy().reshape(-1),
+                discounts=(config.gamma * (1.0 - data.dones)).numpy().reshape(-1)))
         if step % config.target_update_steps == 0:
             agent.sync_target()
     env.close()
@@ -212,10 +264,13 @@ def measure(row: str, prioritized: bool, args: argparse.Namespace,
         if match:
             defaults = dict(double=True, dueling=True, n_step=3) if match["defaults"] else {}
             config = bench_config(args, prioritized, out, envs=int(match["n"]),
-                                  env_processes=args.env_processes, **defaults)
+                                  env_processes=args.env_processes,
+                                  overlap=bool(match["overlap"]), **defaults)
             return run_trainer(config, phases)
         if row.startswith("plain"):
             config = bench_config(args, prioritized, out, overlap=False, compile=False)
+            if row == "plain-sb3":
+                return run_plain_sb3(config)
             return run_plain(config, fused="fused" in row, channels_last="cl" in row)
         extra: dict = {}
         if "--overlap" in row:
@@ -232,6 +287,8 @@ def main() -> None:
     parser.add_argument("--prioritized", action="store_true", help="prioritized replay only")
     parser.add_argument("--uniform", action="store_true", help="uniform replay only")
     parser.add_argument("--levers", action="store_true", help="add one row per lever")
+    parser.add_argument("--no-sb3", dest="sb3", action="store_false",
+                        help="skip the plain-sb3 row (it needs stable-baselines3: .[bench])")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--learning-starts", type=int, default=2_000)
     parser.add_argument("--timed-steps", type=int, default=2_000)
@@ -259,11 +316,17 @@ def main() -> None:
     if args.prioritized != args.uniform:
         modes = [args.prioritized]
     envs_rows = [f"trainer --envs {n}" for n in args.envs]
+    if args.envs and args.levers:
+        envs_rows.append(f"trainer --envs {max(args.envs)} --overlap")
     if args.envs:
         envs_rows += sorted({f"trainer defaults --envs {n}" for n in (1, max(args.envs))},
                             key=lambda row: int(row.split()[-1]))
-    rows = ["plain", *(LEVER_ROWS if args.levers else ()), "trainer --no-compile", "trainer",
+    rows = ["plain", *(["plain-sb3"] if args.sb3 else []), *(LEVER_ROWS if args.levers else ()),
+            "trainer --no-compile", "trainer",
             *envs_rows]
+
+    def rows_for(prioritized: bool) -> list[str]:
+        return [row for row in rows if not (prioritized and row == "plain-sb3")]  # uniform only
 
     def worker(row: str, prioritized: bool, instrument: bool = False) -> tuple[float, dict]:
         cmd = [sys.executable, __file__, "--worker", json.dumps([row, prioritized]),
@@ -280,7 +343,7 @@ def main() -> None:
     results: dict[tuple[str, bool], list[float]] = {}
     for repeat in range(args.repeats):
         for prioritized in modes:
-            for row in rows:  # alternate, so slow spells of the machine hit every row
+            for row in rows_for(prioritized):  # alternate: slow spells hit every row
                 rate, _ = worker(row, prioritized)
                 results.setdefault((row, prioritized), []).append(rate)
                 print(f"  repeat {repeat + 1}: {'per' if prioritized else 'uniform'} {row}: "
@@ -293,7 +356,7 @@ def main() -> None:
     print("|---|---|---|---|")
     for prioritized in modes:
         plain = statistics.median(results[("plain", prioritized)])
-        for row in rows:
+        for row in rows_for(prioritized):
             rates = results[(row, prioritized)]
             median = statistics.median(rates)
             print(f"| {'prioritized' if prioritized else 'uniform'} | {row}: {row_name(row)} | "
@@ -309,6 +372,10 @@ def main() -> None:
         defaults = statistics.median(results[("trainer defaults --envs 1", modes[0])])
         print(f"\nbest --envs {best}: {rate:.1f} agent steps/s = {rate / plain:.2f}x the plain "
               f"loop ({plain:.1f}); the trainer with its defaults at --envs 1: {defaults:.1f}")
+        if ("plain-sb3", modes[0]) in results:
+            sb3 = statistics.median(results[("plain-sb3", modes[0])])
+            print(f"against the plain loop with SB3's ReplayBuffer ({sb3:.1f}): "
+                  f"{rate / sb3:.2f}x")
     if args.breakdown and args.envs:
         print(f"\nwhere an agent step's time goes (ms; one instrumented run each, "
               f"{'prioritized' if modes[0] else 'uniform'} replay, plain settings)\n")

@@ -1,0 +1,335 @@
+"""Offline training: learn from a saved replay memory, with no environment but evaluation.
+
+    python main.py --offline DATA --loss {dqn,cql,bc} --updates N ...
+
+DATA is a replay snapshot (replay-*.bin, or an imported DQN Replay Dataset) or a run folder,
+meaning its latest snapshot. The loop is train.py's without acting: sample, learn, sync the
+target, evaluate. Every count is in gradient updates: --updates, --eval-every, --target-update;
+rewards.txt's second column is the update count (docs/offline.md).
+
+The dataset is read, never written: it is loaded into a memory in RAM (the file is opened
+read-only) and a run keeps no copy of it. config.json records its path, size in bytes, sha256
+and transitions; a checkpoint records the same, and resume reopens the file and refuses it if its
+checksum changed. The snapshot fixes n-step and gamma (the memory computes n-step returns from
+them at sample time): they are taken from it, and --n-step or --gamma given with other values
+is an error.
+
+Sampling. Update u (counted from 1) samples its batch with the memory's RNG reseeded from
+(--seed, SAMPLE_STREAM, u), so a batch is a pure function of the seed and the update count: a
+run stopped anywhere and resumed samples what the uninterrupted run samples. A uniform snapshot
+is sampled uniformly. A prioritized snapshot's stored priorities (the online run's stale TD
+errors) are replaced by equal ones at the start, which samples it uniformly; with --prioritized
+they then follow the |TD errors| of this run's updates (new priorities: 1.0, as a fresh
+memory's). --prioritized needs a prioritized snapshot: a uniform memory has no priority tree and
+this project cannot rebuild one from a snapshot without a second copy of its frames, so it is
+refused with a message (record the data with --prioritized).
+
+Sample-ahead (off: SAMPLE_AHEAD): without --prioritized the next update's batch does not depend
+on this one, so a worker thread could sample it (C++ sample releases the GIL) while this update
+runs. Measured with bench/offline.py it bought nothing (a batch of 32 samples in well under a
+millisecond against an update of tens of milliseconds on a CPU; docs/offline.md), so updates
+sample in turn; the thread stays as an option for the bench and for faster learners (a GPU).
+With --prioritized the next batch depends on this update's priorities: always in turn.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from atari_dqn import env as envs
+from atari_dqn.agent import Agent, NonFiniteLoss
+from atari_dqn.checkpoint import (UPDATE_UNIT, Progress, RunLock, create_run_dir,
+                                  has_checkpoint, load_offline_checkpoint,
+                                  save_offline_checkpoint, tidy_run_dir)
+from atari_dqn.config import Config, ConfigError, RunError, default_run_dir, flag_of
+from atari_dqn.dataset import DatasetError, snapshot_path
+from atari_dqn.files import DiskError
+from atari_dqn.machine import GB, available_ram_bytes, check_machine
+from atari_dqn.replay import PrioritizedReplayMemory, ReplayMemory, load_snapshot
+from atari_dqn.schedule import beta
+from atari_dqn.telemetry import Telemetry
+from atari_dqn.train import RunResult, StopOnSignal, play_evaluation
+
+# Online-only settings: given with --offline they would mislead (there is no acting, no memory
+# being filled, and --steps is not what ends an offline run), so they are refused.
+ONLINE_ONLY = ("total_steps", "envs", "env_processes", "learning_starts_steps",
+               "train_every_steps", "memory_capacity_transitions", "eps_start", "eps_end",
+               "eps_decay_steps", "overlap", "reset_every_steps")
+OFFLINE_ONLY = ("loss", "cql_alpha", "total_updates")
+SAMPLE_STREAM = 3  # seeds the dataset's sampling apart from the agent's streams (agent.py)
+HASH_CHUNK_BYTES = 1 << 20
+SAMPLE_AHEAD = False  # sample the next batch on a worker thread: measured, no gain on a CPU
+INITIAL_PRIORITY = 1.0  # a fresh prioritized memory's max priority: every transition starts there
+
+
+def offline_config(given: dict[str, Any]) -> Config:
+    """The Config of a new offline run from the flags typed (main.py); the dataset itself is
+    opened by train_offline, before the run folder is made."""
+    wrong = [flag_of(name) for name in ONLINE_ONLY if name in given]
+    if wrong:
+        raise ConfigError(f"{', '.join(wrong)} cannot be given with --offline: it is for online "
+                          f"training (offline, --updates counts gradient updates)")
+    config = Config.from_flags(given)
+    if config.loss == "bc" and config.prioritized:
+        raise ConfigError("--prioritized cannot be used with --loss bc: behaviour cloning has "
+                          "no TD error to prioritize by")
+    game = envs.game_name(config.env_id)  # an unknown game is a ConfigError
+    if not config.out_dir:
+        config = dataclasses.replace(
+            config, out_dir=default_run_dir(f"{game}-offline-{config.loss}", config.seed))
+    return config
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """What config.json and the checkpoint record of the dataset."""
+    path: Path
+    size_bytes: int
+    sha256: str
+    transitions: int  # sampleable transitions
+
+
+def sha256_of(path: Path) -> str:
+    """The file's sha256 (hex), read in chunks: never the whole file in memory."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def open_dataset(data: str, batch_size: int,
+                 allow_large_memory: bool = False) -> tuple[ReplayMemory, Dataset]:
+    """Load DATA (a snapshot, or a run folder's latest) read-only; a ConfigError (one line) if it
+    is missing, truncated, corrupt, foreign, or does not fit this project's networks."""
+    try:
+        path = snapshot_path(Path(data)).resolve()
+    except DatasetError as e:
+        raise ConfigError(f"--offline {e}") from None
+    size = path.stat().st_size
+    if size > available_ram_bytes() and not allow_large_memory:
+        raise ConfigError(f"--offline {path}: {size / GB:.1f} GB does not fit in the "
+                          f"{available_ram_bytes() / GB:.1f} GB of RAM available; "
+                          f"--allow-large-memory to try anyway")
+    try:
+        memory = load_snapshot(path)
+    except (OSError, ValueError, RuntimeError, MemoryError) as e:
+        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ConfigError(f"--offline {path}: {first_line}") from None
+    if memory.frame_shape != (envs.SCREEN_SIZE, envs.SCREEN_SIZE) or memory.stack != envs.STACK:
+        raise ConfigError(f"--offline {path}: holds {memory.frame_shape[0]}x"
+                          f"{memory.frame_shape[1]} frames stacked by {memory.stack}; the "
+                          f"networks take {envs.SCREEN_SIZE}x{envs.SCREEN_SIZE} stacked by "
+                          f"{envs.STACK}")
+    if len(memory) < batch_size:
+        raise ConfigError(f"--offline {path}: {len(memory)} sampleable transitions, fewer than "
+                          f"--batch-size {batch_size}")
+    return memory, Dataset(path, size, sha256_of(path), len(memory))
+
+
+def with_dataset(config: Config, memory: ReplayMemory, dataset: Dataset,
+                 given: dict[str, Any]) -> Config:
+    """config with the snapshot's n-step, gamma and size and the dataset's record; a
+    ConfigError if --n-step or --gamma was given with another value than the snapshot's."""
+    for name, fixed in (("n_step", memory.n_step), ("gamma", memory.gamma)):
+        if name in given and given[name] != fixed:
+            raise ConfigError(f"{flag_of(name)} {given[name]!r}: the snapshot {dataset.path} "
+                              f"was built with {flag_of(name)} {fixed!r}, which fixes its "
+                              f"returns; leave {flag_of(name)} out to take it")
+    return dataclasses.replace(
+        config, n_step=memory.n_step, gamma=memory.gamma,
+        memory_capacity_transitions=memory.capacity, offline=str(dataset.path),
+        offline_bytes=dataset.size_bytes, offline_sha256=dataset.sha256,
+        offline_transitions=dataset.transitions)
+
+
+class Sampler:
+    """Batches of the dataset, one per update, each a pure function of (seed, update), sampled
+    one update ahead on a worker thread when the next batch does not depend on this update's
+    priorities. With a prioritized memory it keeps every transition's last |TD error| (for the
+    checkpoint: restore() sets the same priorities again)."""
+
+    def __init__(self, memory: ReplayMemory, config: Config, ahead: bool | None = None) -> None:
+        ahead = SAMPLE_AHEAD if ahead is None else ahead
+        self.memory, self.config = memory, config
+        self.prioritized = isinstance(memory, PrioritizedReplayMemory)
+        self.td: np.ndarray | None = None
+        if self.prioritized:
+            self.ids = memory.export_log()["ids"]
+            self.td = np.full(len(self.ids), INITIAL_PRIORITY, np.float32)
+            memory.update_priorities(self.ids, self.td)  # equal: uniform until updates differ
+        # the next batch depends on this update only through the priorities of --prioritized
+        self.pool = (ThreadPoolExecutor(1, thread_name_prefix="sampler")
+                     if ahead and not config.prioritized else None)
+        self.next: tuple[int, Future[Any]] | None = None
+
+    def _sample(self, update: int) -> Any:
+        seed = np.random.SeedSequence([self.config.seed, SAMPLE_STREAM, update])
+        self.memory.reseed(int(seed.generate_state(1, np.uint64)[0]))
+        if self.prioritized:  # equal priorities without --prioritized: a uniform draw
+            b = beta(update, start=self.config.per_beta_start,
+                     total_steps=self.config.total_updates) if self.config.prioritized else 0.0
+            return self.memory.sample(self.config.batch_size, b)
+        return self.memory.sample(self.config.batch_size)
+
+    def sample(self, update: int) -> Any:
+        """The batch of update number `update` (from 1)."""
+        if self.pool is None:
+            return self._sample(update)
+        if self.next is None or self.next[0] != update:
+            self.wait()
+            self.next = (update, self.pool.submit(self._sample, update))
+        batch = self.next[1].result()
+        if update < self.config.total_updates:
+            self.next = (update + 1, self.pool.submit(self._sample, update + 1))
+        return batch
+
+    def learned(self, batch: Any, td_errors: np.ndarray) -> None:
+        """The update on batch is done: with --prioritized, its transitions' new priorities."""
+        if self.config.prioritized:
+            self.memory.update_priorities(batch.ids, td_errors)
+            self.td[batch.ids - self.ids[0]] = td_errors
+
+    def state(self) -> dict[str, Any]:
+        return {} if self.td is None else {"td_errors": torch.from_numpy(self.td.copy())}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        if self.td is not None and "td_errors" in state:
+            td = state["td_errors"].numpy()
+            if td.shape != self.td.shape:
+                raise ConfigError("--resume: the checkpoint's priorities do not fit the dataset")
+            self.td = td.astype(np.float32)
+            self.memory.update_priorities(self.ids, self.td)
+
+    def wait(self) -> None:
+        if self.next is not None:
+            self.next[1].result()
+            self.next = None
+
+    def close(self) -> None:
+        self.wait()
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+
+
+def train_offline(config: Config, given: dict[str, Any] | None = None, *,
+                  stop_when: Callable[[int], bool] = lambda update: False) -> RunResult:
+    """Train (or continue) the offline run config describes; given: the flags typed (to tell a
+    --n-step or --gamma given from a default). stop_when(updates) -> True stops as a signal
+    would. Raises ConfigError before anything is written (the dataset is checked first), RunError
+    after. RunResult.steps counts updates."""
+    given = given or {}
+    # the dataset's RAM is checked against its file by open_dataset, not against --memory-size
+    device = check_machine(dataclasses.replace(config, allow_large_memory=True))
+    envs.resolve_env_id(config.env_id)
+    if not config.out_dir:
+        raise ConfigError("--out: no run folder given")
+    run = config.run_dir
+    fresh = not (config.resume and has_checkpoint(run))
+    memory, dataset = open_dataset(config.offline, config.batch_size, config.allow_large_memory)
+    if config.offline_sha256 and ((dataset.sha256, dataset.size_bytes)
+                                  != (config.offline_sha256, config.offline_bytes)):
+        raise ConfigError(f"--resume: {dataset.path} is not the dataset the run trained on "
+                          f"(sha256 {dataset.sha256[:12]}..., {dataset.size_bytes} bytes; the "
+                          f"run's: {config.offline_sha256[:12]}..., {config.offline_bytes} bytes)")
+    if fresh:
+        config = with_dataset(config, memory, dataset, given)
+    else:  # the same file, perhaps at another path (--offline given with --resume)
+        config = dataclasses.replace(config, offline=str(dataset.path))
+    if config.prioritized and not isinstance(memory, PrioritizedReplayMemory):
+        raise ConfigError(f"--prioritized: {dataset.path} is a uniform memory, without the "
+                          f"priority tree prioritized sampling needs; train without "
+                          f"--prioritized, or record the data with --prioritized")
+    if Path(run).resolve() in dataset.path.parents:
+        raise ConfigError(f"--offline {dataset.path} lies in the run folder {run}, which a run "
+                          f"tidies: keep the dataset elsewhere")
+    eval_env = envs.EvalEnvs(config.env_id, config.eval_episodes,
+                             max_steps=config.eval_max_steps, render=config.render)
+    try:
+        actions = memory.export_log()["actions"]
+        if len(actions) and int(actions.max()) >= eval_env.action_count:
+            raise ConfigError(f"--offline {dataset.path}: holds action {int(actions.max())}, but "
+                              f"{config.env_id} has {eval_env.action_count} actions; is --env "
+                              f"the game the data was recorded on?")
+        del actions
+        lock = RunLock(run) if config.resume else create_run_dir(config)
+    except BaseException:
+        eval_env.close()
+        raise
+    try:
+        return _train_offline(config, run, device, memory, eval_env, fresh, stop_when)
+    except DiskError as e:
+        since = "its last checkpoint" if has_checkpoint(run) else "update 0"
+        raise RunError(f"{e}; once that is fixed, --resume {run} continues from {since}") from None
+    finally:
+        eval_env.close()
+        lock.close()
+
+
+def _train_offline(config: Config, run: Path, device: torch.device, memory: ReplayMemory,
+                   eval_env: Any, fresh: bool, stop_when: Callable[[int], bool]) -> RunResult:
+    torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    agent = Agent(eval_env.action_count, config, device)
+    sampler = Sampler(memory, config)
+    if fresh:
+        progress = Progress(unit=UPDATE_UNIT)
+        tidy_run_dir(run, progress, replay_name=None)  # what a run stopped early left
+    else:
+        progress, saved = load_offline_checkpoint(run, agent)
+        sampler.restore(saved.get("sampler", {}))
+        print(f"resumed {run} at update {progress.step}")
+    telemetry = Telemetry(config, run, progress.step, offline=True)
+    started, wall_before = time.perf_counter(), progress.wall_seconds
+    dataset = {"path": config.offline, "size_bytes": config.offline_bytes,
+               "sha256": config.offline_sha256, "transitions": config.offline_transitions}
+
+    def checkpoint() -> None:
+        progress.wall_seconds = wall_before + time.perf_counter() - started
+        save_offline_checkpoint(run, config, agent, progress,
+                                {**dataset, "sampler": sampler.state()})
+
+    with StopOnSignal() as stop:
+        try:
+            while progress.step < config.total_updates:
+                update = progress.step + 1
+                batch = sampler.sample(update)
+                stats = agent.learn(batch, batch.weights if config.prioritized else None)
+                telemetry.learned(stats)
+                sampler.learned(batch, stats.td_errors)
+                progress.step = update
+                if update % config.target_update_steps == 0:
+                    agent.sync_target()
+                checkpointed = False
+                if update % config.eval_every_steps == 0 or update == config.total_updates:
+                    paused_at = time.perf_counter()
+                    scores = play_evaluation(agent, eval_env, config, run, progress,
+                                             final=update == config.total_updates)
+                    checkpoint()
+                    checkpointed = True
+                    telemetry.evaluated(progress, len(scores), time.perf_counter() - paused_at)
+                telemetry.stepped(progress, config.eval_eps)
+                if stop.signum is not None or stop_when(update):
+                    if not checkpointed:
+                        checkpoint()
+                    telemetry.message(f"stopped at update {update}; continue with --resume {run}")
+                    return RunResult(run, update, stopped_early=True, signum=stop.signum)
+        except NonFiniteLoss as e:
+            checkpoint()  # the networks from before the update that failed
+            raise RunError(f"non-finite loss at update {progress.step + 1} ({e}); stopped before "
+                           f"that update, with a checkpoint of the last good state in {run}; "
+                           f"a lower --lr (in a new run) may help") from None
+        finally:
+            sampler.close()
+            telemetry.close()
+    return RunResult(run, progress.step, stopped_early=False)
