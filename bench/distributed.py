@@ -9,7 +9,7 @@ per --train-every agent steps (the distributed ones held there by the rate limit
 updates/s = agent steps/s / --train-every. Bytes/transition: the
 pickled size of a chunk (what Ray moves: numpy arrays out of band) over its agent steps.
 
-    python bench/distributed.py                    # K = 1 2, about 3 minutes on 2 quiet cores
+    python bench/distributed.py                    # K = 1 2, 1.5 minutes on 2 quiet cores
     python bench/distributed.py --actors 1 2 4 --timed-steps 4000 --compile
 """
 from __future__ import annotations
