@@ -74,14 +74,15 @@ from atari_dqn import env as envs
 from atari_dqn.agent import Agent, NonFiniteLoss, epsilon_greedy, network_of
 from atari_dqn.checkpoint import (Progress, RunLock, create_run_dir, has_checkpoint,
                                   load_checkpoint, save_checkpoint, tidy_run_dir)
-from atari_dqn.config import STACK, Config, ConfigError, RunError
+from atari_dqn.config import STACK, Config, ConfigError
 from atari_dqn.files import DiskError
 from atari_dqn.learner import Updates
 from atari_dqn.machine import check_machine
 from atari_dqn.replay import ReplayMemory
 from atari_dqn.schedule import apex_epsilons
 from atari_dqn.telemetry import LOG_EVERY_STEPS, Telemetry, _crossed
-from atari_dqn.train import RunResult, StopOnSignal, make_memory, play_evaluation
+from atari_dqn.train import (RunResult, StopOnSignal, disk_error, make_memory,
+                             non_finite_loss, play_evaluation)
 
 CHUNK_STEPS = 50  # agent steps per game in one chunk: Ape-X's actor-side buffer (B = 50)
 # An actor takes new weights at most every this many of its agent steps per game (Ape-X: every
@@ -369,9 +370,7 @@ def train_distributed(config: Config, *,
             return _train(config, run, device, memory, stop_when, actor_options, on_chunk,
                           keep_states)
         except DiskError as e:
-            since = "its last checkpoint" if has_checkpoint(run) else "step 0"
-            raise RunError(f"{e}; once that is fixed, --resume {run} continues from "
-                           f"{since}") from None
+            raise disk_error(e, run, start="step 0") from None
         finally:
             lock.close()
     finally:
@@ -562,9 +561,7 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
                     return RunResult(run, step, stopped_early=True, signum=stop.signum)
     except NonFiniteLoss as e:
         checkpoint()
-        raise RunError(f"non-finite loss at agent step {progress.step} ({e}); stopped before "
-                       f"that update, with a checkpoint of the last good state in {run}; "
-                       f"a lower --lr (in a new run) may help") from None
+        raise non_finite_loss(e, f"agent step {progress.step}", run) from None
     finally:
         updates.close()
         telemetry.close()

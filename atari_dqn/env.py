@@ -349,6 +349,18 @@ class _GamesProcess:
         self.pipe.close()
 
 
+def checked_actions(actions: np.ndarray, games: int, action_count: int, who: str) -> np.ndarray:
+    """actions as an array of one valid action per game; a ValueError (naming who) otherwise."""
+    actions = np.asarray(actions)
+    if actions.shape != (games,) or not np.issubdtype(actions.dtype, np.integer):
+        raise ValueError(f"{who}: actions must be {games} integers, got shape {actions.shape} "
+                         f"dtype {actions.dtype}")
+    if actions.min() < 0 or actions.max() >= action_count:
+        raise ValueError(f"{who}: actions must be in [0, {action_count}), got "
+                         f"{actions.tolist()}")
+    return actions
+
+
 class TrainEnvs:
     """N training games (make_train_env) stepped together, each reset as soon as it ends.
 
@@ -411,13 +423,7 @@ class TrainEnvs:
     def step(self, actions: np.ndarray) -> StepResult:
         """Play actions[i] in game i; a game whose episode ends is reset in the same call.
         Bad actions are a ValueError before any game moves."""
-        actions = np.asarray(actions)
-        if actions.shape != (len(self),) or not np.issubdtype(actions.dtype, np.integer):
-            raise ValueError(f"TrainEnvs.step: actions must be {len(self)} integers, got "
-                             f"shape {actions.shape} dtype {actions.dtype}")
-        if actions.min() < 0 or actions.max() >= self.action_count:
-            raise ValueError(f"TrainEnvs.step: actions must be in [0, {self.action_count}), "
-                             f"got {actions.tolist()}")
+        actions = checked_actions(actions, len(self), self.action_count, "TrainEnvs.step")
         if self._local is not None:
             return self._local.step(actions)
         return StepResult.concatenate(self._call("step", self._split(actions)))
@@ -482,13 +488,7 @@ class EvalEnvs:
     def step(self, actions: np.ndarray) -> StepResult:
         """Play actions[i] in every game still playing; bad actions are a ValueError before any
         game moves. game_over marks the games that ended in this step; nothing is reset."""
-        actions = np.asarray(actions)
-        if actions.shape != (len(self),) or not np.issubdtype(actions.dtype, np.integer):
-            raise ValueError(f"EvalEnvs.step: actions must be {len(self)} integers, got "
-                             f"shape {actions.shape} dtype {actions.dtype}")
-        if actions.min() < 0 or actions.max() >= self.action_count:
-            raise ValueError(f"EvalEnvs.step: actions must be in [0, {self.action_count}), "
-                             f"got {actions.tolist()}")
+        actions = checked_actions(actions, len(self), self.action_count, "EvalEnvs.step")
         n = len(self)
         rewards, terminated, truncated = np.zeros(n), np.zeros(n, bool), np.zeros(n, bool)
         for i in np.flatnonzero(self.playing):

@@ -51,14 +51,15 @@ from atari_dqn.agent import Agent, NonFiniteLoss
 from atari_dqn.checkpoint import (UPDATE_UNIT, Progress, RunLock, create_run_dir,
                                   has_checkpoint, load_offline_checkpoint,
                                   save_offline_checkpoint, tidy_run_dir)
-from atari_dqn.config import Config, ConfigError, RunError, default_run_dir, flag_of
+from atari_dqn.config import Config, ConfigError, default_run_dir, flag_of
 from atari_dqn.dataset import DatasetError, snapshot_path
 from atari_dqn.files import DiskError
 from atari_dqn.machine import GB, available_ram_bytes, check_machine
 from atari_dqn.replay import PrioritizedReplayMemory, ReplayMemory, load_snapshot
 from atari_dqn.schedule import beta
 from atari_dqn.telemetry import Telemetry
-from atari_dqn.train import RunResult, StopOnSignal, play_evaluation
+from atari_dqn.train import (RunResult, StopOnSignal, disk_error, non_finite_loss,
+                             play_evaluation)
 
 # Online-only settings: given with --offline they would mislead (there is no acting, no memory
 # being filled, and --steps is not what ends an offline run), so they are refused.
@@ -269,8 +270,7 @@ def train_offline(config: Config, given: dict[str, Any] | None = None, *,
     try:
         return _train_offline(config, run, device, memory, eval_env, fresh, stop_when)
     except DiskError as e:
-        since = "its last checkpoint" if has_checkpoint(run) else "update 0"
-        raise RunError(f"{e}; once that is fixed, --resume {run} continues from {since}") from None
+        raise disk_error(e, run, start="update 0") from None
     finally:
         eval_env.close()
         lock.close()
@@ -326,9 +326,7 @@ def _train_offline(config: Config, run: Path, device: torch.device, memory: Repl
                     return RunResult(run, update, stopped_early=True, signum=stop.signum)
         except NonFiniteLoss as e:
             checkpoint()  # the networks from before the update that failed
-            raise RunError(f"non-finite loss at update {progress.step + 1} ({e}); stopped before "
-                           f"that update, with a checkpoint of the last good state in {run}; "
-                           f"a lower --lr (in a new run) may help") from None
+            raise non_finite_loss(e, f"update {progress.step + 1}", run) from None
         finally:
             sampler.close()
             telemetry.close()

@@ -125,10 +125,24 @@ def train(config: Config, *, stop_when: Callable[[int], bool] = lambda step: Fal
     try:
         return _train(config, run, device, memory, stop_when)
     except DiskError as e:
-        since = "its last checkpoint" if has_checkpoint(run) else "step 0"
-        raise RunError(f"{e}; once that is fixed, --resume {run} continues from {since}") from None
+        raise disk_error(e, run, start="step 0") from None
     finally:
         lock.close()
+
+
+def disk_error(error: DiskError, run: Path, start: str) -> RunError:
+    """The one line a run ends with on a disk error: where --resume will continue (start: what
+    a run with no checkpoint yet starts from)."""
+    since = "its last checkpoint" if has_checkpoint(run) else start
+    return RunError(f"{error}; once that is fixed, --resume {run} continues from {since}")
+
+
+def non_finite_loss(error: NonFiniteLoss, at: str, run: Path) -> RunError:
+    """The one line a run ends with when an update's loss is not finite (at: where), after the
+    last good state was checkpointed."""
+    return RunError(f"non-finite loss at {at} ({error}); stopped before that update, with a "
+                    f"checkpoint of the last good state in {run}; a lower --lr (in a new run) "
+                    f"may help")
 
 
 def count_game_scores(progress: Progress, result: envs.StepResult) -> None:
@@ -233,9 +247,7 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
                     return RunResult(run, step, stopped_early=True, signum=stop.signum)
         except NonFiniteLoss as e:
             checkpoint()  # the networks from before the update that failed
-            raise RunError(f"non-finite loss at agent step {progress.step} ({e}); stopped before "
-                           f"that update, with a checkpoint of the last good state in {run}; "
-                           f"a lower --lr (in a new run) may help") from None
+            raise non_finite_loss(e, f"agent step {progress.step}", run) from None
         finally:
             updates.close()
             telemetry.close()

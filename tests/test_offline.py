@@ -7,9 +7,6 @@ import json
 import math
 import os
 import re
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +21,8 @@ from atari_dqn.checkpoint import read_checkpoint
 from atari_dqn.config import Config
 from atari_dqn.offline import sha256_of, train_offline
 from atari_dqn.replay import PrioritizedReplayMemory, ReplayMemory
+from tests.test_train_e2e import sigterm_at_the_first_evaluation
 
-ROOT = Path(__file__).resolve().parents[1]
 TRANSITIONS = 300
 BREAKOUT_ACTIONS = 4
 TINY = ["--updates", "40", "--eval-every", "20", "--target-update", "10", "--batch-size", "8",
@@ -140,18 +137,7 @@ def test_stopped_anywhere_and_resumed_equals_the_straight_run(reference, data, t
 def test_sigterm_writes_a_checkpoint_that_resumes_exactly(reference, data, tmp_path):
     run = tmp_path / "sigterm"
     args = ["--offline", str(data), *TINY, "--updates", "100000", "--out", str(run)]
-    child = subprocess.Popen([sys.executable, "main.py", *args], cwd=ROOT,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    output = []
-    for line in child.stdout:
-        output.append(line)
-        if line.startswith("evaluation 1"):
-            child.send_signal(signal.SIGTERM)
-            break
-    output += child.stdout.readlines()
-    text = "".join(output)
-    assert child.wait() == 128 + signal.SIGTERM and "Traceback" not in text, text
+    text = sigterm_at_the_first_evaluation(args)  # exit 143, no traceback
     stops = [int(m.group(1)) for m in map(re.compile(r"^stopped at update (\d+);").match,
                                           text.splitlines()) if m]
     assert len(stops) == 1 and 20 <= stops[0] < 40, text
