@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -80,6 +81,17 @@ def quantile_huber_loss(quantiles: torch.Tensor, targets: torch.Tensor, fraction
     huber = torch.where(abs_u <= kappa, 0.5 * u * u, kappa * (abs_u - 0.5 * kappa))
     asymmetry = (fractions[None, :, None] - (u.detach() < 0).to(u.dtype)).abs()
     return (asymmetry * huber / kappa).mean(dim=2).sum(dim=1)
+
+
+def quantile_losses(quantiles: torch.Tensor, targets: torch.Tensor, fractions: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """quantile_huber_loss() (B,) and, without gradient, the mean over all (i, j) pairs of
+    |targets_j - quantiles_i| (B,): the transitions' new priorities. One function so that
+    --compile fuses both into a few kernels: eager, their (B, N, N') temporaries (32 x 200 x 200)
+    cost more than the network's update on a CPU (docs/throughput.md)."""
+    losses = quantile_huber_loss(quantiles, targets, fractions)
+    td_errors = (targets[:, None, :] - quantiles.detach()[:, :, None]).abs().mean(dim=(1, 2))
+    return losses, td_errors
 
 
 def cql_penalty(q_all: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -144,6 +156,7 @@ class Agent:
         self.double = config.double
         self.grad_clip_norm = config.grad_clip_norm
         self.loss, self.cql_alpha = config.loss, config.cql_alpha
+        self.bf16 = config.precision == "bf16"  # learning only: acting stays float32
         # channels_last lets oneDNN skip its layout conversions: ~10-20% off an update on a CPU
         # (docs/throughput.md); it changes no result beyond float rounding. Unmeasured on GPUs.
         layout = torch.channels_last if device.type == "cpu" else torch.contiguous_format
@@ -161,9 +174,11 @@ class Agent:
                 network.compile(dynamic=False)
         # quantiles() is not forward(), so compile() above does not cover it: learning's graph
         self.online_quantiles, self.target_quantiles = self.online.quantiles, self.target.quantiles
+        self.quantile_losses = quantile_losses
         if config.compile and config.head == "quantile":
             self.online_quantiles = torch.compile(self.online.quantiles, dynamic=False)
             self.target_quantiles = torch.compile(self.target.quantiles, dynamic=False)
+            self.quantile_losses = torch.compile(quantile_losses, dynamic=False)
         self.augment_rng: torch.Generator | None = None
         if config.augment:
             seed = int(np.random.SeedSequence([config.seed, AUGMENT_STREAM]).generate_state(1)[0])
@@ -248,28 +263,36 @@ class Agent:
         return LearnStats(loss=float(loss.item()), mean_q=float(q.mean().item()),
                           td_errors=td_errors.cpu().numpy().astype(np.float32))
 
+    def _fp32(self, network: Callable[[torch.Tensor], torch.Tensor], states: torch.Tensor
+              ) -> torch.Tensor:
+        """network(states) in float32. With --precision bf16 its convolutions and matrix products
+        run in bfloat16 (torch.autocast; the weights, gradients and Adam stay float32) and
+        everything after its output (targets, losses, TD errors) in float32."""
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            return network(states).float()
+
     def _next_actions(self, next_states: torch.Tensor, next_q: torch.Tensor) -> torch.Tensor:
         """(B, 1) a*: the argmax of the online network's Q (Double DQN) or of next_q, the target
         network's (a quantile head's Q being the mean over its quantiles)."""
         if self.double:
-            return self.online(next_states).argmax(dim=1, keepdim=True)
+            return self._fp32(self.online, next_states).argmax(dim=1, keepdim=True)
         return next_q.argmax(dim=1, keepdim=True)
 
     def _q_values(self, states: torch.Tensor) -> torch.Tensor:
         """(B, A) the online network's Q-values, with gradients (a quantile head's: the mean of
         its quantiles)."""
         if self.online.n_quantiles is None:
-            return self.online(states)
-        return self.online_quantiles(states).mean(dim=2)
+            return self._fp32(self.online, states)
+        return self._fp32(self.online_quantiles, states).mean(dim=2)
 
     def _scalar_losses(self, states: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
                        next_states: torch.Tensor, discounts: torch.Tensor
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per transition: Huber loss, Q(s, a) (detached), |TD error|; and Q(s, .) (B, A)."""
-        q_all = self.online(states)
+        q_all = self._fp32(self.online, states)
         q = q_all.gather(1, actions[:, None]).squeeze(1)
         with torch.no_grad():
-            next_q_all = self.target(next_states)
+            next_q_all = self._fp32(self.target, next_states)
             next_actions = self._next_actions(next_states, next_q_all)
             targets = rewards + discounts * next_q_all.gather(1, next_actions).squeeze(1)
         losses = F.smooth_l1_loss(q, targets, reduction="none")  # Huber with delta 1
@@ -282,17 +305,15 @@ class Agent:
         """Per transition: quantile Huber loss, Q(s, a) (detached), mean |quantile TD error|;
         and Q(s, .) (B, A), the mean of the quantiles."""
         n = self.online.n_quantiles
-        quantiles = self.online_quantiles(states)  # (B, A, N)
+        quantiles = self._fp32(self.online_quantiles, states)  # (B, A, N)
         chosen = quantiles.gather(1, actions[:, None, None].expand(-1, 1, n)).squeeze(1)
         with torch.no_grad():
-            next_quantiles = self.target_quantiles(next_states)
+            next_quantiles = self._fp32(self.target_quantiles, next_states)
             next_actions = self._next_actions(next_states, next_quantiles.mean(dim=2))
             next_chosen = next_quantiles.gather(1, next_actions[:, :, None].expand(-1, 1, n))
             targets = rewards[:, None] + discounts[:, None] * next_chosen.squeeze(1)  # (B, N)
-        losses = quantile_huber_loss(chosen, targets, self.online.quantile_fractions)
-        chosen = chosen.detach()
-        td_errors = (targets[:, None, :] - chosen[:, :, None]).abs().mean(dim=(1, 2))
-        return losses, chosen.mean(dim=1), td_errors, quantiles.mean(dim=2)
+        losses, td_errors = self.quantile_losses(chosen, targets, self.online.quantile_fractions)
+        return losses, chosen.detach().mean(dim=1), td_errors, quantiles.mean(dim=2)
 
     def reset(self, step: int) -> None:
         """Shrink and perturb the online network (BBF): every encoder weight becomes

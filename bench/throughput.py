@@ -22,6 +22,8 @@ a real run, where epsilon sits at its end value).
            --envs (default 1 2 4 8), the games stepped in --env-processes child processes
   trainer defaults --envs N   the same with the project's learning defaults (Double DQN,
            dueling, 3-step returns) instead of the plain settings, at N = 1 and the largest N
+  ... --precision bf16   the largest N's two rows again with the updates' network passes in
+           bfloat16 (--precision bf16: autocast; weights, gradients and Adam stay float32)
 
 The plain settings are the issue's comparison settings: --no-double --no-dueling --n-step 1.
 The trainer is also measured with --no-compile. --levers adds rows that take the levers one at a
@@ -74,7 +76,8 @@ ROWS = {  # name -> what the row measures
     "trainer --no-compile": "train(), eager networks",
     "trainer": "train() with its defaults",
 }
-ENVS_ROW = re.compile(r"^trainer(?P<defaults> defaults)? --envs (?P<n>\d+)(?P<overlap> --overlap)?$")
+ENVS_ROW = re.compile(r"^trainer(?P<defaults> defaults)? --envs (?P<n>\d+)(?P<overlap> --overlap)?"
+                      r"(?P<bf16> --precision bf16)?$")
 LEVER_ROWS = ("plain+fused", "plain+fused+cl", "trainer --overlap", "trainer --threads 1")
 
 
@@ -85,7 +88,8 @@ def row_name(row: str) -> str:
     learning = "Double, dueling, 3-step" if match["defaults"] else "plain settings"
     games = f"{match['n']} game{'s' if match['n'] != '1' else ''}"
     overlap = ", learner thread beside the actor" if match["overlap"] else ""
-    return f"train(), {games} at once, {learning}{overlap}"
+    bf16 = ", updates in bfloat16 (autocast)" if match["bf16"] else ""
+    return f"train(), {games} at once, {learning}{overlap}{bf16}"
 
 
 def align(steps: int) -> int:
@@ -265,7 +269,8 @@ def measure(row: str, prioritized: bool, args: argparse.Namespace,
             defaults = dict(double=True, dueling=True, n_step=3) if match["defaults"] else {}
             config = bench_config(args, prioritized, out, envs=int(match["n"]),
                                   env_processes=args.env_processes,
-                                  overlap=bool(match["overlap"]), **defaults)
+                                  overlap=bool(match["overlap"]),
+                                  precision="bf16" if match["bf16"] else "fp32", **defaults)
             return run_trainer(config, phases)
         if row.startswith("plain"):
             config = bench_config(args, prioritized, out, overlap=False, compile=False)
@@ -321,6 +326,9 @@ def main() -> None:
     if args.envs:
         envs_rows += sorted({f"trainer defaults --envs {n}" for n in (1, max(args.envs))},
                             key=lambda row: int(row.split()[-1]))
+        # --precision bf16 at the largest --envs, plain settings and defaults
+        envs_rows += [f"trainer{d} --envs {max(args.envs)} --precision bf16"
+                      for d in ("", " defaults")]
     rows = ["plain", *(["plain-sb3"] if args.sb3 else []), *(LEVER_ROWS if args.levers else ()),
             "trainer --no-compile", "trainer",
             *envs_rows]
@@ -372,10 +380,13 @@ def main() -> None:
         defaults = statistics.median(results[("trainer defaults --envs 1", modes[0])])
         print(f"\nbest --envs {best}: {rate:.1f} agent steps/s = {rate / plain:.2f}x the plain "
               f"loop ({plain:.1f}); the trainer with its defaults at --envs 1: {defaults:.1f}")
+        bf16 = statistics.median(results[(f"trainer --envs {max(args.envs)} --precision bf16",
+                                          modes[0])])
+        print(f"--envs {max(args.envs)} --precision bf16: {bf16:.1f} = {bf16 / plain:.2f}x")
         if ("plain-sb3", modes[0]) in results:
             sb3 = statistics.median(results[("plain-sb3", modes[0])])
             print(f"against the plain loop with SB3's ReplayBuffer ({sb3:.1f}): "
-                  f"{rate / sb3:.2f}x")
+                  f"{rate / sb3:.2f}x, with bf16 {bf16 / sb3:.2f}x")
     if args.breakdown and args.envs:
         print(f"\nwhere an agent step's time goes (ms; one instrumented run each, "
               f"{'prioritized' if modes[0] else 'uniform'} replay, plain settings)\n")

@@ -340,6 +340,39 @@ def test_compiled_quantile_agent_learns_what_the_eager_one_learns():
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
 
 
+# --- --precision bf16 --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("head", ["scalar", "quantile"])
+def test_bf16_updates_round_like_bfloat16_and_keep_the_state_float32(head):
+    """bf16 is on (its loss is not fp32's bit for bit) yet only rounds: the same loss and TD
+    errors within bfloat16's ~3 significant digits, weights, gradients and Adam in float32,
+    and repeated updates on a fixed batch still lower the loss."""
+    fp32 = make_agent(head=head, n_quantiles=8)
+    bf16 = make_agent(head=head, n_quantiles=8, precision="bf16")
+    bf16.load_state_dict(fp32.state_dict())
+    batch = fixed_batch()
+    a, b = fp32.learn(batch), bf16.learn(batch)
+    assert a.loss != b.loss
+    assert b.loss == pytest.approx(a.loss, rel=0.05)
+    np.testing.assert_allclose(b.td_errors, a.td_errors, rtol=0.05, atol=0.01)
+    assert b.td_errors.dtype == np.float32
+    for p in bf16.online.parameters():
+        assert p.dtype == p.grad.dtype == torch.float32
+    assert all(v.dtype == torch.float32 for state in bf16.optimizer.state.values()
+               for k, v in state.items() if k != "step")
+    losses = [bf16.learn(batch).loss for _ in range(40)]
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_bf16_acts_in_float32():
+    fp32, bf16 = make_agent(), make_agent(precision="bf16")
+    states = fixed_batch().states
+    with torch.inference_mode():
+        assert torch.equal(fp32.online(torch.from_numpy(states)),
+                           bf16.online(torch.from_numpy(states)))
+    np.testing.assert_array_equal(fp32.greedy_actions(states), bf16.greedy_actions(states))
+
+
 # --- --reset-every: shrink and perturb ---------------------------------------------------------
 
 def named(net):
