@@ -26,8 +26,10 @@ import main as cli
 from bench.throughput import bench_config, run_trainer
 
 ARMS = ("defaults", "--head quantile", "--head quantile --augment",
-        "--head quantile --envs 8",
-        "--head quantile --envs 8 --precision bf16", "--network impala")
+        "--head quantile --precision bf16", "--head quantile --envs 8",
+        "--head quantile --envs 8 --precision bf16",
+        "--head quantile --train-every 2 --precision bf16",
+        "--head quantile --envs 8 --train-every 2 --precision bf16", "--network impala")
 # --reset-every is no arm here: one reset per 100k steps costs nothing per agent step.
 DEFAULTS = dict(double=True, dueling=True, n_step=3)  # what bench_config's plain settings replace
 
