@@ -1,10 +1,7 @@
 """The learner: online and target Q-networks and their optimizer. Knows no env and no memory.
 
-act_batch() is the one place an action is chosen, in training and in evaluation alike.
-Evaluation acts with the online network; training acts with the actor network: the online
-network itself, or with config.overlap a copy of it from before the update in flight (at most
-one update old), refreshed by sync_actor() when that update is done. learn() never touches the
-actor, so acting on one thread while learning on another needs no lock.
+act_batch() is the one place an action is chosen, in training and in evaluation alike, always
+with the online network.
 learn() takes any batch with the replay memory's fields (states, actions, rewards, next_states,
 discounts) and regresses Q(s, a) on   rewards + discounts * Q_target(next_states, a*)
 with a* = argmax of Q_target (DQN) or of the online network (Double DQN). The memory folds
@@ -164,13 +161,10 @@ class Agent:
         self.target = network_of(n_actions, config).to(device, memory_format=layout)
         self.target.requires_grad_(False)
         self.sync_target()
-        self.actor = self.online
-        if config.overlap:
-            self.actor = copy.deepcopy(self.online).requires_grad_(False)
         if config.compile:
             # In place, so state_dict keys stay as they are; one graph per input shape and grad
             # mode (batch 1 to act, the batch to learn), never recompiled for dynamic shapes.
-            for network in {id(n): n for n in (self.online, self.target, self.actor)}.values():
+            for network in (self.online, self.target):
                 network.compile(dynamic=False)
         # quantiles() is not forward(), so compile() above does not cover it: learning's graph
         self.online_quantiles, self.target_quantiles = self.online.quantiles, self.target.quantiles
@@ -210,20 +204,17 @@ class Agent:
             return on_device[:, :stack].contiguous(), on_device[:, 1:].contiguous()
         return self._tensor(states), self._tensor(next_states)
 
-    def greedy_actions(self, states: np.ndarray, *, actor: bool = False) -> np.ndarray:
-        return greedy_actions(self.actor if actor else self.online, states, self.device)
+    def greedy_actions(self, states: np.ndarray) -> np.ndarray:
+        return greedy_actions(self.online, states, self.device)
 
-    def act_batch(self, states: np.ndarray, epsilon: float | np.ndarray, rng: np.random.Generator, *,
-                  actor: bool = False) -> np.ndarray:
-        """epsilon_greedy() with the online network (evaluation) or, with actor=True (training),
-        the actor network."""
-        return epsilon_greedy(self.actor if actor else self.online, states, epsilon, rng,
-                              self.device)
+    def act_batch(self, states: np.ndarray, epsilon: float | np.ndarray,
+                  rng: np.random.Generator) -> np.ndarray:
+        """epsilon_greedy() with the online network."""
+        return epsilon_greedy(self.online, states, epsilon, rng, self.device)
 
-    def act(self, state: np.ndarray, epsilon: float, rng: np.random.Generator, *,
-            actor: bool = False) -> int:
+    def act(self, state: np.ndarray, epsilon: float, rng: np.random.Generator) -> int:
         """act_batch() on one (stack, 84, 84) state."""
-        return int(self.act_batch(state[None], epsilon, rng, actor=actor)[0])
+        return int(self.act_batch(state[None], epsilon, rng)[0])
 
     def learn(self, batch: Batch, weights: np.ndarray | None = None) -> LearnStats:
         """One gradient step. weights: importance weights (prioritized replay) or None.
@@ -324,8 +315,7 @@ class Agent:
         The fresh weights are a pure function of the run's seed and `step` (the global torch RNG
         is left untouched), so a run resumed across a reset repeats it exactly. The target
         network is left alone: it keeps the weights of the last sync, so TD targets stay those of
-        the trained network until the next --target-update copies the reset one in. Call only
-        while no update is in flight; then sync_actor().
+        the trained network until the next --target-update copies the reset one in.
         """
         seed = int(np.random.SeedSequence([self.config.seed, RESET_STREAM, step])
                    .generate_state(1)[0])
@@ -344,17 +334,9 @@ class Agent:
     def sync_target(self) -> None:
         self.target.load_state_dict(self.online.state_dict())
 
-    def sync_actor(self) -> None:
-        """The actor takes the online weights (a no-op without overlap: they are one network).
-        Call only while no update is in flight."""
-        if self.actor is not self.online:
-            self.actor.load_state_dict(self.online.state_dict())
-
     def state_dict(self) -> dict[str, Any]:
         state = {"online": self.online.state_dict(), "target": self.target.state_dict(),
                  "optimizer": self.optimizer.state_dict()}
-        if self.actor is not self.online:  # a checkpoint may fall between two learning steps
-            state["actor"] = self.actor.state_dict()
         if self.augment_rng is not None:
             state["augment_rng"] = self.augment_rng.get_state()
         return state
@@ -365,8 +347,7 @@ class Agent:
         self.online.load_state_dict(state["online"])
         self.target.load_state_dict(state["target"])
         self.optimizer.load_state_dict(state["optimizer"])
-        if self.actor is not self.online:
-            self.actor.load_state_dict(state.get("actor", state["online"]))
+        # checkpoints of --overlap runs (removed) also hold an "actor" network: not needed
         if self.augment_rng is not None and "augment_rng" in state:
             # checkpoints from before --augment have none: the generator keeps its seeded state
             self.augment_rng.set_state(state["augment_rng"])

@@ -42,6 +42,7 @@ import json
 import os
 import re
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ import numpy as np
 import torch
 
 from atari_dqn.agent import Agent
-from atari_dqn.config import RESUME_MAY_CHANGE, Config, ConfigError, flag_of
+from atari_dqn.config import RESUME_MAY_CHANGE, Config, ConfigError, flag_of, retired
 from atari_dqn.evaluate import X_LABEL, plot_curve, rewards_line
 from atari_dqn.files import DiskError, atomic_torch_save, atomic_write_text, writing
 
@@ -140,7 +141,11 @@ def resume_config(run_dir: str, given: dict[str, Any]) -> Config:
     flags typed on the command line). Any other flag that differs from the run's is an error,
     and so are --out naming another folder and --steps not above the steps already made."""
     saved, steps_made = saved_run(Path(run_dir))
-    saved.setdefault("overlap", False)  # runs from before --overlap acted and learned in turn
+    if saved.get("overlap"):
+        print(f"note: {run_dir} was made with --overlap, which was removed (docs/throughput.md); "
+              f"it goes on acting and learning in turn, not exactly as the overlapped run would "
+              f"have", file=sys.stderr)
+    saved = retired(saved)
     # runs from before these flags: a scalar head on the Nature CNN, no augmentation, no resets
     for name, then in (("head", "scalar"), ("n_quantiles", 200), ("network", "nature"),
                        ("augment", False), ("reset_every_steps", 0), ("envs", 1),

@@ -34,6 +34,10 @@ HEADS = ("scalar", "quantile")
 NETWORKS = ("nature", "impala")  # encoders; atari_dqn/network.py builds them
 PRECISIONS = ("fp32", "bf16")  # of the learner's network passes (agent.py, Agent._fp32)
 LOSSES = ("dqn", "cql", "bc")  # offline training's losses (atari_dqn/offline.py, docs/offline.md)
+# Settings that were removed but that a saved run's config (config.json, a checkpoint) may still
+# hold: retired() drops them. --overlap, a learner thread beside the acting loop, was slower
+# wherever it was measured (docs/throughput.md); every run now acts and learns in turn.
+RETIRED = ("overlap",)
 # CQL's alpha: Kumar et al. 2020 (Conservative Q-Learning, section 6.3 and appendix F) ran
 # CQL(H) on Atari with QR-DQN and alpha = 1.0 or 4.0 (4.0 on the smaller 1% data, 1.0 on 10%);
 # 1.0 is the value for the larger datasets this project's runs make.
@@ -175,12 +179,6 @@ class Config:
     env_processes: int = _field(0, "child processes that step the --envs training games "
                                 "(processes); 0 = step them in the trainer's own process; "
                                 "the results are the same either way", "--env-processes")
-    overlap: bool = _field(False, "act the next --train-every agent steps on the loop's thread "
-                           "while a second thread runs the gradient update, acting with the "
-                           "weights from before that update (at most one update old); "
-                           "off: act and learn strictly in turn (faster on a 2-core CPU, "
-                           "docs/throughput.md)",
-                           "--overlap")
     compile: bool = _field(True, "compile the networks with torch.compile (Inductor): faster "
                            "updates (docs/throughput.md); the first update and the first act "
                            "wait for compilation (about 30 s on 2 cores, seconds once cached)",
@@ -248,8 +246,7 @@ class Config:
             need(getattr(self, name) % self.envs == 0, name,
                  f"must be a multiple of --envs {self.envs}")
         if self.actors:  # what distributed.py does not do (yet); refused, not ignored
-            for name, off in (("overlap", False), ("env_processes", 0), ("reset_every_steps", 0),
-                              ("offline", "")):
+            for name, off in (("env_processes", 0), ("reset_every_steps", 0), ("offline", "")):
                 need(getattr(self, name) == off, name, "is not supported with --actors")
         need(not self.ray_address or self.actors > 0, "ray_address", "needs --actors")
         need(self.device in DEVICES, "device", f"must be one of {', '.join(DEVICES)}")
@@ -284,7 +281,7 @@ class Config:
 
     @classmethod
     def from_json(cls, text: str, **overrides: Any) -> Config:
-        values = json.loads(text)
+        values = retired(json.loads(text))
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(values) - known
         if unknown:
@@ -298,6 +295,11 @@ RESUME_MAY_CHANGE = ("total_steps", "device", "threads", "compile", "tensorboard
                      # offline: more updates; the dataset from another path (its checksum must
                      # be the run's)
                      "total_updates", "offline")
+
+
+def retired(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved run's settings without the RETIRED ones."""
+    return {name: value for name, value in saved.items() if name not in RETIRED}
 
 
 def flag_of(name: str) -> str:

@@ -422,7 +422,6 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
         boundary = update_step(made, config)
         if len(memory) >= config.batch_size:  # as the one-process loop: skipped, not deferred
             updates.start(boundary)
-            updates.finish()
             rates.updates += 1
         if boundary // config.target_update_steps != (boundary - config.train_every_steps) \
                 // config.target_update_steps:
@@ -563,7 +562,6 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
         checkpoint()
         raise non_finite_loss(e, f"agent step {progress.step}", run) from None
     finally:
-        updates.close()
         telemetry.close()
         eval_env.close()
         for handle in actors:

@@ -65,7 +65,7 @@ from atari_dqn.train import (RunResult, StopOnSignal, disk_error, non_finite_los
 # being filled, and --steps is not what ends an offline run), so they are refused.
 ONLINE_ONLY = ("total_steps", "envs", "env_processes", "learning_starts_steps",
                "train_every_steps", "memory_capacity_transitions", "eps_start", "eps_end",
-               "eps_decay_steps", "overlap", "reset_every_steps")
+               "eps_decay_steps", "reset_every_steps")
 OFFLINE_ONLY = ("loss", "cql_alpha", "total_updates")
 SAMPLE_STREAM = 3  # seeds the dataset's sampling apart from the agent's streams (agent.py)
 HASH_CHUNK_BYTES = 1 << 20

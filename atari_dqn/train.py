@@ -1,7 +1,7 @@
 """The training loop: act, step, store, learn, sync, evaluate.
 
 The parts live elsewhere: the run folder, checkpoints and resume in checkpoint.py, the learner's
-schedule (and its --overlap thread) in learner.py, the progress bar and TensorBoard in
+schedule in learner.py, the progress bar and TensorBoard in
 telemetry.py, evaluation games in evaluate.py. Training and evaluation act through the same call,
 Agent.act_batch, on states stacked by the replay memory.
 
@@ -187,7 +187,6 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
     def reset_network(step: int) -> None:
         updates.finish()
         agent.reset(step)
-        agent.sync_actor()
 
     def checkpoint() -> None:
         progress.wall_seconds = wall_before + time.perf_counter() - started
@@ -203,9 +202,8 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
                 eps = epsilon(progress.step, start=config.eps_start, end=config.eps_end,
                               decay_steps=config.eps_decay_steps,
                               warmup_steps=config.learning_starts_steps)
-                # act on exactly the states the memory will return for these transitions; with
-                # overlap, while the update started at the last learning boundary runs
-                actions = agent.act_batch(memory.states(), eps, act_rng, actor=True)
+                # act on exactly the states the memory will return for these transitions
+                actions = agent.act_batch(memory.states(), eps, act_rng)
                 result = games.step(actions)  # a game whose episode ended is reset in it
                 memory.append_batch(actions, envs.learning_rewards(result.rewards),
                                     result.frames, result.terminated, result.truncated,
@@ -221,8 +219,6 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
                     if (boundary > config.learning_starts_steps
                             and boundary % config.train_every_steps == 0
                             and len(memory) >= config.batch_size):
-                        updates.finish()
-                        agent.sync_actor()
                         updates.start(boundary)
                     if boundary % config.target_update_steps == 0:
                         updates.finish()
@@ -240,7 +236,6 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
                 telemetry.stepped(progress, eps, n)
 
                 if stop.signum is not None or stop_when(step):
-                    updates.wait()  # the actor keeps its older weights: they are saved too
                     if not checkpointed:
                         checkpoint()
                     telemetry.message(f"stopped at agent step {step}; continue with --resume {run}")
@@ -249,7 +244,6 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
             checkpoint()  # the networks from before the update that failed
             raise non_finite_loss(e, f"agent step {progress.step}", run) from None
         finally:
-            updates.close()
             telemetry.close()
             games.close()
             eval_env.close()

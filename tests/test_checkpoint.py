@@ -206,3 +206,56 @@ def test_a_checkpoint_from_before_envs_resumes_as_one_game(tmp_path, capsys):
     for name in ("model_001.pt", "model_002.pt"):
         a, b = (torch.load(run / name, weights_only=True) for run in (config.run_dir, old))
         assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_a_checkpoint_of_a_run_from_before_overlap_was_removed_resumes_in_turn(
+        overlap, tmp_path, capsys):
+    """--overlap was removed (docs/throughput.md). A run that had the setting (in its config,
+    with an "actor" network beside the online one in its agent state, and with --overlap
+    priorities left pending by the stop) resumes acting and learning in turn: with
+    --no-overlap exactly as today's run, with --overlap after one line on stderr saying so."""
+    import shutil
+
+    import torch
+
+    config = dataclasses.replace(tiny(tmp_path), learning_starts_steps=20, batch_size=8,
+                                 prioritized=True)
+    assert training.train(config, stop_when=lambda step: step == 40).steps == 40
+    old = tmp_path / "old"
+    shutil.copytree(config.run_dir, old)
+    saved = torch.load(old / "checkpoint.pt", weights_only=True)
+    saved["config"]["overlap"] = overlap
+    saved["agent"]["actor"] = saved["agent"]["online"]
+    if overlap:
+        saved["pending_priorities"] = {"ids": [10, 11], "priorities": [2.0, 0.5]}
+    torch.save(saved, old / "checkpoint.pt")
+    settings = json.loads((old / "config.json").read_text())
+    (old / "config.json").write_text(json.dumps({**settings, "overlap": overlap}))
+    capsys.readouterr()
+    resumed = checkpoint.resume_config(str(old), {})
+    notes = capsys.readouterr().err
+    if overlap:
+        assert notes.count("\n") == 1 and "--overlap" in notes and str(old) in notes
+    else:
+        assert notes == ""
+    assert resumed == dataclasses.replace(config, out_dir=str(old), resume=str(old))
+    assert training.train(resumed).steps == 60
+    assert "overlap" not in checkpoint.read_checkpoint(old)["config"]
+    assert "actor" not in checkpoint.read_checkpoint(old)["agent"]
+    if not overlap:
+        assert training.train(checkpoint.resume_config(str(config.run_dir), {})).steps == 60
+        assert (old / "rewards.txt").read_text() == (config.run_dir / "rewards.txt").read_text()
+        for name in ("model_001.pt", "model_002.pt"):
+            a, b = (torch.load(run / name, weights_only=True) for run in (config.run_dir, old))
+            assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_run_with_overlap_stopped_before_its_first_checkpoint_resumes_in_turn(
+        tmp_path, capsys):
+    old = {**dataclasses.asdict(Config(out_dir=str(tmp_path))), "overlap": True}
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    resumed = checkpoint.resume_config(str(tmp_path), {})
+    assert resumed == Config(out_dir=str(tmp_path), resume=str(tmp_path))
+    notes = capsys.readouterr().err
+    assert notes.count("\n") == 1 and "--overlap" in notes

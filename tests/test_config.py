@@ -120,3 +120,15 @@ def test_configs_from_before_the_architecture_flags_load_with_todays_architectur
     config = Config.from_json(json.dumps(values))
     assert (config.head, config.network, config.augment, config.reset_every_steps) == (
         "scalar", "nature", False, 0)
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_a_saved_config_with_the_retired_overlap_setting_loads_without_it(overlap):
+    values = {**json.loads(Config(out_dir="x").to_json()), "overlap": overlap}
+    assert Config.from_json(json.dumps(values)) == Config(out_dir="x")
+
+
+def test_a_saved_config_with_an_unknown_setting_is_refused():
+    values = {**json.loads(Config(out_dir="x").to_json()), "no_such_setting": 1}
+    with pytest.raises(ConfigError, match="unknown settings in the saved config"):
+        Config.from_json(json.dumps(values))

@@ -206,7 +206,6 @@ class socket_closed:
 
 @pytest.mark.parametrize("args, message", [
     (["--ray-address", "auto"], "--ray-address needs --actors"),
-    (["--actors", "2", "--overlap"], "--overlap is not supported with --actors"),
     (["--actors", "-1"], "--actors must not be negative"),
 ])
 def test_bad_distributed_flags_are_refused_before_the_run_folder(args, message, tmp_path,

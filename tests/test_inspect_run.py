@@ -1,3 +1,4 @@
+import json
 import re
 
 import numpy as np
@@ -10,9 +11,10 @@ from atari_dqn.network import QNetwork
 from atari_dqn.replay import PrioritizedReplayMemory
 
 
-def test_actions_plays_the_evaluation_games_and_counts_every_action(tmp_path, capsys):
+@pytest.mark.parametrize("retired", [{}, {"overlap": True}])  # a run from before its removal
+def test_actions_plays_the_evaluation_games_and_counts_every_action(retired, tmp_path, capsys):
     config = Config(out_dir=str(tmp_path), eval_max_steps=40)
-    (tmp_path / "config.json").write_text(config.to_json())
+    (tmp_path / "config.json").write_text(json.dumps({**json.loads(config.to_json()), **retired}))
     torch.save(QNetwork(4, dueling=config.dueling).state_dict(), tmp_path / "model_001.pt")
     assert inspect_run.main(["actions", str(tmp_path), "--model", "1", "--games", "2"]) == 0
     games = capsys.readouterr().out.splitlines()[1:]

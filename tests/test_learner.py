@@ -1,4 +1,4 @@
-"""The learner's schedule: updates at learning boundaries, with and without --overlap."""
+"""The learner's schedule: an update at each learning boundary, in turn with acting."""
 
 from __future__ import annotations
 
@@ -27,41 +27,29 @@ def _filled_memory(config):
 
 
 @pytest.mark.parametrize("prioritized", [False, True])
-def test_with_overlap_the_actor_is_one_update_behind_until_synced(prioritized):
-    config = Config(out_dir="x", batch_size=8, prioritized=prioritized, overlap=True,
-                    compile=False)
+def test_an_update_and_its_priorities_are_done_when_start_returns(prioritized):
+    config = Config(out_dir="x", batch_size=8, prioritized=prioritized, compile=False)
     agent = Agent(4, config, torch.device("cpu"))
     memory = _filled_memory(config)
     stats = []
     updates = Updates(agent, memory, config, stats.append)
-    try:
-        before = _weights(agent.online)
-        updates.start(step=4)
-        updates.wait()
-        assert len(stats) == 1
-        assert all(torch.equal(a, b) for a, b in zip(before, _weights(agent.actor)))
-        assert any(not torch.equal(a, b) for a, b in zip(before, _weights(agent.online)))
-        if prioritized:  # computed, kept for the next boundary (and a checkpoint), not applied
-            pending = updates.pending()
-            assert len(pending["ids"]) == 8 and memory.max_priority == 1.0
-        updates.finish()
-        assert updates.pending() is None
-        if prioritized:
-            assert memory.max_priority != 1.0
-        agent.sync_actor()
-        assert all(torch.equal(a, b) for a, b in zip(_weights(agent.online),
-                                                     _weights(agent.actor)))
-    finally:
-        updates.close()
-
-
-def test_without_overlap_the_actor_is_the_online_network_and_updates_finish_at_once():
-    config = Config(out_dir="x", batch_size=8, prioritized=True, overlap=False, compile=False)
-    agent = Agent(4, config, torch.device("cpu"))
-    assert agent.actor is agent.online
-    memory = _filled_memory(config)
-    stats = []
-    updates = Updates(agent, memory, config, stats.append)
+    before = _weights(agent.online)
     updates.start(step=4)
-    assert len(stats) == 1 and updates.pending() is None and memory.max_priority != 1.0
-    assert "actor" not in agent.state_dict()
+    assert len(stats) == 1 and updates.pending() is None
+    assert any(not torch.equal(a, b) for a, b in zip(before, _weights(agent.online)))
+    if prioritized:  # the sampled transitions have their |TD error| priorities already
+        assert memory.max_priority != 1.0
+    assert set(agent.state_dict()) == {"online", "target", "optimizer"}
+
+
+def test_priorities_a_checkpoint_left_pending_are_kept_until_the_next_finish():
+    config = Config(out_dir="x", batch_size=8, prioritized=True, compile=False)
+    agent = Agent(4, config, torch.device("cpu"))
+    memory = _filled_memory(config)
+    pending = {"ids": [3, 5], "priorities": [7.0, 0.5]}
+    updates = Updates(agent, memory, config, lambda stats: None, pending)
+    assert updates.pending() == pending and memory.max_priority == 1.0  # checkpointed again
+    updates.finish()
+    assert updates.pending() is None
+    assert memory.max_priority == pytest.approx(7.0 + memory.eps)
+    assert memory.priority(5) == pytest.approx((0.5 + memory.eps) ** memory.alpha)

@@ -44,7 +44,9 @@ def test_plain_pytest_imports_main_without_the_working_folder_on_sys_path():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("argv", [["--bogus"], ["--steps", "ten"], ["--device", "tpu"]])
+# --overlap was removed (docs/throughput.md): now a flag like any unknown one
+@pytest.mark.parametrize("argv", [["--bogus"], ["--steps", "ten"], ["--device", "tpu"],
+                                  ["--overlap"], ["--no-overlap"]])
 def test_a_usage_error_is_one_line_and_status_2(argv, capsys):
     with pytest.raises(SystemExit) as stopped:
         main.main(argv)
