@@ -5,7 +5,7 @@
 Workload: a dataset of --transitions synthetic Breakout-shaped transitions (random frames,
 n-step 3, the project's default network: Nature CNN, dueling, Double DQN), batch 32.
 
-  learner            the online learner's own update rate: train.Updates.start() (sample on the
+  learner            the online learner's own update rate: learner.Updates.start() (sample on the
                      loop's thread, then Agent.learn) called back to back, no env: what the
                      online loop's updates cost when acting is taken away
   offline            atari_dqn.offline.train_offline() itself (reseeded sampling in turn,

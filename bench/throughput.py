@@ -27,9 +27,10 @@ a real run, where epsilon sits at its end value).
 
 The plain settings are the issue's comparison settings: --no-double --no-dueling --n-step 1.
 The trainer is also measured with --no-compile. --levers adds rows that take the levers one at a
-time: the plain loop with fused Adam, then also channels_last; the trainer with --overlap, and
-with --threads 1 (--overlap at the largest --envs is always measured). Every measurement runs in a fresh
-process; the rows alternate, --repeats times, and the table gives medians and ranges.
+time: the plain loop with fused Adam, then also channels_last; the trainer with --threads 1.
+(--overlap, a learner thread beside the acting loop, was measured here too until it was removed:
+docs/throughput.md.) Every measurement runs in a fresh process; the rows alternate, --repeats
+times, and the table gives medians and ranges.
 
     python bench/throughput.py                       # uniform and prioritized (about 8 minutes)
     python bench/throughput.py --prioritized --levers
@@ -71,14 +72,13 @@ ROWS = {  # name -> what the row measures
     "plain-sb3": "plain serial loop, torch defaults, SB3's ReplayBuffer (CleanRL's shape)",
     "plain+fused": "plain loop + fused Adam",
     "plain+fused+cl": "plain loop + fused Adam + channels_last",
-    "trainer --overlap": "train(), learner thread beside the actor",
     "trainer --threads 1": "train(), 1 torch thread",
     "trainer --no-compile": "train(), eager networks",
     "trainer": "train() with its defaults",
 }
-ENVS_ROW = re.compile(r"^trainer(?P<defaults> defaults)? --envs (?P<n>\d+)(?P<overlap> --overlap)?"
+ENVS_ROW = re.compile(r"^trainer(?P<defaults> defaults)? --envs (?P<n>\d+)"
                       r"(?P<bf16> --precision bf16)?$")
-LEVER_ROWS = ("plain+fused", "plain+fused+cl", "trainer --overlap", "trainer --threads 1")
+LEVER_ROWS = ("plain+fused", "plain+fused+cl", "trainer --threads 1")
 
 
 def row_name(row: str) -> str:
@@ -87,9 +87,8 @@ def row_name(row: str) -> str:
         return ROWS[row]
     learning = "Double, dueling, 3-step" if match["defaults"] else "plain settings"
     games = f"{match['n']} game{'s' if match['n'] != '1' else ''}"
-    overlap = ", learner thread beside the actor" if match["overlap"] else ""
     bf16 = ", updates in bfloat16 (autocast)" if match["bf16"] else ""
-    return f"train(), {games} at once, {learning}{overlap}{bf16}"
+    return f"train(), {games} at once, {learning}{bf16}"
 
 
 def align(steps: int) -> int:
@@ -269,17 +268,14 @@ def measure(row: str, prioritized: bool, args: argparse.Namespace,
             defaults = dict(double=True, dueling=True, n_step=3) if match["defaults"] else {}
             config = bench_config(args, prioritized, out, envs=int(match["n"]),
                                   env_processes=args.env_processes,
-                                  overlap=bool(match["overlap"]),
                                   precision="bf16" if match["bf16"] else "fp32", **defaults)
             return run_trainer(config, phases)
         if row.startswith("plain"):
-            config = bench_config(args, prioritized, out, overlap=False, compile=False)
+            config = bench_config(args, prioritized, out, compile=False)
             if row == "plain-sb3":
                 return run_plain_sb3(config)
             return run_plain(config, fused="fused" in row, channels_last="cl" in row)
         extra: dict = {}
-        if "--overlap" in row:
-            extra["overlap"] = True
         if "--no-compile" in row:
             extra["compile"] = False
         if "threads 1" in row:
@@ -321,8 +317,6 @@ def main() -> None:
     if args.prioritized != args.uniform:
         modes = [args.prioritized]
     envs_rows = [f"trainer --envs {n}" for n in args.envs]
-    if args.envs:  # the --overlap verdict the issue asks for: where acting is batched
-        envs_rows.append(f"trainer --envs {max(args.envs)} --overlap")
     if args.envs:
         envs_rows += sorted({f"trainer defaults --envs {n}" for n in (1, max(args.envs))},
                             key=lambda row: int(row.split()[-1]))
