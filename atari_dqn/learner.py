@@ -3,8 +3,8 @@
 An update runs on a batch sampled at a learning boundary (every train_every agent steps). start()
 samples, runs the update and, with prioritized replay, gives the sampled transitions their new
 |TD error| priorities at once: acting and learning strictly in turn. (A learner thread beside the
-acting loop, --overlap, was slower on every machine it was measured on and was removed:
-docs/throughput.md.)
+acting loop, --overlap, was slower on the 2-core CPU, the only machine it could be measured
+on, and was removed: docs/throughput.md.)
 
 Priorities can still be pending: a checkpoint of an --overlap run holds those of the update it
 was stopped after (pending_priorities). They are applied at the next finish() (start() begins
