@@ -107,12 +107,13 @@ def bench_config(args: argparse.Namespace, prioritized: bool, out_dir: str, envs
     # Plain DQN targets (no double, dueling or n-step): the comparison settings,
     # --no-double --no-dueling --n-step 1 (extra may put the project's defaults back).
     settings = {**dict(double=False, dueling=False, n_step=1), **extra}
-    return Config(env_id="Breakout", batch_size=32, train_every_steps=4,
-                  memory_capacity_transitions=100_000, target_update_steps=1_000,
-                  learning_starts_steps=args.learning_starts, total_steps=last + envs,
-                  eps_start=EPS_LEARNING, eps_end=EPS_LEARNING, prioritized=prioritized,
-                  eval_every_steps=last + envs, eval_episodes=1, eval_max_steps=1,
-                  out_dir=out_dir, seed=args.seed, envs=envs, **settings)
+    workload = dict(env_id="Breakout", batch_size=32, train_every_steps=4,
+                    memory_capacity_transitions=100_000, target_update_steps=1_000,
+                    learning_starts_steps=args.learning_starts, total_steps=last + envs,
+                    eps_start=EPS_LEARNING, eps_end=EPS_LEARNING, prioritized=prioritized,
+                    eval_every_steps=last + envs, eval_episodes=1, eval_max_steps=1,
+                    out_dir=out_dir, seed=args.seed, envs=envs)
+    return Config(**{**workload, **settings})  # extra may change the workload (--train-every)
 
 
 def run_plain(config: Config, *, fused: bool, channels_last: bool) -> float:
