@@ -8,6 +8,9 @@ on, timed from the first chunk (or loop iteration) past --learning-starts to the
 per --train-every agent steps (the distributed ones held there by the rate limiter), so
 updates/s = agent steps/s / --train-every. Bytes/transition: the
 pickled size of a chunk (what Ray moves: numpy arrays out of band) over its agent steps.
+Learner idle: the share of the time the learner waited for chunks with every update due made,
+as the progress line reports it (the run's own TensorBoard scalar dist/learner_idle, one point
+per 1,000 agent steps), averaged over the points past --learning-starts + 1,000.
 
     python bench/distributed.py                    # K = 1 2, 1.5 minutes on 2 quiet cores
     python bench/distributed.py --actors 1 2 4 --timed-steps 4000 --compile
@@ -22,6 +25,7 @@ from pathlib import Path
 
 from atari_dqn import distributed
 from atari_dqn.config import Config
+from atari_dqn.telemetry import LOG_EVERY_STEPS
 from atari_dqn.train import train
 
 
@@ -30,7 +34,17 @@ def config_of(args: argparse.Namespace, out: Path, actors: int) -> Config:
     return Config(total_steps=steps, learning_starts_steps=args.learning_starts,
                   memory_capacity_transitions=steps, eval_every_steps=steps, eval_episodes=1,
                   eval_max_steps=10, threads=args.threads, compile=args.compile, actors=actors,
-                  out_dir=str(out / f"actors{actors}"))
+                  tensorboard=actors > 0, out_dir=str(out / f"actors{actors}"))
+
+
+def learner_idle(run: Path, after_step: int) -> float:
+    """The mean of the run's dist/learner_idle points (percent) past after_step."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    values = [e.value for e in events.Scalars("dist/learner_idle") if e.step > after_step]
+    return sum(values) / len(values)
 
 
 class Window:
@@ -64,7 +78,7 @@ def main() -> None:
         out = Path(folder)
         window = Window(args.learning_starts)
         train(config_of(args, out, 0), stop_when=lambda step: window.at(step) or False)
-        rows.append(("one process", window.rate(), None))
+        rows.append(("one process", window.rate(), None, None))
         for k in args.actors:
             window = Window(args.learning_starts)
             sizes: list[float] = []
@@ -74,13 +88,17 @@ def main() -> None:
                 if len(sizes) < 20:
                     sizes.append(len(pickle.dumps(chunk, protocol=5)) / chunk.steps)
 
-            distributed.train_distributed(config_of(args, out, k), on_chunk=on_chunk)
-            rows.append((f"--actors {k}", window.rate(), sum(sizes) / len(sizes)))
-    print(f"{'trainer':<14}{'agent steps/s':>15}{'updates/s':>11}{'bytes/transition':>18}")
+            config = config_of(args, out, k)
+            distributed.train_distributed(config, on_chunk=on_chunk)
+            idle = learner_idle(config.run_dir, args.learning_starts + LOG_EVERY_STEPS)
+            rows.append((f"--actors {k}", window.rate(), sum(sizes) / len(sizes), idle))
+    print(f"{'trainer':<14}{'agent steps/s':>15}{'updates/s':>11}{'bytes/transition':>18}"
+          f"{'learner idle':>14}")
     every = Config().train_every_steps
-    for name, rate, size in rows:
+    for name, rate, size, idle in rows:
         print(f"{name:<14}{rate:>15.0f}{rate / every:>11.1f}"
-              f"{'-' if size is None else f'{size:.0f}':>18}")
+              f"{'-' if size is None else f'{size:.0f}':>18}"
+              f"{'-' if idle is None else f'{idle:.0f}%':>14}")
 
 
 if __name__ == "__main__":
