@@ -1,16 +1,94 @@
 """Draw the learning curves of several runs in one figure:
 
-    python -m atari_dqn.summary rewards/*/ --out rewards/summary.png
+    python -m atari_dqn.summary rewards/*/ --out rewards/summary.png          # one curve per run
+    python -m atari_dqn.summary rewards/*/ --arms --out rewards/summary.png   # one per arm
 
-Each argument is a run folder holding a rewards.txt; the folder's name labels its curve.
+Each argument is a run folder holding a rewards.txt; the folder's name labels its curve. With
+--arms, runs whose config.json agree on every learning setting (all but the seed and what a
+resume may change) form one arm, drawn as the mean over its seeds with the range (min to max)
+shaded, at the evaluation steps all its runs reached; the arm is labelled by the flags that differ
+from main.py's defaults. A run without config.json is an arm of its own, named after its folder.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 from pathlib import Path
 
-from atari_dqn.evaluate import plot_curves
+import numpy as np
+
+from atari_dqn.checkpoint import UPDATE_UNIT
+from atari_dqn.config import PRESETS, RESUME_MAY_CHANGE, Config, flag_of, retired
+from atari_dqn.evaluate import X_LABEL, parse_rewards, plot_curves, plt  # plt: Agg, files only
+from atari_dqn.files import atomic_write
+
+NOT_AN_ARM = {"seed", *RESUME_MAY_CHANGE}  # settings in which the runs of one arm may differ
+
+
+def _flags(settings: dict) -> str:
+    """The flags that set `settings` where they differ from the defaults of their --preset;
+    'defaults' if none."""
+    preset = PRESETS.get(settings.get("preset", ""), {})
+    flags = []
+    for f in dataclasses.fields(Config):
+        if f.name in NOT_AN_ARM or f.name not in settings or not f.metadata["flag"]:
+            continue
+        value = settings[f.name]
+        if value == preset.get(f.name, f.default):
+            continue
+        flag = flag_of(f.name)
+        if isinstance(value, bool):
+            flags.append(flag if value else "--no-" + flag[2:])
+        else:
+            flags.append(f"{flag} {value}")
+    return " ".join(flags) or "defaults"
+
+
+def arms_of(runs: list[Path]) -> dict[str, list[Path]]:
+    """label -> the runs of that arm, in the order given. The label is the arm's flags and its
+    number of seeds."""
+    groups: dict[str, tuple[str, list[Path]]] = {}
+    for run in runs:
+        config = run / "config.json"
+        if config.is_file():
+            settings = {k: v for k, v in retired(json.loads(config.read_text())).items()
+                        if k not in NOT_AN_ARM}
+            key, name = json.dumps(settings, sort_keys=True), _flags(settings)
+        else:
+            key, name = f"folder:{run.resolve()}", run.name
+        groups.setdefault(key, (name, []))[1].append(run)
+    return {f"{name} ({len(members)} seed{'s' if len(members) > 1 else ''})": members
+            for name, members in groups.values()}
+
+
+def arm_curve(runs: list[Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(steps, mean, min, max) over the runs' scores at the evaluation steps all of them reached."""
+    curves = [{step: score for _, step, score in parse_rewards((run / "rewards.txt").read_text())}
+              for run in runs]
+    steps = sorted(set.intersection(*(set(curve) for curve in curves)))
+    scores = np.array([[curve[step] for step in steps] for curve in curves]).reshape(len(runs), -1)
+    return np.array(steps), scores.mean(axis=0), scores.min(axis=0), scores.max(axis=0)
+
+
+def plot_arms(arms: dict[str, list[Path]], png: Path, title: str, x_label: str = X_LABEL
+              ) -> None:
+    """One line per arm (the mean over its runs) with its range shaded."""
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    for label, runs in arms.items():
+        steps, mean, low, high = arm_curve(runs)
+        line, = ax.plot(steps, mean, marker="o", label=label)
+        if len(runs) > 1:
+            ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2)
+    ax.set_xlabel(x_label)
+    ax.set_ylabel("mean evaluation score (line: mean over seeds, band: range)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    atomic_write(png, lambda tmp: fig.savefig(tmp, format="png"))
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,12 +96,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runs", nargs="+", type=Path, help="run folders (each with a rewards.txt)")
     parser.add_argument("--out", type=Path, default=Path("rewards/summary.png"), help="the PNG to write")
     parser.add_argument("--title", default="evaluation score (whole games, eps 0.05)")
+    parser.add_argument("--arms", action="store_true",
+                        help="one curve per arm (runs alike but for the seed): the mean over its "
+                             "seeds, the range shaded")
     args = parser.parse_args(argv)
     missing = [str(run) for run in args.runs if not (run / "rewards.txt").is_file()]
     if missing:
         print(f"{parser.prog}: error: no rewards.txt in {', '.join(missing)}", file=sys.stderr)
         return 2
-    plot_curves({run.name: run / "rewards.txt" for run in args.runs}, args.out, title=args.title)
+    if args.arms:
+        offline = [json.loads((run / "config.json").read_text()).get("offline")
+                   if (run / "config.json").is_file() else "" for run in args.runs]
+        plot_arms(arms_of(args.runs), args.out, title=args.title,
+                  x_label=UPDATE_UNIT if all(offline) else X_LABEL)
+    else:
+        plot_curves({run.name: run / "rewards.txt" for run in args.runs}, args.out,
+                    title=args.title)
     print(f"wrote {args.out}")
     return 0
 
