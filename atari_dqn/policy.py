@@ -16,12 +16,19 @@ state_dict's keys and shapes (atari_dqn/network.py lists them). n_actions comes 
 
 Anything else (a missing path, a folder without models, a file that is no model, weights that do
 not fit the architecture) raises PolicyLoadError with a one-line message.
+
+save_half() writes a model as float16 weights, half the bytes (a committed reference run's
+final_model.pt must stay under 15 MB; a dueling quantile network is 15.2 MB in float32):
+
+    python -m atari_dqn.policy half RUN_OR_MODEL OUT.pt
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +36,7 @@ import numpy as np
 import torch
 
 from atari_dqn.agent import epsilon_greedy
+from atari_dqn.files import DiskError, atomic_write
 from atari_dqn.network import QNetwork
 
 FINAL_MODEL = "final_model.pt"
@@ -139,6 +147,42 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> QNetwork:
     return network.to(device).eval().requires_grad_(False)
 
 
+KEEP_FLOAT32 = ("quantile_fractions",)  # the quantile levels: exact values, not weights
+
+
+def save_half(path: str | Path, out: str | Path) -> Path:
+    """Write the model `path` names (as load() finds it) to `out` as a plain state_dict with
+    float16 weights; returns out. The model is loaded first, so a path load() refuses raises
+    PolicyLoadError and nothing is written. load() reads the result back as float32: put it in a
+    folder with the run's config.json, or it is read as the architecture its keys imply. An
+    existing `out` is never replaced (PolicyLoadError): float32 weights are not lost that way."""
+    out = Path(out)
+    if out.exists():
+        raise PolicyLoadError(f"{out}: already exists; write the float16 model elsewhere")
+    network = load(path)
+    state = {k: v if k in KEEP_FLOAT32 or not v.is_floating_point() else v.half()
+             for k, v in network.state_dict().items()}
+    atomic_write(out, lambda tmp: torch.save(state, tmp))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m atari_dqn.policy",
+                                     description="Trained models: write one as float16 weights.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    half = commands.add_parser("half", help="save a model with float16 weights (half the bytes)")
+    half.add_argument("model", help="a run folder, model file or checkpoint.pt")
+    half.add_argument("out", help="the .pt file to write")
+    args = parser.parse_args(argv)
+    try:
+        out = save_half(args.model, args.out)
+    except (PolicyLoadError, DiskError) as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {out} ({out.stat().st_size:,} bytes)")
+    return 0
+
+
 class Actor:
     """Acts epsilon-greedily with a loaded network: what evaluate() needs of an agent."""
 
@@ -149,3 +193,7 @@ class Actor:
 
     def act_batch(self, states: np.ndarray, epsilon: float, rng: np.random.Generator) -> np.ndarray:
         return epsilon_greedy(self.network, states, epsilon, rng, self.device)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

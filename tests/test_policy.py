@@ -144,3 +144,32 @@ def test_weights_that_do_not_fit_the_run_config_raise(tmp_path):
     save_run(tmp_path / "run", QNetwork(4, dueling=True), config_json(dueling=False))
     with pytest.raises(PolicyLoadError, match="do not fit"):
         policy.load(tmp_path / "run")
+
+
+def test_save_half_writes_float16_weights_that_act_like_the_float32_ones(tmp_path):
+    network = QNetwork(4, dueling=True, n_quantiles=8)
+    model = save_run(tmp_path / "run", network, config_json(head="quantile", n_quantiles=8),
+                     name="final_model.pt")
+    out = tmp_path / "committed" / "final_model.pt"
+    out.parent.mkdir()
+    (out.parent / "config.json").write_text((tmp_path / "run" / "config.json").read_text())
+    assert policy.main(["half", str(tmp_path / "run"), str(out)]) == 0
+    saved = torch.load(out, weights_only=True)
+    assert {v.dtype for k, v in saved.items() if k != "quantile_fractions"} == {torch.float16}
+    assert saved["quantile_fractions"].dtype == torch.float32
+    assert out.stat().st_size < 0.6 * model.stat().st_size
+    with torch.no_grad():
+        torch.testing.assert_close(policy.load(out)(FRAMES), network(FRAMES), rtol=1e-2,
+                                   atol=1e-2)
+
+
+def test_save_half_refuses_a_foreign_file_and_an_existing_output(tmp_path, capsys):
+    (tmp_path / "notes.pt").write_text("not a model")
+    assert policy.main(["half", str(tmp_path / "notes.pt"), str(tmp_path / "out.pt")]) == 2
+    assert "not a model file" in capsys.readouterr().err
+    assert not (tmp_path / "out.pt").exists()
+    model = save_run(tmp_path / "run", QNetwork(4), name="final_model.pt")
+    before = model.read_bytes()
+    assert policy.main(["half", str(model), str(model)]) == 2  # in place: refused
+    assert "already exists" in capsys.readouterr().err
+    assert model.read_bytes() == before
