@@ -18,7 +18,8 @@ The learner lives in the driver: the C++ multi-stream memory has one stream per 
 (stream = actor * envs + game), so sampling never leaves this process. Per chunk, each row is
 appended to its stream in step order (ReplayMemory.append(..., stream=s); append_batch takes a
 row for every stream and a chunk has rows for one actor's only), and the learner then learns,
-applies priorities and publishes weights (ray.put) as the one-process loop does:
+applies priorities and publishes weights (ray.put) as the one-process loop does, but samples
+each batch one update ahead (below):
 
   - Replay ratio: update u (1, 2, ...) stands for agent step b_u, the u-th multiple of
     --train-every above --learning-starts, exactly the steps at which the one-process loop
@@ -34,6 +35,15 @@ applies priorities and publishes weights (ray.put) as the one-process loop does:
     learner catches up exactly: evaluations and checkpoints see the one-process ratio.
   - Back-pressure: at most CHUNKS_IN_FLIGHT chunk requests per actor, so the object store holds
     at most K * CHUNKS_IN_FLIGHT chunks (about 360 KB each at 50 steps of one game).
+  - Sample-ahead: while update u learns, a worker thread (learner.Updates' `ahead` pool)
+    samples the batch of update u + 1 from the memory (its sample() releases the GIL), when
+    u + 1 comes before the next evaluation (or the run's end). That batch is drawn before the
+    chunks received during update u are stored and before u's priorities are applied: it
+    misses at most one update's worth of data and priorities. The update itself
+    still runs at its b_(u+1). A batch sampled ahead and not used (a stop) is dropped before the
+    checkpoint, which saves the memory with no sample in flight; its draw has moved the
+    memory's RNG on. (Distributed runs are not bit-reproducible anyway: chunks and updates
+    interleave as the actors' timing has it.)
   - Chunks are never asked across an evaluation boundary (multiples of --eval-every and
     --steps): at those steps nothing is in flight, the memory holds exactly those steps, and the
     evaluation and checkpoint happen as in a one-process run.
@@ -61,6 +71,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -398,7 +409,8 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
         eval_env.close()
         raise
     telemetry = Telemetry(config, run, progress.step)
-    updates = Updates(agent, memory, config, telemetry.learned, pending)
+    updates = Updates(agent, memory, config, telemetry.learned, pending,
+                      ahead=ThreadPoolExecutor(1, thread_name_prefix="sample-ahead"))
     updates.finish()  # pending priorities of the checkpoint: applied before anything else
     actors = start_actors(config, actor_options, keep_states)
     mean_eps = float(np.mean(apex_epsilons(config.streams)))
@@ -416,12 +428,20 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
         state = {k: v.detach().cpu().numpy() for k, v in agent.online.state_dict().items()}
         weights, version = [ray.put(state)], version + 1
 
-    def learn_one() -> None:
+    def learn_one(pause_step: int) -> None:
+        """Make update number made + 1; pause_step: the next evaluation (or the run's end)."""
         nonlocal made
         made += 1
         boundary = update_step(made, config)
         if len(memory) >= config.batch_size:  # as the one-process loop: skipped, not deferred
-            updates.start(boundary)
+            # Sample ahead: the batch of update made + 1 is drawn on the pool while this one
+            # learns, when that update comes before the next pause (the memory holds a batch
+            # from now on, so that update samples too). Staleness: that batch is drawn before the chunks received during
+            # this update are stored and before this update's priorities are applied: at most
+            # one update's worth of data and priorities. It still runs at its own boundary
+            # (the rate limiter is unchanged); only its sampling moved earlier.
+            following = update_step(made + 1, config)
+            updates.start(boundary, following if following <= pause_step else None)
             rates.updates += 1
         if boundary // config.target_update_steps != (boundary - config.train_every_steps) \
                 // config.target_update_steps:
@@ -497,6 +517,7 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
             deferred[actor] = (ids[pending], priorities[pending])
 
     def checkpoint() -> None:
+        updates.drop()  # the memory is saved with no sample in flight
         progress.wall_seconds = wall_before + time.perf_counter() - started
         save_checkpoint(run, config, agent, memory, act_rng, progress, None, updates.pending())
 
@@ -534,7 +555,7 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
                         requested += per_game * config.envs
                 if made < updates_due(progress.step, config):
                     receive_ready(timeout_s=0.0)
-                    learn_one()
+                    learn_one(pause_step=boundary)
                     continue
                 if in_flight:
                     waited = time.perf_counter()
@@ -562,6 +583,7 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
         checkpoint()
         raise non_finite_loss(e, f"agent step {progress.step}", run) from None
     finally:
+        updates.close()
         telemetry.close()
         eval_env.close()
         for handle in actors:

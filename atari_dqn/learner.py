@@ -9,11 +9,21 @@ on, and was removed: docs/throughput.md.)
 Priorities can still be pending: a checkpoint of an --overlap run holds those of the update it
 was stopped after (pending_priorities). They are applied at the next finish() (start() begins
 with one), where the overlapped run applied them, and checkpointed again as pending() until then.
+
+Sample-ahead (opt-in, `ahead`: only the distributed learner, atari_dqn/distributed.py, uses it):
+start(step, next_step) submits the sampling of the next update's batch to a one-thread pool
+before it learns, so the C++ sample() (which releases the GIL) runs while this update does; the
+next start(next_step) takes that batch. The batch is then drawn before this update's priorities
+are applied and before what the caller stores meanwhile. The one-process trainer (train.py)
+never passes `ahead`: its seeded runs stay bit-identical. Invariant: at most one sample is in
+flight, and start() never samples on the caller's thread while one is (it waits for it first),
+so the memory's RNG draws batches in the order the updates were asked.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -26,25 +36,43 @@ from atari_dqn.schedule import beta
 class Updates:
     def __init__(self, agent: Agent, memory: Any, config: Config,
                  on_stats: Callable[[LearnStats], None],
-                 pending: dict[str, list] | None = None) -> None:
+                 pending: dict[str, list] | None = None,
+                 ahead: ThreadPoolExecutor | None = None) -> None:
+        """ahead: a one-thread pool to sample the next update's batch on (see the module's
+        doc); Updates owns it from then on, and close() shuts it down."""
         self.agent, self.memory, self.config, self.on_stats = agent, memory, config, on_stats
         self.priorities = (None if pending is None else
                            (np.array(pending["ids"], np.int64),
                             np.array(pending["priorities"], np.float32)))
+        self.ahead = ahead
+        self.next: tuple[int, Future[Any]] | None = None  # (step, its batch being sampled)
 
-    def start(self, step: int) -> None:
-        """The update of the learning boundary at agent step `step`: finish(), sample, learn,
-        then the sampled transitions' new priorities."""
-        self.finish()
+    def _sample(self, step: int) -> Any:
+        """The batch of the update at agent step `step` (beta is that step's, with
+        --prioritized)."""
         config = self.config
         if config.prioritized:
-            batch = self.memory.sample(config.batch_size, beta(
+            return self.memory.sample(config.batch_size, beta(
                 step, start=config.per_beta_start, total_steps=config.total_steps))
+        return self.memory.sample(config.batch_size)
+
+    def start(self, step: int, next_step: int | None = None) -> None:
+        """The update of the learning boundary at agent step `step`: finish(), sample (or take
+        the batch sampled ahead for `step`), learn, then the sampled transitions' new
+        priorities. With `ahead` and a next_step, the batch of the update at next_step is
+        sampled on the pool meanwhile."""
+        self.finish()
+        if self.next is not None and self.next[0] == step:
+            batch = self.next[1].result()
+            self.next = None
         else:
-            batch = self.memory.sample(config.batch_size)
+            self.drop()  # a batch for another step: never two samples at once
+            batch = self._sample(step)
+        if self.ahead is not None and next_step is not None:
+            self.next = (next_step, self.ahead.submit(self._sample, next_step))
         stats = self.agent.learn(batch, batch.weights)
         self.on_stats(stats)
-        if config.prioritized:
+        if self.config.prioritized:
             self.memory.update_priorities(batch.ids, stats.td_errors)
 
     def finish(self) -> None:
@@ -52,6 +80,20 @@ class Updates:
         if self.priorities is not None:
             self.memory.update_priorities(*self.priorities)
             self.priorities = None
+
+    def drop(self) -> None:
+        """Wait for the batch sampled ahead, if any, and discard it: before anything that must
+        see the memory still (a checkpoint), or when the update it was for will not come next.
+        Its draw has moved the memory's RNG on all the same."""
+        if self.next is not None:
+            future, self.next = self.next[1], None
+            future.result()
+
+    def close(self) -> None:
+        """Drop the batch sampled ahead and shut the pool down (its thread ends)."""
+        if self.ahead is not None:
+            self.next = None
+            self.ahead.shutdown(wait=True)
 
     def pending(self) -> dict[str, list] | None:
         """Priorities loaded but not yet applied, for a checkpoint."""

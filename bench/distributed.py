@@ -37,14 +37,15 @@ def config_of(args: argparse.Namespace, out: Path, actors: int) -> Config:
                   tensorboard=actors > 0, out_dir=str(out / f"actors{actors}"))
 
 
-def learner_idle(run: Path, after_step: int) -> float:
-    """The mean of the run's dist/learner_idle points (percent) past after_step."""
+def learner_idle(run: Path, after_step: int) -> float | None:
+    """The mean of the run's dist/learner_idle points (percent) past after_step; None when it
+    has none (a run shorter than after_step + LOG_EVERY_STEPS)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(run / "tensorboard"))
     events.Reload()
     values = [e.value for e in events.Scalars("dist/learner_idle") if e.step > after_step]
-    return sum(values) / len(values)
+    return sum(values) / len(values) if values else None
 
 
 class Window:
