@@ -436,10 +436,11 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
         if len(memory) >= config.batch_size:  # as the one-process loop: skipped, not deferred
             # Sample ahead: the batch of update made + 1 is drawn on the pool while this one
             # learns, when that update comes before the next pause (the memory holds a batch
-            # from now on, so that update samples too). Staleness: that batch is drawn before the chunks received during
-            # this update are stored and before this update's priorities are applied: at most
-            # one update's worth of data and priorities. It still runs at its own boundary
-            # (the rate limiter is unchanged); only its sampling moved earlier.
+            # from now on, so that update samples too). Staleness: that batch is drawn before
+            # the chunks received during this update are stored and before this update's
+            # priorities are applied: at most one update's worth of data and priorities. It
+            # still runs at its own boundary (the rate limiter is unchanged); only its sampling
+            # moved earlier.
             following = update_step(made + 1, config)
             updates.start(boundary, following if following <= pause_step else None)
             rates.updates += 1
