@@ -28,8 +28,8 @@ reset() is BBF's shrink-and-perturb of the online network (Schwarzer et al. 2023
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
