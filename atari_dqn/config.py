@@ -139,8 +139,9 @@ class Config:
     precision: str = _field("fp32", "number format of the gradient updates' network passes: "
                             "'fp32', or 'bf16' (bfloat16 autocast: convolutions and matrix "
                             "products in bfloat16, weights, gradients, optimizer, targets and "
-                            "losses in float32; updates take about a quarter less time on CPUs with AMX or "
-                            "AVX-512 BF16, docs/throughput.md); acting is float32 either way",
+                            "losses in float32; updates take about a quarter less time on CPUs "
+                            "with AMX or AVX-512 BF16, docs/throughput.md); acting is float32 "
+                            "either way",
                             "--precision", choices=PRECISIONS)
     # --- exploration --------------------------------------------------------------------------
     eps_start: float = _field(1.0, "epsilon when learning starts", "--eps-start")

@@ -46,15 +46,20 @@ def _flags(settings: dict) -> str:
     return " ".join(flags) or "defaults"
 
 
+def _saved(run: Path) -> dict | None:
+    """The run's settings from its config.json (retired ones dropped), or None without one."""
+    config = run / "config.json"
+    return retired(json.loads(config.read_text())) if config.is_file() else None
+
+
 def arms_of(runs: list[Path]) -> dict[str, list[Path]]:
     """label -> the runs of that arm, in the order given. The label is the arm's flags and its
     number of seeds."""
     groups: dict[str, tuple[str, list[Path]]] = {}
     for run in runs:
-        config = run / "config.json"
-        if config.is_file():
-            settings = {k: v for k, v in retired(json.loads(config.read_text())).items()
-                        if k not in NOT_AN_ARM}
+        saved = _saved(run)
+        if saved is not None:
+            settings = {k: v for k, v in saved.items() if k not in NOT_AN_ARM}
             key, name = json.dumps(settings, sort_keys=True), _flags(settings)
         else:
             key, name = f"folder:{run.resolve()}", run.name
@@ -105,10 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{parser.prog}: error: no rewards.txt in {', '.join(missing)}", file=sys.stderr)
         return 2
     if args.arms:
-        offline = [json.loads((run / "config.json").read_text()).get("offline")
-                   if (run / "config.json").is_file() else "" for run in args.runs]
+        offline = all((_saved(run) or {}).get("offline") for run in args.runs)
         plot_arms(arms_of(args.runs), args.out, title=args.title,
-                  x_label=UPDATE_UNIT if all(offline) else X_LABEL)
+                  x_label=UPDATE_UNIT if offline else X_LABEL)
     else:
         plot_curves({run.name: run / "rewards.txt" for run in args.runs}, args.out,
                     title=args.title)

@@ -9,7 +9,7 @@ learning defaults instead of the plain settings. Every measurement runs in a fre
 arms alternate, --repeats times; the table gives medians and ranges.
 
     PYTHONPATH=. python bench/arms.py                       # every arm below (about 15 minutes)
-    PYTHONPATH=. python bench/arms.py --arms defaults quantile "quantile --augment"
+    PYTHONPATH=. python bench/arms.py --arms "--head quantile" "--head quantile --augment"
 """
 from __future__ import annotations
 
