@@ -51,7 +51,7 @@ import numpy as np
 import torch
 
 from atari_dqn.agent import Agent
-from atari_dqn.config import RESUME_MAY_CHANGE, Config, ConfigError, flag_of, retired
+from atari_dqn.config import RESUME_MAY_CHANGE, Config, ConfigError, flag_of, saved_settings
 from atari_dqn.evaluate import X_LABEL, plot_curve, rewards_line
 from atari_dqn.files import DiskError, atomic_torch_save, atomic_write_text, writing
 
@@ -145,13 +145,7 @@ def resume_config(run_dir: str, given: dict[str, Any]) -> Config:
         print(f"note: {run_dir} was made with --overlap, which was removed (docs/throughput.md); "
               f"it goes on acting and learning in turn, not exactly as the overlapped run would "
               f"have", file=sys.stderr)
-    saved = retired(saved)
-    # runs from before these flags: a scalar head on the Nature CNN, no augmentation, no resets
-    for name, then in (("head", "scalar"), ("n_quantiles", 200), ("network", "nature"),
-                       ("augment", False), ("reset_every_steps", 0), ("envs", 1),
-                       ("env_processes", 0), ("offline", ""), ("loss", "dqn"), ("actors", 0),
-                       ("ray_address", "")):
-        saved.setdefault(name, then)
+    saved = saved_settings(saved)  # runs from before --head, --network, ...: what they did then
     if given.get("offline") and not saved["offline"]:
         raise ConfigError(f"--offline cannot be given when resuming {run_dir}: it trains online")
     out = given.get("out_dir")

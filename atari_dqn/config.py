@@ -35,7 +35,7 @@ NETWORKS = ("nature", "impala")  # encoders; atari_dqn/network.py builds them
 PRECISIONS = ("fp32", "bf16")  # of the learner's network passes (agent.py, Agent._fp32)
 LOSSES = ("dqn", "cql", "bc")  # offline training's losses (atari_dqn/offline.py, docs/offline.md)
 # Settings that were removed but that a saved run's config (config.json, a checkpoint) may still
-# hold: retired() drops them. --overlap, a learner thread beside the acting loop, was slower
+# hold: saved_settings() drops them. --overlap, a learner thread beside the acting loop, was slower
 # wherever it was measured (docs/throughput.md); every run now acts and learns in turn.
 RETIRED = ("overlap",)
 # CQL's alpha: Kumar et al. 2020 (Conservative Q-Learning, section 6.3 and appendix F) ran
@@ -60,15 +60,16 @@ def _field(default: Any, doc: str, flag: str, **extra: Any) -> Any:
 # Starting values of the learning settings; a flag given explicitly wins over its preset.
 PRESETS: dict[str, dict[str, Any]] = {
     # This project's defaults (the field defaults below), chosen for the whole-game score after
-    # 500,000 agent steps: Double DQN, dueling head, 3-step returns, a memory as long as the run,
-    # a short target period and a quick epsilon decay. What was tried: docs/tuning.md.
+    # 500,000 agent steps: a QR-DQN head (200 quantiles), Double DQN, dueling, 3-step returns, a
+    # memory as long as the run, a short target period and a quick epsilon decay. What was tried:
+    # docs/tuning.md.
     "tuned": {},
     # Mnih et al. 2015 (Nature DQN): 1M memory, 50k random steps, target copy every 10k agent
     # steps, epsilon 1 -> 0.1 over 1M emulator frames, one-step targets, no double/dueling.
     # Adam (lr 1e-4, as CleanRL's dqn_atari) stands in for the paper's RMSProp.
     "nature": dict(memory_capacity_transitions=1_000_000, learning_starts_steps=50_000,
                    target_update_steps=10_000, eps_end=0.1, eps_decay_steps=250_000, n_step=1,
-                   double=False, dueling=False, lr=1e-4),
+                   double=False, dueling=False, lr=1e-4, head="scalar"),
 }
 
 
@@ -77,7 +78,8 @@ class Config:
     preset: str = _field("tuned", "starting values of the learning settings: 'tuned' (this "
                          "project's defaults for 500k agent steps) or 'nature' (Mnih et al. 2015: "
                          "1M memory, 50k random steps, target every 10k steps, epsilon to 0.1 over "
-                         "250k steps, plain one-step DQN); flags given explicitly win",
+                         "250k steps, plain one-step DQN, scalar head); flags given "
+                         "explicitly win",
                          "--preset", choices=tuple(PRESETS))
     # --- game ---------------------------------------------------------------------------------
     env_id: str = _field("Breakout", "Atari game: a short name (Breakout, Pong) or a gymnasium id "
@@ -122,7 +124,7 @@ class Config:
                           "channels, each a 3x3 convolution, a 3x3 max-pool with stride 2 and 2 "
                           "residual blocks; about 6x the multiply-adds)", "--network",
                           choices=NETWORKS)
-    head: str = _field("scalar", "what the network predicts per action: 'scalar' (a Q-value, "
+    head: str = _field("quantile", "what the network predicts per action: 'scalar' (a Q-value, "
                        "Huber loss) or 'quantile' (QR-DQN, Dabney et al. 2018: --quantiles "
                        "quantiles of the return, quantile Huber loss with kappa 1; acts on their "
                        "mean)", "--head", choices=HEADS)
@@ -282,7 +284,7 @@ class Config:
 
     @classmethod
     def from_json(cls, text: str, **overrides: Any) -> Config:
-        values = retired(json.loads(text))
+        values = saved_settings(json.loads(text))
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(values) - known
         if unknown:
@@ -298,9 +300,17 @@ RESUME_MAY_CHANGE = ("total_steps", "device", "threads", "compile", "tensorboard
                      "total_updates", "offline")
 
 
-def retired(saved: dict[str, Any]) -> dict[str, Any]:
-    """A saved run's settings without the RETIRED ones."""
-    return {name: value for name, value in saved.items() if name not in RETIRED}
+# What a saved run did where its config predates a setting: the only behaviour before the flag
+# existed (a run from before --head had a scalar head; the default is now the quantile head).
+PREDATED = {"head": "scalar", "n_quantiles": 200, "network": "nature", "augment": False,
+            "reset_every_steps": 0, "envs": 1, "env_processes": 0, "offline": "", "loss": "dqn",
+            "actors": 0, "ray_address": "", "precision": "fp32"}
+
+
+def saved_settings(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved run's settings (its config.json or checkpoint) as Config takes them: the RETIRED
+    ones dropped, and those the run predates set to what it did then (PREDATED)."""
+    return {**PREDATED, **{name: value for name, value in saved.items() if name not in RETIRED}}
 
 
 def flag_of(name: str) -> str:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from atari_dqn.agent import Agent
-from atari_dqn.config import Config, retired
+from atari_dqn.config import Config, saved_settings
 from atari_dqn.env import EvalEnvs
 from atari_dqn.evaluate import NullFrameWriter, evaluate, evaluation_seeds
 from atari_dqn.replay import PrioritizedReplayMemory
@@ -61,7 +61,7 @@ class _Recorder(NullFrameWriter):
 
 def action_report(run: Path, model_index: int, games: int) -> list[str]:
     saved = json.loads((run / "config.json").read_text())
-    config = Config(**{**retired(saved), "compile": False})
+    config = Config(**{**saved_settings(saved), "compile": False})
     env = EvalEnvs(config.env_id, games, max_steps=config.eval_max_steps)
     agent = Agent(env.action_count, config, torch.device("cpu"))
     agent.online.load_state_dict(torch.load(run / f"model_{model_index:03d}.pt",

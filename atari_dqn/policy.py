@@ -36,14 +36,13 @@ import numpy as np
 import torch
 
 from atari_dqn.agent import epsilon_greedy
+from atari_dqn.config import saved_settings
 from atari_dqn.files import DiskError, atomic_write
 from atari_dqn.network import QNetwork
 
 FINAL_MODEL = "final_model.pt"
 CHECKPOINT = "checkpoint.pt"
 MODEL_NAME = re.compile(r"^model_(\d+)\.pt$")
-# What a config.json without these settings meant: the only choices before they existed.
-LEGACY_ARCHITECTURE = {"network": "nature", "head": "scalar"}
 COMPILED_PREFIX = "_orig_mod."  # keys of a module wrapped by torch.compile() (not in place)
 
 
@@ -118,7 +117,7 @@ def architecture(state: dict[str, torch.Tensor],
         encoder, dueling = inferred_encoder, "value.0.weight" in state
         n_quantiles = None if fractions is None else per_action
     else:
-        settings = {**LEGACY_ARCHITECTURE, **config}
+        settings = saved_settings(config)  # a run from before --head had a scalar head
         encoder, dueling = settings["network"], bool(settings.get("dueling"))
         n_quantiles = settings.get("n_quantiles") if settings["head"] == "quantile" else None
     return dict(n_actions=output.shape[0] // per_action, dueling=dueling,

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from atari_dqn.checkpoint import UPDATE_UNIT
-from atari_dqn.config import PRESETS, RESUME_MAY_CHANGE, Config, flag_of, retired
+from atari_dqn.config import PRESETS, RESUME_MAY_CHANGE, Config, flag_of, saved_settings
 from atari_dqn.evaluate import X_LABEL, parse_rewards, plot_curves, plt  # plt: Agg, files only
 from atari_dqn.files import atomic_write
 
@@ -47,9 +47,9 @@ def _flags(settings: dict) -> str:
 
 
 def _saved(run: Path) -> dict | None:
-    """The run's settings from its config.json (retired ones dropped), or None without one."""
+    """The run's settings from its config.json (as saved_settings reads them), or None without one."""
     config = run / "config.json"
-    return retired(json.loads(config.read_text())) if config.is_file() else None
+    return saved_settings(json.loads(config.read_text())) if config.is_file() else None
 
 
 def arms_of(runs: list[Path]) -> dict[str, list[Path]]:

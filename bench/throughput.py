@@ -21,11 +21,13 @@ a real run, where epsilon sits at its end value).
            the same replay ratio (one update of 32 per 4 agent steps, over all games); N from
            --envs (default 1 2 4 8), the games stepped in --env-processes child processes
   trainer defaults --envs N   the same with the project's learning defaults (Double DQN,
-           dueling, 3-step returns) instead of the plain settings, at N = 1 and the largest N
+           dueling, 3-step returns, QR head) instead of the plain settings, at N = 1 and the
+           largest N
   ... --precision bf16   the largest N's two rows again with the updates' network passes in
            bfloat16 (--precision bf16: autocast; weights, gradients and Adam stay float32)
 
-The plain settings are the issue's comparison settings: --no-double --no-dueling --n-step 1.
+The plain settings are the issue's comparison settings: --no-double --no-dueling --n-step 1
+--head scalar.
 The trainer is also measured with --no-compile. --levers adds rows that take the levers one at a
 time: the plain loop with fused Adam, then also channels_last; the trainer with --threads 1.
 (--overlap, a learner thread beside the acting loop, was measured here too until it was removed:
@@ -67,6 +69,10 @@ EPS_LEARNING = 0.01
 WARM_STEPS = 104  # agent steps of learning before the clock starts: 26 updates, compiled by then
 ALIGN = 8  # window edges are multiples of every --envs measured (1, 2, 4, 8): iteration ends
 PHASES = ("env", "act", "replay", "learn")
+# The issue's comparison settings (plain one-step DQN, scalar head), and the project's defaults
+# of the same settings (what the "defaults" rows put back)
+PLAIN = dict(double=False, dueling=False, n_step=1, head="scalar")
+DEFAULTS = {name: Config.__dataclass_fields__[name].default for name in PLAIN}
 ROWS = {  # name -> what the row measures
     "plain": "plain serial loop, torch defaults",
     "plain-sb3": "plain serial loop, torch defaults, SB3's ReplayBuffer (CleanRL's shape)",
@@ -85,7 +91,8 @@ def row_name(row: str) -> str:
     match = ENVS_ROW.match(row)
     if match is None:
         return ROWS[row]
-    learning = "Double, dueling, 3-step" if match["defaults"] else "plain settings"
+    learning = "the defaults (QR head, Double, dueling, 3-step)" if match["defaults"] \
+        else "plain settings"
     games = f"{match['n']} game{'s' if match['n'] != '1' else ''}"
     bf16 = ", updates in bfloat16 (autocast)" if match["bf16"] else ""
     return f"train(), {games} at once, {learning}{bf16}"
@@ -106,7 +113,7 @@ def bench_config(args: argparse.Namespace, prioritized: bool, out_dir: str, envs
     _, last = window(args)
     # Plain DQN targets (no double, dueling or n-step): the issue's comparison settings,
     # --no-double --no-dueling --n-step 1 (extra may put the project's defaults back).
-    settings = {**dict(double=False, dueling=False, n_step=1), **extra}
+    settings = {**PLAIN, **extra}
     workload = dict(env_id="Breakout", batch_size=32, train_every_steps=4,
                     memory_capacity_transitions=100_000, target_update_steps=1_000,
                     learning_starts_steps=args.learning_starts, total_steps=last + envs,
@@ -266,7 +273,7 @@ def measure(row: str, prioritized: bool, args: argparse.Namespace,
         out = str(Path(tmp) / "run")
         match = ENVS_ROW.match(row)
         if match:
-            defaults = dict(double=True, dueling=True, n_step=3) if match["defaults"] else {}
+            defaults = DEFAULTS if match["defaults"] else {}
             config = bench_config(args, prioritized, out, envs=int(match["n"]),
                                   env_processes=args.env_processes,
                                   precision="bf16" if match["bf16"] else "fp32", **defaults)

@@ -10,10 +10,9 @@ import main
 from atari_dqn.agent import Agent
 from atari_dqn.checkpoint import read_checkpoint
 from atari_dqn.config import Config
-from atari_dqn.network import QNetwork
 from atari_dqn.train import train
 from tests.test_agent import memory_batch
-from tests.test_train_e2e import TINY, tiny_config
+from tests.test_train_e2e import TINY, default_network, tiny_config
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(),
@@ -47,8 +46,7 @@ def test_a_tiny_cuda_run_end_to_end(tmp_path):
     run = tmp_path / "cuda"
     assert main.main([*TINY, "--device", "cuda", "--envs", "2", "--out", str(run)]) == 0
     assert len((run / "rewards.txt").read_text().splitlines()) == 2
-    QNetwork(4, dueling=True).load_state_dict(torch.load(run / "final_model.pt",
-                                                         weights_only=True))
+    default_network().load_state_dict(torch.load(run / "final_model.pt", weights_only=True))
     assert read_checkpoint(run)["config"]["device"] == "cuda"
 
 

@@ -6,16 +6,25 @@ import pytest
 import torch
 
 from atari_dqn import inspect_run
+from atari_dqn.agent import network_of
 from atari_dqn.config import Config
 from atari_dqn.network import QNetwork
 from atari_dqn.replay import PrioritizedReplayMemory
 
 
-@pytest.mark.parametrize("retired", [{}, {"overlap": True}])  # a run from before its removal
-def test_actions_plays_the_evaluation_games_and_counts_every_action(retired, tmp_path, capsys):
+@pytest.mark.parametrize("old", ["today", "overlap", "before --head"])
+def test_actions_plays_the_evaluation_games_and_counts_every_action(old, tmp_path, capsys):
     config = Config(out_dir=str(tmp_path), eval_max_steps=40)
-    (tmp_path / "config.json").write_text(json.dumps({**json.loads(config.to_json()), **retired}))
-    torch.save(QNetwork(4, dueling=config.dueling).state_dict(), tmp_path / "model_001.pt")
+    saved = json.loads(config.to_json())
+    network = network_of(4, config)  # the default: a quantile head
+    if old == "overlap":  # a run from before --overlap was removed
+        saved["overlap"] = True
+    if old == "before --head":  # its config has no head: it had a scalar one
+        for name in ("head", "n_quantiles", "network"):
+            del saved[name]
+        network = QNetwork(4, dueling=config.dueling)
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    torch.save(network.state_dict(), tmp_path / "model_001.pt")
     assert inspect_run.main(["actions", str(tmp_path), "--model", "1", "--games", "2"]) == 0
     games = capsys.readouterr().out.splitlines()[1:]
     assert len(games) == 2

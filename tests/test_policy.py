@@ -85,7 +85,7 @@ def test_a_run_folder_gives_its_final_model_else_its_newest_numbered_one(tmp_pat
     run = tmp_path / "run"
     nets = {name: QNetwork(4) for name in ("model_002.pt", "model_010.pt", "model_009.pt")}
     for name, net in nets.items():
-        save_run(run, net, config_json(dueling=False), name=name)
+        save_run(run, net, config_json(dueling=False, head="scalar"), name=name)
     assert policy.model_file(run) == run / "model_010.pt"  # by number, not by name
     assert_same_q(policy.load(run), nets["model_010.pt"])
     final = QNetwork(4)

@@ -37,16 +37,16 @@ def test_runs_alike_but_for_the_seed_form_one_arm_labelled_by_its_flags(tmp_path
     lines = "  1    50000 3.0\n"
     a = make_run(tmp_path / "a", lines, Config(seed=0, out_dir="x", threads=1))
     b = make_run(tmp_path / "b", lines, Config(seed=1, out_dir="y", threads=2))  # resume-only
-    qr = make_run(tmp_path / "qr", lines, Config(seed=0, out_dir="z", head="quantile",
-                                                 prioritized=True, double=False))
+    scalar = make_run(tmp_path / "s", lines, Config(seed=0, out_dir="z", head="scalar",
+                                                    prioritized=True, double=False))
     nature = make_run(tmp_path / "n", lines,
                       Config(preset="nature", out_dir="n", **PRESETS["nature"]))
     old = make_run(tmp_path / "old", lines)  # no config.json: an arm of its own
     saved = json.loads((b / "config.json").read_text())
     (b / "config.json").write_text(json.dumps({**saved, "overlap": False}))  # a retired setting
-    assert arms_of([a, qr, b, nature, old]) == {
+    assert arms_of([a, scalar, b, nature, old]) == {
         "defaults (2 seeds)": [a, b],
-        "--no-double --head quantile --prioritized (1 seed)": [qr],
+        "--no-double --head scalar --prioritized (1 seed)": [scalar],
         "--preset nature (1 seed)": [nature], "old (1 seed)": [old]}
 
 

@@ -30,6 +30,11 @@ TINY = ["--steps", "300", "--learning-starts", "100", "--memory-size", "1000",
         "--batch-size", "8", "--target-update", "50", "--eps-decay", "100",
         "--eval-every", "150", "--eval-episodes", "2", "--eval-max-steps", "150",
         "--eval-eps", "0.3", "--seed", "3", "--threads", "1", "--no-compile"]
+def default_network() -> QNetwork:
+    """The network of a run with the default settings (QR head, dueling) on a 4-action game."""
+    return QNetwork(4, dueling=True, n_quantiles=Config().n_quantiles)
+
+
 LINE = re.compile(r"^ {0,2}\d{1,3} {1,8}\d{1,8} -?\d+\.\d$")
 
 
@@ -59,7 +64,7 @@ def test_training_writes_rewards_models_curve_and_checkpoint(reference):
     assert [line.split()[:2] for line in lines] == [["1", "150"], ["2", "300"]]
     for index in (1, 2):
         state = torch.load(reference / f"model_{index:03d}.pt", weights_only=True)
-        QNetwork(4, dueling=True).load_state_dict(state)  # a plain state_dict (dueling by default)
+        default_network().load_state_dict(state)  # a plain state_dict of the default network
     # after the last evaluation, the same weights as final_model.pt, for play and policy.load
     final = torch.load(reference / "final_model.pt", weights_only=True)
     last = torch.load(reference / "model_002.pt", weights_only=True)
@@ -91,7 +96,7 @@ def test_prioritized_double_dueling_n_step_run_with_tensorboard(tmp_path):
     lines = (run / "rewards.txt").read_text().splitlines()
     assert len(lines) == 2 and all(LINE.match(line) for line in lines)
     state = torch.load(run / "model_002.pt", weights_only=True)
-    QNetwork(4, dueling=True).load_state_dict(state)
+    default_network().load_state_dict(state)
 
 
 def test_interrupted_and_resumed_run_equals_the_uninterrupted_one(reference, tmp_path, capsys):
