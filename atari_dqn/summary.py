@@ -2,6 +2,7 @@
 
     python -m atari_dqn.summary rewards/*/ --out rewards/summary.png          # one curve per run
     python -m atari_dqn.summary rewards/*/ --arms --out rewards/summary.png   # one per arm
+    python -m atari_dqn.summary rewards/*/ --table    # last and best scores, arm means (Markdown)
 
 Each argument is a run folder holding a rewards.txt; the folder's name labels its curve. With
 --arms, runs whose config.json agree on every learning setting (all but the seed and what a
@@ -96,6 +97,28 @@ def plot_arms(arms: dict[str, list[Path]], png: Path, title: str, x_label: str =
     plt.close(fig)
 
 
+def table(arms: dict[str, list[Path]]) -> str:
+    """Markdown: each run's last and best score, then each arm's mean and range over its runs at
+    the last evaluation step all of them reached."""
+    lines = ["| run | arm | last score (step) | best score (step) |", "|---|---|---|---|"]
+    for label, runs in arms.items():
+        for run in runs:
+            rows = parse_rewards((run / "rewards.txt").read_text())
+            if not rows:  # a run stopped before its first evaluation
+                lines.append(f"| {run.name} | {label} | - | - |")
+                continue
+            _, last_step, last = rows[-1]
+            _, best_step, best = max(rows, key=lambda row: (row[2], -row[1]))  # the first best
+            lines.append(f"| {run.name} | {label} | {last:.1f} ({last_step}) "
+                         f"| {best:.1f} ({best_step}) |")
+    lines += ["", "| arm | step | mean | range |", "|---|---|---|---|"]
+    for label, runs in arms.items():
+        steps, mean, low, high = arm_curve(runs)
+        if len(steps):
+            lines.append(f"| {label} | {steps[-1]} | {mean[-1]:.1f} | {low[-1]:.1f}-{high[-1]:.1f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m atari_dqn.summary", description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders (each with a rewards.txt)")
@@ -104,11 +127,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arms", action="store_true",
                         help="one curve per arm (runs alike but for the seed): the mean over its "
                              "seeds, the range shaded")
+    parser.add_argument("--table", action="store_true",
+                        help="print a Markdown table instead of drawing: each run's last and best "
+                             "score, and each arm's mean and range at the last step its runs "
+                             "all reached")
     args = parser.parse_args(argv)
     missing = [str(run) for run in args.runs if not (run / "rewards.txt").is_file()]
     if missing:
         print(f"{parser.prog}: error: no rewards.txt in {', '.join(missing)}", file=sys.stderr)
         return 2
+    if args.table:
+        print(table(arms_of(args.runs)))
+        return 0
     if args.arms:
         offline = all((_saved(run) or {}).get("offline") for run in args.runs)
         plot_arms(arms_of(args.runs), args.out, title=args.title,

@@ -66,3 +66,20 @@ def test_summary_arms_writes_one_figure(tmp_path):
     assert main([*map(str, runs), "--arms", "--out", str(out)]) == 0
     with Image.open(out) as image:
         assert image.format == "PNG" and image.size == (700, 450)
+
+
+def test_the_table_gives_each_runs_last_and_best_score_and_each_arms_mean(tmp_path, capsys):
+    a = make_run(tmp_path / "a", "  1    50000 3.0\n  2   100000 9.0\n  3   150000 5.0\n",
+                 Config(seed=0, out_dir="x"))
+    b = make_run(tmp_path / "b", "  1    50000 2.0\n  2   100000 8.0\n", Config(seed=1, out_dir="y"))
+    c = make_run(tmp_path / "c", "", Config(seed=0, out_dir="z", augment=True))
+    assert main([str(a), str(b), str(c), "--table", "--out", str(tmp_path / "s.png")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "| a | defaults (2 seeds) | 5.0 (150000) | 9.0 (100000) |" in lines
+    assert "| b | defaults (2 seeds) | 8.0 (100000) | 8.0 (100000) |" in lines
+    assert "| c | --augment (1 seed) | - | - |" in lines
+    assert "| defaults (2 seeds) | 100000 | 8.5 | 8.0-9.0 |" in lines  # the last step both reached
+    arm_rows = lines[lines.index(""):]
+    assert not any(line.startswith("| --augment") for line in arm_rows)  # no evaluation, no row
+    assert not (tmp_path / "s.png").exists()  # a table instead of a figure
+
