@@ -58,7 +58,9 @@ the last checkpoint: memory, learner and counters continue, the actors start fre
 Initial priorities (--prioritized): the actor computes |TD error| with its copy of the online
 network as the learner would with n-step returns: |G_t + gamma^n max_a Q(s_{t+n}, a) - Q(s_t,
 a_t)|, where the episode's end stops G_t (no bootstrap after a terminal, bootstrapping from the
-true last state after a truncation). Two documented simplifications: the actor has no target
+true last state after a truncation). With a quantile head it is the learner's mean |quantile TD
+error| over all pairs of quantiles, bootstrapping from the greedy action's quantiles, so fresh
+and replayed transitions' priorities have one scale. Two documented simplifications: the actor has no target
 network, so it bootstraps with its online copy's max (Ape-X does the same); and for the last
 n - 1 steps of a chunk, whose n steps are not all played yet, it uses the k < n steps it has,
 bootstrapping from the newest state. The memory ignores priorities of ids still pending (their
@@ -138,17 +140,24 @@ def actor_seed(seed: int, actor: int) -> int:
     return int(np.random.SeedSequence([seed, ACTOR_SEED_STREAM, actor]).generate_state(1)[0])
 
 
-def actor_priorities(q_taken: np.ndarray, next_q_max: np.ndarray, rewards: np.ndarray,
+def actor_priorities(q_taken: np.ndarray, next_q: np.ndarray, rewards: np.ndarray,
                      terminated: np.ndarray, truncated: np.ndarray, *, gamma: float,
                      n_step: int) -> np.ndarray:
-    """(T, E) float32 |G + bootstrap - Q(s_t, a_t)| of a chunk, all arrays (T, E):
-    q_taken = Q(s_t, a_t), next_q_max = max_a Q(s_{t+1}, a) (the state after step t: for a step
-    that ended its episode, the stack of its last frames), rewards clipped.
+    """(T, E) float32 priorities of a chunk, as the learner defines them: the mean over all pairs
+    (i, j) of |G + bootstrap_j - q_i|. rewards (clipped), terminated, truncated: (T, E).
+
+    A scalar head: q_taken = Q(s_t, a_t) and next_q = max_a Q(s_{t+1}, a), (T, E), so the
+    priority is |G + gamma^k max_a Q - Q(s_t, a_t)|. A quantile head: q_taken (T, E, N) the
+    quantiles of Q(s_t, a_t), next_q (T, E, N) those of the greedy action (the largest mean) at
+    s_{t+1}, the mean |quantile TD error| of agent.quantile_losses. s_{t+1} is the state after
+    step t: for a step that ended its episode, the stack of its last frames.
 
     G sums gamma^j r_{t+j} for j < k, where k is n_step, or fewer when the episode ends (a
     terminal: no bootstrap) or the chunk ends first (bootstrap from the newest state); the
-    bootstrap is gamma^k next_q_max at step t + k - 1."""
-    steps, games = q_taken.shape
+    bootstrap is gamma^k next_q at step t + k - 1."""
+    steps, games = rewards.shape
+    q_taken = q_taken.reshape(steps, games, -1)  # a scalar head's Q-value: one "quantile"
+    next_q = next_q.reshape(steps, games, -1)
     out = np.empty((steps, games), np.float32)
     for e in range(games):
         for t in range(steps):
@@ -157,13 +166,14 @@ def actor_priorities(q_taken: np.ndarray, next_q_max: np.ndarray, rewards: np.nd
                 ret += discount * float(rewards[k, e])
                 discount *= gamma
                 if terminated[k, e]:
-                    bootstrap = 0.0
+                    bootstrap = np.zeros(1)
                     break
                 if truncated[k, e] or k - t + 1 == n_step or k == steps - 1:
-                    bootstrap = discount * float(next_q_max[k, e])
+                    bootstrap = discount * next_q[k, e].astype(np.float64)
                     break
                 k += 1
-            out[t, e] = abs(ret + bootstrap - float(q_taken[t, e]))
+            targets = ret + bootstrap  # (N') or (1,)
+            out[t, e] = np.abs(targets[None, :] - q_taken[t, e][:, None]).mean()
     return out
 
 
@@ -244,13 +254,22 @@ class Actor:
         # The state after step t: its state's newest STACK - 1 frames and the frame it led to.
         next_states = np.concatenate([states[:, :, 1:], frames[:, :, None]], axis=2)
         shape = (-1, STACK, envs.SCREEN_SIZE, envs.SCREEN_SIZE)
-        q = self.network(torch.from_numpy(states.reshape(shape))).numpy()
-        next_q = self.network(torch.from_numpy(next_states.reshape(shape))).numpy()
-        q_taken = q[np.arange(len(q)), actions.reshape(-1)].reshape(actions.shape)
-        return actor_priorities(q_taken, next_q.max(axis=1).reshape(actions.shape),
+        values = self._values(torch.from_numpy(states.reshape(shape)))  # (B, A, N)
+        next_values = self._values(torch.from_numpy(next_states.reshape(shape)))
+        rows = np.arange(len(values))
+        q_taken = values[rows, actions.reshape(-1)]                              # (B, N)
+        next_q = next_values[rows, next_values.mean(axis=2).argmax(axis=1)]      # (B, N)
+        per_step = (*actions.shape, -1)
+        return actor_priorities(q_taken.reshape(per_step), next_q.reshape(per_step),
                                 envs.learning_rewards(rewards).reshape(actions.shape),
                                 flags["terminated"], flags["truncated"], gamma=self.gamma,
                                 n_step=self.n_step)
+
+    def _values(self, states: torch.Tensor) -> np.ndarray:
+        """(B, A, N): a quantile head's quantiles, a scalar head's Q-values as N = 1."""
+        if self.network.n_quantiles is None:
+            return self.network(states).numpy()[:, :, None]
+        return self.network.quantiles(states).numpy()
 
     def close(self) -> None:
         self.games.close()

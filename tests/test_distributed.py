@@ -17,10 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import main
+from atari_dqn.agent import quantile_losses
 from atari_dqn.checkpoint import read_checkpoint
 from atari_dqn.config import Config
+from atari_dqn.network import quantile_midpoints
 from atari_dqn.schedule import apex_epsilons
 
 ray = pytest.importorskip("ray")
@@ -234,3 +237,29 @@ def test_actor_priorities_by_hand():
     # t0: 1 + .5*0 + .25*20 - 1 = 5;  t1: 0 + .5*1 (terminal) - 2 = -1.5;  t2: 1 - 3 = -2
     # t3: the chunk's last step: one step, 1 + .5*40 - 4 = 17
     np.testing.assert_allclose(got[:, 0], [5.0, 1.5, 2.0, 17.0])
+
+
+def test_actor_priorities_of_a_quantile_head_are_the_learners():
+    """The mean |quantile TD error| over all pairs, as agent.quantile_losses gives the learner's
+    priorities: fresh and replayed transitions are on one scale."""
+    rng = np.random.default_rng(0)
+    q_taken, next_q = rng.normal(size=(3, 2, 5)), rng.normal(size=(3, 2, 5))  # T=3, E=2, N=5
+    rewards = rng.choice([0.0, 1.0], size=(3, 2))
+    terminated = np.array([[False, False], [False, True], [False, False]])
+    truncated = np.zeros((3, 2), bool)
+    got = distributed.actor_priorities(q_taken, next_q, rewards, terminated, truncated,
+                                       gamma=0.9, n_step=1)
+    fractions = quantile_midpoints(5)
+    for t, e in np.ndindex(3, 2):
+        bootstrap = 0.0 if terminated[t, e] else 0.9 * next_q[t, e]
+        targets = torch.tensor(rewards[t, e] + bootstrap + np.zeros(5), dtype=torch.float32)
+        _, learner = quantile_losses(torch.tensor(q_taken[t, e], dtype=torch.float32)[None],
+                                     targets[None], fractions)
+        assert got[t, e] == pytest.approx(float(learner[0]), rel=1e-5), (t, e)
+    # one quantile is the scalar head's |TD error|
+    scalar = distributed.actor_priorities(q_taken[..., :1], next_q[..., :1], rewards, terminated,
+                                          truncated, gamma=0.9, n_step=1)
+    np.testing.assert_allclose(scalar, distributed.actor_priorities(
+        q_taken[..., 0], next_q[..., 0], rewards, terminated, truncated, gamma=0.9, n_step=1))
+    expected = np.abs(rewards + 0.9 * next_q[..., 0] * ~terminated - q_taken[..., 0])
+    np.testing.assert_allclose(scalar, expected, rtol=1e-5)
