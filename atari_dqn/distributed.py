@@ -60,11 +60,12 @@ network as the learner would with n-step returns: |G_t + gamma^n max_a Q(s_{t+n}
 a_t)|, where the episode's end stops G_t (no bootstrap after a terminal, bootstrapping from the
 true last state after a truncation). With a quantile head it is the learner's mean |quantile TD
 error| over all pairs of quantiles, bootstrapping from the greedy action's quantiles, so fresh
-and replayed transitions' priorities have one scale. Two documented simplifications: the actor has no target
-network, so it bootstraps with its online copy's max (Ape-X does the same); and for the last
-n - 1 steps of a chunk, whose n steps are not all played yet, it uses the k < n steps it has,
-bootstrapping from the newest state. The memory ignores priorities of ids still pending (their
-n steps not all stored yet), so the learner applies those again after the actor's next chunk.
+and replayed transitions' priorities have one scale. Two documented simplifications: the actor
+has no target network, so it bootstraps with its online copy's greedy value (Ape-X does the
+same); and for the last n - 1 steps of a chunk, whose n steps are not all played yet, it uses
+the k < n steps it has, bootstrapping from the newest state. The memory ignores priorities of
+ids still pending (their n steps not all stored yet), so the learner applies those again after
+the actor's next chunk.
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ def _flags(settings: dict) -> str:
 
 
 def _saved(run: Path) -> dict | None:
-    """The run's settings from its config.json (as saved_settings reads them), or None without one."""
+    """The run's settings from its config.json (read by saved_settings), or None without one."""
     config = run / "config.json"
     return saved_settings(json.loads(config.read_text())) if config.is_file() else None
 
@@ -115,7 +115,8 @@ def table(arms: dict[str, list[Path]]) -> str:
     for label, runs in arms.items():
         steps, mean, low, high = arm_curve(runs)
         if len(steps):
-            lines.append(f"| {label} | {steps[-1]} | {mean[-1]:.1f} | {low[-1]:.1f}-{high[-1]:.1f} |")
+            lines.append(f"| {label} | {steps[-1]} | {mean[-1]:.1f} "
+                         f"| {low[-1]:.1f}-{high[-1]:.1f} |")
     return "\n".join(lines)
 
 

@@ -34,7 +34,6 @@ BASE = "--head scalar"  # the defaults before the learning issue: the 1.5x rule'
 # --reset-every is no arm here: one reset per 100k steps costs nothing per agent step.
 
 
-
 def measure(arm: str, args: argparse.Namespace) -> float:
     flags = [] if arm == "defaults" else shlex.split(arm)
     given = vars(cli.build_parser().parse_args(flags))

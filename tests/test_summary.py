@@ -71,7 +71,8 @@ def test_summary_arms_writes_one_figure(tmp_path):
 def test_the_table_gives_each_runs_last_and_best_score_and_each_arms_mean(tmp_path, capsys):
     a = make_run(tmp_path / "a", "  1    50000 3.0\n  2   100000 9.0\n  3   150000 5.0\n",
                  Config(seed=0, out_dir="x"))
-    b = make_run(tmp_path / "b", "  1    50000 2.0\n  2   100000 8.0\n", Config(seed=1, out_dir="y"))
+    b = make_run(tmp_path / "b", "  1    50000 2.0\n  2   100000 8.0\n",
+                 Config(seed=1, out_dir="y"))
     c = make_run(tmp_path / "c", "", Config(seed=0, out_dir="z", augment=True))
     assert main([str(a), str(b), str(c), "--table", "--out", str(tmp_path / "s.png")]) == 0
     lines = capsys.readouterr().out.splitlines()
