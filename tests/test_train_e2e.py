@@ -20,6 +20,7 @@ from PIL import Image
 
 import main
 from atari_dqn import telemetry
+from atari_dqn.agent import network_of
 from atari_dqn.checkpoint import read_checkpoint
 from atari_dqn.config import Config
 from atari_dqn.network import QNetwork
@@ -30,12 +31,12 @@ TINY = ["--steps", "300", "--learning-starts", "100", "--memory-size", "1000",
         "--batch-size", "8", "--target-update", "50", "--eps-decay", "100",
         "--eval-every", "150", "--eval-episodes", "2", "--eval-max-steps", "150",
         "--eval-eps", "0.3", "--seed", "3", "--threads", "1", "--no-compile"]
+LINE = re.compile(r"^ {0,2}\d{1,3} {1,8}\d{1,8} -?\d+\.\d$")
+
+
 def default_network() -> QNetwork:
     """The network of a run with the default settings (QR head, dueling) on a 4-action game."""
-    return QNetwork(4, dueling=True, n_quantiles=Config().n_quantiles)
-
-
-LINE = re.compile(r"^ {0,2}\d{1,3} {1,8}\d{1,8} -?\d+\.\d$")
+    return network_of(4, Config())
 
 
 def tiny_config(out: Path, *extra: str) -> Config:
