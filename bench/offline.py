@@ -3,7 +3,8 @@
     PYTHONPATH=. python bench/offline.py [--updates 200] [--repeats 3] [--transitions 20000] [--no-compile]
 
 Workload: a dataset of --transitions synthetic Breakout-shaped transitions (random frames,
-n-step 3, the project's default network: Nature CNN, dueling, Double DQN), batch 32.
+n-step 3, the project's default network and head: today the Nature CNN with a QR-DQN head,
+dueling, Double DQN), batch 32.
 
   learner            the online learner's own update rate: learner.Updates.start() (sample on the
                      loop's thread, then Agent.learn) called back to back, no env: what the
@@ -108,7 +109,11 @@ def main() -> None:
             rates["offline, ahead"].append(offline_rate(config, args.updates,
                                                         Path(tmp) / f"b{repeat}", ahead=True))
     learner = statistics.median(rates["learner"])
-    print(f"batch {BATCH}, Nature CNN (dueling, double, 3-step), {args.threads} threads, "
+    head = f"{config.head} head"
+    if config.head == "quantile":
+        head += f" ({config.n_quantiles} quantiles)"
+    print(f"batch {BATCH}, {config.network} network, {head}, dueling {config.dueling}, "
+          f"double {config.double}, 3-step, {args.threads} threads, "
           f"{'compiled' if args.compile else 'eager'}, {args.updates} timed updates x "
           f"{args.repeats} repeats")
     print(f"{'row':<20} {'updates/s (median)':>18} {'range':>16} {'of learner':>11}")
