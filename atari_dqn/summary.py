@@ -8,7 +8,13 @@ Each argument is a run folder holding a rewards.txt; the folder's name labels it
 --arms, runs whose config.json agree on every learning setting (all but the seed and what a
 resume may change) form one arm, drawn as the mean over its seeds with the range (min to max)
 shaded, at the evaluation steps all its runs reached; the arm is labelled by the flags that differ
-from main.py's defaults. A run without config.json is an arm of its own, named after its folder.
+from main.py's defaults (an offline arm: "offline --loss L" and its other flags). A run without
+config.json is an arm of its own, named after its folder.
+
+Offline runs count gradient updates where online runs count agent steps. Drawn together, the
+x axis is gradient updates, and an online run's evaluation at agent step s is placed at the
+updates it had made by then: one every --train-every agent steps past --learning-starts
+(online_updates()). So an offline arm can be read against the online run that made its data.
 """
 from __future__ import annotations
 
@@ -22,22 +28,22 @@ import numpy as np
 
 from atari_dqn.checkpoint import UPDATE_UNIT
 from atari_dqn.config import PRESETS, RESUME_MAY_CHANGE, Config, flag_of, saved_settings
-from atari_dqn.evaluate import X_LABEL, parse_rewards, plot_curves, plt  # plt: Agg, files only
+from atari_dqn.evaluate import X_LABEL, parse_rewards, plt  # plt: Agg, files only
 from atari_dqn.files import atomic_write
 
 NOT_AN_ARM = {"seed", *RESUME_MAY_CHANGE}  # settings in which the runs of one arm may differ
 
 
-def _flags(settings: dict) -> str:
+def _flags(settings: dict, offline: bool = False) -> str:
     """The flags that set `settings` where they differ from the defaults of their --preset;
-    'defaults' if none."""
+    'defaults' if none. An offline run's: 'offline --loss L' and the others."""
     preset = PRESETS.get(settings.get("preset", ""), {})
-    flags = []
+    flags = ["offline"] if offline else []
     for f in dataclasses.fields(Config):
         if f.name in NOT_AN_ARM or f.name not in settings or not f.metadata["flag"]:
             continue
         value = settings[f.name]
-        if value == preset.get(f.name, f.default):
+        if value == preset.get(f.name, f.default) and not (offline and f.name == "loss"):
             continue
         flag = flag_of(f.name)
         if isinstance(value, bool):
@@ -53,6 +59,30 @@ def _saved(run: Path) -> dict | None:
     return saved_settings(json.loads(config.read_text())) if config.is_file() else None
 
 
+def _is_offline(run: Path) -> bool:
+    return bool((_saved(run) or {}).get("offline"))
+
+
+def online_updates(settings: dict, step: int) -> int:
+    """The gradient updates an online run with these settings has made by agent step `step`:
+    one at every multiple of --train-every past --learning-starts (train.py's loop)."""
+    every, starts = settings["train_every_steps"], settings["learning_starts_steps"]
+    return max(0, step // every - starts // every)
+
+
+def scores_of(run: Path, in_updates: bool = False) -> dict[int, float]:
+    """The run's evaluations, step -> mean score; with in_updates an online run's steps are
+    the updates it had made by then (an offline run's already are)."""
+    rows = parse_rewards((run / "rewards.txt").read_text())
+    saved = _saved(run)
+    if in_updates and not _is_offline(run):
+        if saved is None:
+            raise ValueError(f"{run}: without config.json its agent steps cannot be put in "
+                             f"gradient updates beside offline runs")
+        return {online_updates(saved, step): score for _, step, score in rows}
+    return {step: score for _, step, score in rows}
+
+
 def arms_of(runs: list[Path]) -> dict[str, list[Path]]:
     """label -> the runs of that arm, in the order given. The label is the arm's flags and its
     number of seeds."""
@@ -61,7 +91,8 @@ def arms_of(runs: list[Path]) -> dict[str, list[Path]]:
         saved = _saved(run)
         if saved is not None:
             settings = {k: v for k, v in saved.items() if k not in NOT_AN_ARM}
-            key, name = json.dumps(settings, sort_keys=True), _flags(settings)
+            key = json.dumps(settings, sort_keys=True)
+            name = _flags(settings, offline=bool(saved.get("offline")))
         else:
             key, name = f"folder:{run.resolve()}", run.name
         groups.setdefault(key, (name, []))[1].append(run)
@@ -69,26 +100,38 @@ def arms_of(runs: list[Path]) -> dict[str, list[Path]]:
             for name, members in groups.values()}
 
 
-def arm_curve(runs: list[Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(steps, mean, min, max) over the runs' scores at the evaluation steps all of them reached."""
-    curves = [{step: score for _, step, score in parse_rewards((run / "rewards.txt").read_text())}
-              for run in runs]
+def arm_curve(runs: list[Path], in_updates: bool = False
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(steps, mean, min, max) over the runs' scores at the evaluation steps all of them reached
+    (in gradient updates with in_updates: scores_of())."""
+    curves = [scores_of(run, in_updates) for run in runs]
     steps = sorted(set.intersection(*(set(curve) for curve in curves)))
     scores = np.array([[curve[step] for step in steps] for curve in curves]).reshape(len(runs), -1)
     return np.array(steps), scores.mean(axis=0), scores.min(axis=0), scores.max(axis=0)
 
 
-def plot_arms(arms: dict[str, list[Path]], png: Path, title: str, x_label: str = X_LABEL
-              ) -> None:
-    """One line per arm (the mean over its runs) with its range shaded."""
+def x_axis(runs: list[Path]) -> tuple[bool, str]:
+    """(in_updates, the x axis label) of a figure of these runs: agent steps if all are online,
+    gradient updates if any is offline."""
+    offline = [_is_offline(run) for run in runs]
+    if not any(offline):
+        return False, X_LABEL
+    return True, UPDATE_UNIT if all(offline) else f"{UPDATE_UNIT} (online runs: made by then)"
+
+
+def plot_arms(arms: dict[str, list[Path]], png: Path, title: str) -> None:
+    """One line per arm (the mean over its runs) with its range shaded; an arm may be one run."""
+    in_updates, x_label = x_axis([run for runs in arms.values() for run in runs])
+    curves = {label: arm_curve(runs, in_updates) for label, runs in arms.items()}
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
-    for label, runs in arms.items():
-        steps, mean, low, high = arm_curve(runs)
+    for label, (steps, mean, low, high) in curves.items():
         line, = ax.plot(steps, mean, marker="o", label=label)
-        if len(runs) > 1:
+        if len(arms[label]) > 1:
             ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2)
     ax.set_xlabel(x_label)
-    ax.set_ylabel("mean evaluation score (line: mean over seeds, band: range)")
+    several = any(len(runs) > 1 for runs in arms.values())
+    ax.set_ylabel("mean evaluation score" + (" (line: mean over seeds, band: range)"
+                                             if several else ""))
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
@@ -140,13 +183,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.table:
         print(table(arms_of(args.runs)))
         return 0
-    if args.arms:
-        offline = all((_saved(run) or {}).get("offline") for run in args.runs)
-        plot_arms(arms_of(args.runs), args.out, title=args.title,
-                  x_label=UPDATE_UNIT if offline else X_LABEL)
-    else:
-        plot_curves({run.name: run / "rewards.txt" for run in args.runs}, args.out,
-                    title=args.title)
+    arms = arms_of(args.runs) if args.arms else {run.name: [run] for run in args.runs}
+    try:
+        plot_arms(arms, args.out, title=args.title)
+    except ValueError as e:  # an online run without config.json beside offline runs
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 2
     print(f"wrote {args.out}")
     return 0
 

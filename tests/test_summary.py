@@ -4,7 +4,7 @@ import json
 from PIL import Image
 
 from atari_dqn.config import PRESETS, Config
-from atari_dqn.summary import arm_curve, arms_of, main
+from atari_dqn.summary import arm_curve, arms_of, main, online_updates, x_axis
 
 
 def test_summary_plots_every_run(tmp_path):
@@ -15,7 +15,7 @@ def test_summary_plots_every_run(tmp_path):
     out = tmp_path / "summary.png"
     assert main([str(tmp_path / "uniform-seed0"), str(tmp_path / "per-seed0"), "--out", str(out)]) == 0
     with Image.open(out) as image:
-        assert image.format == "PNG" and image.size == (600, 400)
+        assert image.format == "PNG" and image.size == (700, 450)
 
 
 def test_summary_rejects_a_folder_without_rewards(tmp_path, capsys):
@@ -84,3 +84,45 @@ def test_the_table_gives_each_runs_last_and_best_score_and_each_arms_mean(tmp_pa
     assert not any(line.startswith("| --augment") for line in arm_rows)  # no evaluation, no row
     assert not (tmp_path / "s.png").exists()  # a table instead of a figure
 
+
+
+def offline_config(seed, loss):
+    return Config(seed=seed, out_dir=f"o{seed}", offline="data.bin", loss=loss,
+                  offline_sha256="ab" * 32, offline_transitions=1000, offline_bytes=7_000_000)
+
+
+def test_online_updates_count_one_per_train_every_past_learning_starts():
+    settings = {"train_every_steps": 4, "learning_starts_steps": 20_000}
+    assert online_updates(settings, 500_000) == 120_000  # a default 500k run's updates
+    assert online_updates(settings, 20_000) == 0 and online_updates(settings, 20_004) == 1
+    assert online_updates(settings, 50) == 0
+
+
+def test_offline_arms_are_drawn_against_an_online_run_in_gradient_updates(tmp_path):
+    online = make_run(tmp_path / "online", "  1    50000 3.0\n  2   100000 9.0\n",
+                      Config(seed=0, out_dir="x"))
+    cql = [make_run(tmp_path / f"cql{seed}", f"  1    10000 {seed}.0\n  2    20000 {seed + 4}.0\n",
+                    offline_config(seed, "cql")) for seed in (0, 1)]
+    dqn = make_run(tmp_path / "dqn0", "  1    10000 1.0\n", offline_config(0, "dqn"))
+    arms = arms_of([online, *cql, dqn])
+    assert list(arms) == ["defaults (1 seed)", "offline --loss cql (2 seeds)",
+                          "offline --loss dqn (1 seed)"]
+    assert x_axis([online, *cql]) == (True, "gradient updates (online runs: made by then)")
+    assert x_axis(cql) == (True, "gradient updates") and x_axis([online])[0] is False
+    steps, mean, _, _ = arm_curve([online], in_updates=True)
+    assert steps.tolist() == [7_500, 20_000] and mean.tolist() == [3.0, 9.0]  # (s - 20k) / 4
+    steps, mean, low, high = arm_curve(cql, in_updates=True)  # offline: updates already
+    assert steps.tolist() == [10_000, 20_000] and mean.tolist() == [0.5, 4.5]
+    out = tmp_path / "offline.png"
+    assert main([*map(str, [online, *cql, dqn]), "--arms", "--out", str(out)]) == 0
+    with Image.open(out) as image:
+        assert image.format == "PNG"
+
+
+def test_an_online_run_without_settings_cannot_join_offline_runs(tmp_path, capsys):
+    old = make_run(tmp_path / "old", "  1    50000 3.0\n")  # no config.json: no --train-every
+    cql = make_run(tmp_path / "cql", "  1    10000 1.0\n", offline_config(0, "cql"))
+    out = tmp_path / "s.png"
+    assert main([str(old), str(cql), "--out", str(out)]) == 2
+    assert "cannot be put in gradient updates" in capsys.readouterr().err
+    assert not out.exists()
