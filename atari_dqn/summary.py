@@ -75,7 +75,7 @@ def scores_of(run: Path, in_updates: bool = False) -> dict[int, float]:
     the updates it had made by then (an offline run's already are)."""
     rows = parse_rewards((run / "rewards.txt").read_text())
     saved = _saved(run)
-    if in_updates and not _is_offline(run):
+    if in_updates and not (saved or {}).get("offline"):
         if saved is None:
             raise ValueError(f"{run}: without config.json its agent steps cannot be put in "
                              f"gradient updates beside offline runs")
