@@ -178,7 +178,7 @@ class Config:
     device: str = _field("auto", "where the networks run: auto picks cuda when available",
                          "--device", choices=DEVICES)
     threads: int = _field(2, "CPU threads for torch's learner; results are bit-reproducible "
-                          "for a fixed count", "--threads")
+                          "for a fixed count on one machine", "--threads")
     env_processes: int = _field(0, "child processes that step the --envs training games "
                                 "(processes); 0 = step them in the trainer's own process; "
                                 "the results are the same either way", "--env-processes")
