@@ -7,11 +7,11 @@
     python -m atari_dqn.dataset info DATA
         transitions, episodes, returns of the complete episodes, action histogram and size on disk
         of a replay-*.bin snapshot, or of a run folder's latest one
-    python -m atari_dqn.dataset qvalues DATA MODEL [--samples N]
-        a trained network's mean Q(s, a) on the data's actions against the data's actual
+    python -m atari_dqn.dataset qvalues DATA MODEL [MODEL ...] [--samples N]
+        each trained network's mean Q(s, a) on the data's actions against the data's actual
         discounted returns from those transitions (overestimation made visible; docs/offline.md)
 
-Both open their input read-only and never modify it. A missing, truncated, corrupt or foreign
+All open their input read-only and never modify it. A missing, truncated, corrupt or foreign
 file prints one line, `dataset: error: ...`, and exits with status 2; an import then writes nothing.
 
 Dopamine's files
@@ -66,6 +66,7 @@ The memory is saved (atomically) only after every entry was read and checked.
 
 from __future__ import annotations
 
+import json
 import gzip
 import os
 import re
@@ -522,29 +523,55 @@ def q_against_returns(memory: ReplayMemory, network, samples: int, batch_size: i
     return QAgainstReturns(count, q_sum / count, return_sum / count)
 
 
-def describe_q_values(data: Path, model: Path, samples: int) -> list[str]:
+def refuse_behaviour_cloning(model: Path) -> None:
+    """A --loss bc network outputs action logits, not Q-values: comparing them with returns
+    would mean nothing. The run's config.json (beside the model) says which loss made it."""
+    from atari_dqn.policy import PolicyLoadError, model_file
+
+    try:
+        config = model_file(model).parent / "config.json"
+    except PolicyLoadError as e:
+        raise DatasetError(str(e)) from None
+    try:
+        loss = json.loads(config.read_text()).get("loss") if config.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        loss = None  # policy.load() reports an unreadable config.json in its own words
+    if loss == "bc":
+        raise DatasetError(f"{model}: a --loss bc model outputs action logits, not Q-values")
+
+
+def describe_q_values(data: Path, models: list[Path], samples: int) -> list[str]:
+    """The report of q_against_returns() for each model, on one load of the data: every model
+    is checked (loadable, not bc, enough actions) before the first is measured."""
     from atari_dqn.policy import PolicyLoadError, load
 
     path = snapshot_path(Path(data))
+    networks = []
+    for model in models:
+        refuse_behaviour_cloning(model)
+        try:
+            networks.append(load(model))
+        except PolicyLoadError as e:
+            raise DatasetError(str(e)) from None
     try:
         memory = load_snapshot(path)
     except (OSError, ValueError) as e:
         raise DatasetError(f"{path}: {e}") from None
-    try:
-        network = load(model)
-    except PolicyLoadError as e:
-        raise DatasetError(str(e)) from None
     actions = memory.export_log()["actions"]
-    if len(actions) and int(actions.max()) >= network.n_actions:
-        raise DatasetError(f"{path} holds action {int(actions.max())}; the network has "
-                           f"{network.n_actions}: another game's data?")
-    result = q_against_returns(memory, network, samples)
-    return [f"{path}, model {model}: {result.transitions:,} sampled transitions of episodes that "
-            f"end in the data (gamma {memory.gamma:g} per agent step)",
-            f"mean Q(s, a_data): {result.mean_q:.3f}",
-            f"mean discounted return: {result.mean_return:.3f} (the stored rewards)",
-            f"Q - return: {result.mean_q - result.mean_return:+.3f} "
-            f"({'overestimates' if result.mean_q > result.mean_return else 'does not overestimate'})"]
+    lines = []
+    for model, network in zip(models, networks):
+        if len(actions) and int(actions.max()) >= network.n_actions:
+            raise DatasetError(f"{path} holds action {int(actions.max())}; {model} has "
+                               f"{network.n_actions}: another game's data?")
+    for model, network in zip(models, networks):
+        result = q_against_returns(memory, network, samples)
+        lines += [f"{path}, model {model}: {result.transitions:,} sampled transitions of "
+                  f"episodes that end in the data (gamma {memory.gamma:g} per agent step)",
+                  f"mean Q(s, a_data): {result.mean_q:.3f}",
+                  f"mean discounted return: {result.mean_return:.3f} (the stored rewards)",
+                  f"Q - return: {result.mean_q - result.mean_return:+.3f} "
+                  f"({'overestimates' if result.mean_q > result.mean_return else 'does not overestimate'})"]
+    return lines
 
 
 # --- command line --------------------------------------------------------------------------------
@@ -561,10 +588,12 @@ def main(argv: list[str] | None = None) -> int:
                           "entries) and the memory's")
     info = sub.add_parser("info", help="describe a replay snapshot")
     info.add_argument("data", type=Path, metavar="DATA", help="a replay-*.bin file, or a run folder")
-    qv = sub.add_parser("qvalues", help="a model's mean Q on the data's actions against the "
+    qv = sub.add_parser("qvalues", help="models' mean Q on the data's actions against the "
                                         "data's discounted returns")
     qv.add_argument("data", type=Path, metavar="DATA", help="a replay-*.bin file, or a run folder")
-    qv.add_argument("model", type=Path, metavar="MODEL", help="a model file or a run folder")
+    qv.add_argument("model", type=Path, nargs="+", metavar="MODEL",
+                    help="model files or run folders (not --loss bc runs); the data is loaded once "
+                         "and each model sees the same sampled transitions")
     qv.add_argument("--samples", type=int, default=10_000,
                     help="transitions sampled (with replacement), uniformly")
     args = parser.parse_args(argv)

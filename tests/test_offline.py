@@ -328,3 +328,23 @@ def test_q_against_returns_of_a_trained_model(reference, data, capsys):
     assert "mean Q(s, a_data)" in out and "mean discounted return" in out
     assert datasets.main(["qvalues", str(data), str(data)]) == 2
     assert capsys.readouterr().err.startswith("dataset: error: ")
+
+
+def test_qvalues_measures_several_models_on_the_same_transitions(reference, data, capsys):
+    models = [reference / "model_001.pt", reference / "model_002.pt", reference / "model_001.pt"]
+    assert datasets.main(["qvalues", str(data), *map(str, models), "--samples", "100"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 12
+    q = [line for line in lines if line.startswith("mean Q(s, a_data)")]
+    returns = [line for line in lines if line.startswith("mean discounted return")]
+    assert q[0] == q[2] and len(set(returns)) == 1  # one sample of the data for every model
+    assert q[0] != q[1]  # the two models differ
+
+
+def test_qvalues_refuses_a_behaviour_cloning_model(data, tmp_path, capsys):
+    run = tmp_path / "bc"
+    assert main.main(["--offline", str(data), "--loss", "bc", *TINY, "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert datasets.main(["qvalues", str(data), str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--loss bc model outputs action logits" in err
