@@ -66,8 +66,8 @@ The memory is saved (atomically) only after every entry was read and checked.
 
 from __future__ import annotations
 
-import json
 import gzip
+import json
 import os
 import re
 import sys
