@@ -485,13 +485,14 @@ def discounted_returns(log: dict[str, np.ndarray], gamma: float) -> np.ndarray:
 class QAgainstReturns:
     transitions: int     # sampled transitions whose return is known
     mean_q: float        # mean Q(s, a_data) of the network over them
+    mean_max_q: float    # mean max_a Q(s, a): the value the greedy policy claims there
     mean_return: float   # mean discounted return over them (the memory's gamma, stored rewards)
 
 
 def q_against_returns(memory: ReplayMemory, network, samples: int, batch_size: int = 256,
                       seed: int = 0) -> QAgainstReturns:
     """Sample `samples` transitions uniformly (with replacement) and compare the network's
-    Q(s, a_data) with their actual discounted returns (per agent step, memory.gamma). network:
+    Q(s, a_data) and max_a Q(s, a) with their actual discounted returns (per agent step, memory.gamma). network:
     uint8 (B, stack, 84, 84) -> (B, A) Q-values (atari_dqn.policy.load). The memory's RNG is
     reseeded with `seed`; a prioritized memory is sampled with equal priorities."""
     import torch
@@ -501,7 +502,7 @@ def q_against_returns(memory: ReplayMemory, network, samples: int, batch_size: i
     if isinstance(memory, PrioritizedReplayMemory):
         memory.update_priorities(log["ids"], np.ones(len(log["ids"])))
     memory.reseed(seed)
-    q_sum = return_sum = 0.0
+    q_sum = max_q_sum = return_sum = 0.0
     count = 0
     device = next(network.parameters()).device
     for start in range(0, samples, batch_size):
@@ -516,11 +517,12 @@ def q_against_returns(memory: ReplayMemory, network, samples: int, batch_size: i
             q = network(torch.from_numpy(batch.states[keep]).to(device))
             chosen = q.gather(1, torch.from_numpy(batch.actions[keep]).to(device)[:, None])
         q_sum += float(chosen.sum())
+        max_q_sum += float(q.max(dim=1).values.sum())
         return_sum += float(known[keep].sum())
         count += int(keep.sum())
     if count == 0:
         raise DatasetError("no sampled transition belongs to an episode that ends in the data")
-    return QAgainstReturns(count, q_sum / count, return_sum / count)
+    return QAgainstReturns(count, q_sum / count, max_q_sum / count, return_sum / count)
 
 
 def refuse_behaviour_cloning(model: Path) -> None:
@@ -568,6 +570,7 @@ def describe_q_values(data: Path, models: list[Path], samples: int) -> list[str]
         lines += [f"{path}, model {model}: {result.transitions:,} sampled transitions of "
                   f"episodes that end in the data (gamma {memory.gamma:g} per agent step)",
                   f"mean Q(s, a_data): {result.mean_q:.3f}",
+                  f"mean max_a Q(s, a): {result.mean_max_q:.3f} (the greedy action's)",
                   f"mean discounted return: {result.mean_return:.3f} (the stored rewards)",
                   f"Q - return: {result.mean_q - result.mean_return:+.3f} "
                   f"({'overestimates' if result.mean_q > result.mean_return else 'does not overestimate'})"]
