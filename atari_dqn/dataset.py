@@ -68,6 +68,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import os
 import re
 import sys
@@ -487,6 +488,15 @@ class QAgainstReturns:
     mean_q: float        # mean Q(s, a_data) of the network over them
     mean_max_q: float    # mean max_a Q(s, a): the value the greedy policy claims there
     mean_return: float   # mean discounted return over them (the memory's gamma, stored rewards)
+    gap_stderr: float    # standard error of mean_q - mean_return over the sampled transitions
+                         # (the sampling noise of this measurement only, not a seed's spread)
+
+    def verdict(self) -> str:
+        """Whether Q(s, a_data) exceeds the returns by more than the sampling noise (2 SE)."""
+        gap = self.mean_q - self.mean_return
+        if abs(gap) <= 2 * self.gap_stderr:
+            return "within 2 standard errors of the returns"
+        return "overestimates" if gap > 0 else "underestimates"
 
 
 def q_against_returns(memory: ReplayMemory, network, samples: int, batch_size: int = 256,
@@ -503,7 +513,7 @@ def q_against_returns(memory: ReplayMemory, network, samples: int, batch_size: i
         memory.update_priorities(log["ids"], np.ones(len(log["ids"])))
     memory.reseed(seed)
     q_sum = max_q_sum = return_sum = 0.0
-    count = 0
+    gaps = []  # Q(s, a_data) - return of each kept transition
     device = next(network.parameters()).device
     for start in range(0, samples, batch_size):
         size = min(batch_size, samples - start)
@@ -519,10 +529,13 @@ def q_against_returns(memory: ReplayMemory, network, samples: int, batch_size: i
         q_sum += float(chosen.sum())
         max_q_sum += float(q.max(dim=1).values.sum())
         return_sum += float(known[keep].sum())
-        count += int(keep.sum())
-    if count == 0:
+        gaps.append(chosen[:, 0].double().cpu().numpy() - known[keep])
+    if not gaps:
         raise DatasetError("no sampled transition belongs to an episode that ends in the data")
-    return QAgainstReturns(count, q_sum / count, max_q_sum / count, return_sum / count)
+    gap = np.concatenate(gaps)
+    count = len(gap)
+    stderr = float(gap.std(ddof=1) / np.sqrt(count)) if count > 1 else math.inf
+    return QAgainstReturns(count, q_sum / count, max_q_sum / count, return_sum / count, stderr)
 
 
 def refuse_behaviour_cloning(model: Path) -> None:
@@ -573,7 +586,8 @@ def describe_q_values(data: Path, models: list[Path], samples: int) -> list[str]
                   f"mean max_a Q(s, a): {result.mean_max_q:.3f} (the greedy action's)",
                   f"mean discounted return: {result.mean_return:.3f} (the stored rewards)",
                   f"Q - return: {result.mean_q - result.mean_return:+.3f} "
-                  f"({'overestimates' if result.mean_q > result.mean_return else 'does not overestimate'})"]
+                  f"± {result.gap_stderr:.3f} (standard error over the sampled transitions): "
+                  f"{result.verdict()}"]
     return lines
 
 

@@ -330,6 +330,33 @@ def test_q_against_returns_of_a_trained_model(reference, data, capsys):
     assert capsys.readouterr().err.startswith("dataset: error: ")
 
 
+class ConstantQ(torch.nn.Module):
+    """Q(s, a) = value for every state and action (a parameter: q_against_returns reads its device)."""
+
+    def __init__(self, value: float, n_actions: int = 4):
+        super().__init__()
+        self.value = torch.nn.Parameter(torch.full((n_actions,), value))
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        return self.value.detach().expand(len(states), -1)
+
+
+def test_q_against_returns_standard_error_is_the_returns_spread(data):
+    # With a constant Q the per-transition gap is Q - return: its standard error is the
+    # returns' own, whatever the constant, and the mean gap moves with the constant.
+    memory = ReplayMemory.load(data)
+    low, high = (datasets.q_against_returns(memory, ConstantQ(value), samples=300, batch_size=64)
+                 for value in (0.0, 100.0))
+    assert low.transitions == high.transitions and low.mean_return == high.mean_return
+    assert low.mean_q == 0.0 and high.mean_q == high.mean_max_q == 100.0
+    assert 0 < low.gap_stderr == pytest.approx(high.gap_stderr, rel=1e-9)
+    assert low.gap_stderr < low.mean_return  # 300 samples: well under the mean return
+    assert high.verdict() == "overestimates" and low.verdict() == "underestimates"
+    at_the_mean = datasets.q_against_returns(memory, ConstantQ(low.mean_return), samples=300,
+                                             batch_size=64)
+    assert at_the_mean.verdict() == "within 2 standard errors of the returns"
+
+
 def test_qvalues_measures_several_models_on_the_same_transitions(reference, data, capsys):
     models = [reference / "model_001.pt", reference / "model_002.pt", reference / "model_001.pt"]
     assert datasets.main(["qvalues", str(data), *map(str, models), "--samples", "100"]) == 0
