@@ -502,9 +502,10 @@ class QAgainstReturns:
 def q_against_returns(memory: ReplayMemory, network, samples: int, batch_size: int = 256,
                       seed: int = 0) -> QAgainstReturns:
     """Sample `samples` transitions uniformly (with replacement) and compare the network's
-    Q(s, a_data) and max_a Q(s, a) with their actual discounted returns (per agent step, memory.gamma). network:
-    uint8 (B, stack, 84, 84) -> (B, A) Q-values (atari_dqn.policy.load). The memory's RNG is
-    reseeded with `seed`; a prioritized memory is sampled with equal priorities."""
+    Q(s, a_data) and max_a Q(s, a) with their actual discounted returns (per agent step,
+    memory.gamma). network: uint8 (B, stack, 84, 84) -> (B, A) Q-values (atari_dqn.policy.load).
+    The memory's RNG is reseeded with `seed`; a prioritized memory is sampled with equal
+    priorities."""
     import torch
 
     log = memory.export_log()
@@ -512,8 +513,7 @@ def q_against_returns(memory: ReplayMemory, network, samples: int, batch_size: i
     if isinstance(memory, PrioritizedReplayMemory):
         memory.update_priorities(log["ids"], np.ones(len(log["ids"])))
     memory.reseed(seed)
-    q_sum = max_q_sum = return_sum = 0.0
-    gaps = []  # Q(s, a_data) - return of each kept transition
+    q_data, q_max, known_returns = [], [], []  # per kept transition, batch by batch
     device = next(network.parameters()).device
     for start in range(0, samples, batch_size):
         size = min(batch_size, samples - start)
@@ -526,16 +526,17 @@ def q_against_returns(memory: ReplayMemory, network, samples: int, batch_size: i
         with torch.inference_mode():
             q = network(torch.from_numpy(batch.states[keep]).to(device))
             chosen = q.gather(1, torch.from_numpy(batch.actions[keep]).to(device)[:, None])
-        q_sum += float(chosen.sum())
-        max_q_sum += float(q.max(dim=1).values.sum())
-        return_sum += float(known[keep].sum())
-        gaps.append(chosen[:, 0].double().cpu().numpy() - known[keep])
-    if not gaps:
+        q_data.append(chosen[:, 0].double().cpu().numpy())
+        q_max.append(q.max(dim=1).values.double().cpu().numpy())
+        known_returns.append(known[keep])
+    if not q_data:
         raise DatasetError("no sampled transition belongs to an episode that ends in the data")
-    gap = np.concatenate(gaps)
+    q_data, q_max, known_returns = map(np.concatenate, (q_data, q_max, known_returns))
+    gap = q_data - known_returns
     count = len(gap)
     stderr = float(gap.std(ddof=1) / np.sqrt(count)) if count > 1 else math.inf
-    return QAgainstReturns(count, q_sum / count, max_q_sum / count, return_sum / count, stderr)
+    return QAgainstReturns(count, float(q_data.mean()), float(q_max.mean()),
+                           float(known_returns.mean()), stderr)
 
 
 def refuse_behaviour_cloning(model: Path) -> None:
