@@ -1,19 +1,20 @@
 """Ape-X collection and learning rates: --actors K = 1, 2 against the one-process trainer, same
 settings, in one run (each measurement in this process, one after another).
 
-Workload: Breakout, batch 32, one update per --train-every 4 agent steps, --learning-starts
-agent steps of learning-free play first (untimed), then --timed-steps agent steps with learning
-on, timed from the first chunk (or loop iteration) past --learning-starts to the run's end
-(no evaluation inside the window; Ray's start-up is outside it). Every trainer makes one update
-per --train-every agent steps (the distributed ones held there by the rate limiter), so
-updates/s = agent steps/s / --train-every. Bytes/transition: the
-pickled size of a chunk (what Ray moves: numpy arrays out of band) over its agent steps.
-Learner idle: the share of the time the learner waited for chunks with every update due made,
-as the progress line reports it (the run's own TensorBoard scalar dist/learner_idle, one point
-per 1,000 agent steps), averaged over the points past --learning-starts + 1,000.
+Workload: Breakout, --batch-size (32 by default), one update per --train-every 4 agent steps,
+--learning-starts agent steps of learning-free play first (untimed), then --timed-steps agent
+steps with learning on, timed from the first chunk (or loop iteration) past --learning-starts to
+the run's end (no evaluation inside the window; Ray's start-up is outside it). Every trainer makes
+one update per --train-every agent steps (the distributed ones held there by the rate limiter), so
+updates/s = agent steps/s / --train-every. Bytes/transition: the pickled size of a chunk (what Ray
+moves: numpy arrays out of band) over its agent steps. Learner idle: the share of the time the
+learner waited for chunks with every update due made, as the progress line reports it (the run's
+own TensorBoard scalar dist/learner_idle, one point per 1,000 agent steps), averaged over the
+points past --learning-starts + 1,000.
 
     python bench/distributed.py                    # K = 1 2, 1.5 minutes on 2 quiet cores
     python bench/distributed.py --actors 1 2 4 --timed-steps 4000 --compile
+    python bench/distributed.py --actors 14 --batch-size 128   # the learner at a larger batch
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ def config_of(args: argparse.Namespace, out: Path, actors: int) -> Config:
     return Config(total_steps=steps, learning_starts_steps=args.learning_starts,
                   memory_capacity_transitions=steps, eval_every_steps=steps, eval_episodes=1,
                   eval_max_steps=10, threads=args.threads, compile=args.compile, actors=actors,
+                  batch_size=args.batch_size,
                   tensorboard=actors > 0, out_dir=str(out / f"actors{actors}"))
 
 
@@ -44,6 +46,8 @@ def learner_idle(run: Path, after_step: int) -> float | None:
 
     events = EventAccumulator(str(run / "tensorboard"))
     events.Reload()
+    if "dist/learner_idle" not in events.Tags()["scalars"]:  # no point logged at all
+        return None
     values = [e.value for e in events.Scalars("dist/learner_idle") if e.step > after_step]
     return sum(values) / len(values) if values else None
 
@@ -73,6 +77,8 @@ def main() -> None:
     parser.add_argument("--learning-starts", type=int, default=1_000)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--batch-size", type=int, default=Config().batch_size,
+                        help="transitions per update, for every trainer in the table")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as folder:
@@ -93,6 +99,7 @@ def main() -> None:
             distributed.train_distributed(config, on_chunk=on_chunk)
             idle = learner_idle(config.run_dir, args.learning_starts + LOG_EVERY_STEPS)
             rows.append((f"--actors {k}", window.rate(), sum(sizes) / len(sizes), idle))
+    print(f"batch {args.batch_size}, one update per {Config().train_every_steps} agent steps")
     print(f"{'trainer':<14}{'agent steps/s':>15}{'updates/s':>11}{'bytes/transition':>18}"
           f"{'learner idle':>14}")
     every = Config().train_every_steps
