@@ -515,7 +515,12 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
         older one of its actor is still in flight."""
         if not in_flight:
             return
+        waited = time.perf_counter()
         ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=timeout_s)
+        if timeout_s > 0:  # the learner's idle wait (the poll between updates is not one)
+            # Counted before receive() below, which may close the progress line's window: the
+            # wait belongs to the window it happened in, and storing the chunks is not idle.
+            rates.learner_idle_s += time.perf_counter() - waited
         if ready:
             ready, _ = ray.wait(list(in_flight), num_returns=len(in_flight), timeout=0)
         ready_set, blocked = set(ready), set()
@@ -579,9 +584,7 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
                     learn_one(pause_step=boundary)
                     continue
                 if in_flight:
-                    waited = time.perf_counter()
                     receive_ready(timeout_s=WAIT_S)
-                    rates.learner_idle_s += time.perf_counter() - waited
                     continue
                 # Nothing in flight, every update made: at a boundary, or stopping.
                 checkpointed = False
