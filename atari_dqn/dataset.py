@@ -13,13 +13,15 @@
 
 All open their input read-only and never modify it. A missing, truncated, corrupt or foreign
 file prints one line, `dataset: error: ...`, and exits with status 2; an import then writes nothing.
+qvalues also refuses a snapshot the networks cannot take (no sampleable transition, frames that
+are not 84x84, states that are not stacks of 4); info describes it and says so in one line.
 
 Dopamine's files
 ----------------
 A checkpoint N is six gzip'd .npy files (np.save) in DIR:
 
-    $store$_observation_ckpt.N.gz  uint8 (capacity, 84, 84)
-    $store$_action_ckpt.N.gz       int32 (capacity,)
+    $store$_observation_ckpt.N.gz  uint8 (capacity, 84, 84), capacity at most 1,000,000
+    $store$_action_ckpt.N.gz       int32 (capacity,), 0 .. 17 (Atari's actions)
     $store$_reward_ckpt.N.gz       float32 (capacity,)
     $store$_terminal_ckpt.N.gz     uint8 (capacity,), 0 or 1
     add_count_ckpt.N.gz            int: entries ever written, padding included
@@ -45,8 +47,11 @@ Import rules (the diagram's):
   overwritten data).
 - An episode whose first entry is gone (it began before the oldest valid entry) is dropped: its
   states and its return would be wrong. Every imported episode starts at its true first step.
-- Padding entries are skipped, and checked to be zero; so is the entry after them, which must
-  not be (a wrong --stack shows up here).
+- Padding entries are skipped, and checked to be zero; so is every episode's first entry, which
+  must not be (a real Atari frame is never black). A wrong --stack shows up here: too large, and
+  a padding entry is an episode's frame; too small (1 included: no padding to skip), and an
+  episode begins with a zero entry. Either way the zero run's length L is measured, and the
+  error names the stack that wrote it, --stack L + 1.
 - A terminal entry is appended with terminated=True and a copy of its own frame as the next
   observation (its discount is 0, so that frame is never bootstrapped from).
 - An episode cut without a terminal (at the newest edge: its last entry is invalid) loses that
@@ -56,6 +61,12 @@ Import rules (the diagram's):
   this project's: sticky actions (repeat probability 0.25), no episodic life (an episode is a
   whole game), rewards clipped to [-1, 1] by Dopamine's runner, and a terminal also at its
   27,000-step game cap.
+
+Headers first: every .npy header is checked before its data is read (the observations' first),
+so no header can make the import allocate what the format does not allow: its declared size must
+fit in what its compressed bytes can hold (deflate expands at most MAX_DEFLATE_RATIO times), the
+observations must be Dopamine's layout above, and the action, reward and terminal arrays exactly
+capacity long (invalid_range at most that).
 
 Streaming: the small arrays are read whole (about 9 bytes per entry); the observations are
 decompressed a chunk of rows at a time and appended as they arrive, so the ReplayMemory being
@@ -73,17 +84,23 @@ import os
 import re
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from atari_dqn.cli import OneLineParser
+from atari_dqn.config import SCREEN_SIZE, STACK
 from atari_dqn.replay import PrioritizedReplayMemory, ReplayMemory, load_snapshot
 
 PROG = "dataset"
-DEFAULT_STACK = 4  # Dopamine's stack_size for the DQN Replay Dataset, and this project's
+DEFAULT_STACK = STACK  # Dopamine's stack_size for the DQN Replay Dataset, and this project's
+FRAME_SHAPE = (SCREEN_SIZE, SCREEN_SIZE)  # Dopamine's Atari frames, and the only ones the networks take
+DOPAMINE_CAPACITY = 1_000_000  # entries per checkpoint (Dopamine's replay_capacity): the most imported
+ATARI_ACTIONS = 18  # the full Atari action set: a game's actions (its minimal set's) are 0 .. 17 at most
+MAX_DEFLATE_RATIO = 1032  # deflate's best compression: a gzip file of n bytes holds at most 1032 n
+MAX_ITEM_BYTES = 8  # the widest number Dopamine's small arrays hold (int64, float64)
 ROWS_PER_CHUNK = 1024  # observation rows decompressed at a time (7 MB of 84x84 frames)
 PROGRESS_EVERY_ROWS = 100_000
 NPY_MAGIC_PREFIX = b"\x93NUMPY"
@@ -123,17 +140,10 @@ def find_suffix(folder: Path, suffix: str | None) -> str:
     return suffix
 
 
-def read_small_array(path: Path) -> np.ndarray:
-    """One whole gzip'd .npy (not for the observations)."""
-    try:
-        with gzip.open(path, "rb") as f:
-            return np.load(f, allow_pickle=False)
-    except (OSError, EOFError, ValueError, zlib.error) as e:  # BadGzipFile is an OSError
-        raise DatasetError(f"{path}: not a readable gzip'd .npy file ({e})") from None
-
-
 def open_npy_stream(path: Path) -> tuple[gzip.GzipFile, tuple[int, ...], np.dtype]:
-    """Opens a gzip'd .npy and reads its header only: (stream positioned at the data, shape, dtype)."""
+    """Opens a gzip'd .npy and reads its header only: (stream positioned at the data, shape, dtype).
+    Refuses a header that declares more bytes than the file can hold, so nothing is ever sized
+    by a header the file contradicts (the callers check the shape against Dopamine's layout)."""
     try:
         f = gzip.open(path, "rb")
         try:
@@ -145,6 +155,7 @@ def open_npy_stream(path: Path) -> tuple[gzip.GzipFile, tuple[int, ...], np.dtyp
             if read_header is None:
                 raise ValueError(f".npy format version {version} is not supported")
             shape, fortran_order, dtype = read_header(f)
+            header_bytes = f.tell()
         except BaseException:
             f.close()
             raise
@@ -153,7 +164,39 @@ def open_npy_stream(path: Path) -> tuple[gzip.GzipFile, tuple[int, ...], np.dtyp
     if fortran_order:
         f.close()
         raise DatasetError(f"{path}: Fortran-ordered array; Dopamine writes C order")
+    if any(n < 0 for n in shape):
+        f.close()
+        raise DatasetError(f"{path}: its header declares a negative dimension {shape}")
+    declared = header_bytes + math.prod(shape) * dtype.itemsize  # Python ints: no overflow
+    compressed = path.stat().st_size
+    if declared > compressed * MAX_DEFLATE_RATIO:
+        f.close()
+        raise DatasetError(f"{path}: its header declares {dtype} {shape} ({declared:,} bytes), more "
+                           f"than its {compressed:,} compressed bytes can hold")
     return f, shape, dtype
+
+
+def read_small_array(path: Path, kinds: str, shape_ok: Callable[[tuple[int, ...]], bool],
+                     expected: str) -> np.ndarray:
+    """One whole gzip'd .npy (not for the observations). Its header must declare a dtype of one
+    of `kinds` (numpy's letters), at most MAX_ITEM_BYTES wide, and a shape for which shape_ok is
+    true, or DatasetError names `expected`: checked before any of the data is read. The stream is
+    read to its end, which checks its CRC."""
+    f, shape, dtype = open_npy_stream(path)
+    with f:
+        if dtype.kind not in kinds or dtype.itemsize > MAX_ITEM_BYTES or not shape_ok(shape):
+            raise DatasetError(f"{path}: expected {expected}, got {dtype} {shape}")
+        size = math.prod(shape) * dtype.itemsize
+        try:
+            data = f.read(size)
+            if len(data) != size:
+                raise DatasetError(f"{path}: truncated: the array ends after {len(data):,} of "
+                                   f"{size:,} bytes")
+            if f.read(1) != b"":
+                raise DatasetError(f"{path}: unexpected bytes after the array")
+        except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError
+            raise DatasetError(f"{path}: corrupt or truncated gzip stream ({e})") from None
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
 
 
 def read_rows(path: Path, frame_shape: tuple[int, int], first: int, stop: int,
@@ -198,6 +241,13 @@ class Plan:
     @property
     def transitions(self) -> int:
         return sum(last - first + 1 for first, last in self.episodes)
+
+    def padding_before(self, p: int) -> int:
+        """How many padding positions come just before position p."""
+        count = 0
+        while p - count - 1 in self.padding:
+            count += 1
+        return count
 
 
 def make_plan(terminal: np.ndarray, add_count: int, invalid: set[int], stack: int) -> Plan:
@@ -249,36 +299,53 @@ def make_plan(terminal: np.ndarray, add_count: int, invalid: set[int], stack: in
     return Plan(oldest, stored, frozenset(padding), kept)
 
 
-def check_arrays(folder: Path, suffix: str, arrays: dict[str, np.ndarray],
-                 obs_shape: tuple[int, ...], obs_dtype: np.dtype) -> tuple[int, set[int]]:
-    """Checks shapes, dtypes and values against Dopamine's layout: (add_count, invalid indices)."""
+def observation_capacity(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> int:
+    """The capacity the observation array's header declares, once it is Dopamine's layout for
+    Atari: uint8 (capacity, 84, 84), capacity at most DOPAMINE_CAPACITY."""
+    if dtype != np.uint8 or len(shape) != 3 or shape[1:] != FRAME_SHAPE:
+        raise DatasetError(f"{path}: expected uint8 frames (capacity, {FRAME_SHAPE[0]}, {FRAME_SHAPE[1]}), "
+                           f"got {dtype} {shape}")
+    if not 1 <= shape[0] <= DOPAMINE_CAPACITY:
+        raise DatasetError(f"{path}: {shape[0]:,} entries; a Dopamine checkpoint holds 1 to "
+                           f"{DOPAMINE_CAPACITY:,}")
+    return shape[0]
+
+
+def read_arrays(folder: Path, suffix: str, capacity: int) -> dict[str, np.ndarray]:
+    """The small arrays, each header checked against Dopamine's layout before its data is read
+    (so at most about 9 bytes per entry are ever allocated for them)."""
+    entries = lambda shape: shape == (capacity,)  # noqa: E731
+    spec = {  # name: dtype kinds, shape test, what is expected
+        "action": ("iu", entries, f"{capacity} integer actions"),
+        "reward": ("f", entries, f"{capacity} float rewards"),
+        "terminal": ("iub", entries, f"{capacity} integer terminal flags"),
+        "add_count": ("iu", lambda shape: shape in ((), (1,)), "one integer"),
+        # Dopamine starts invalid_range as float zeros and writes integers from the first entry on.
+        "invalid_range": ("iuf", lambda shape: len(shape) == 1 and shape[0] <= capacity,
+                          f"at most {capacity} indices"),
+    }
+    return {name: read_small_array(dopamine_path(folder, name, suffix), *spec[name]) for name in spec}
+
+
+def check_values(folder: Path, suffix: str, arrays: dict[str, np.ndarray],
+                 capacity: int) -> tuple[int, set[int]]:
+    """Checks the small arrays' values against Dopamine's layout: (add_count, invalid indices)."""
     where = lambda name: dopamine_path(folder, name, suffix)  # noqa: E731
-    if obs_dtype != np.uint8 or len(obs_shape) != 3 or min(obs_shape) < 1:
-        raise DatasetError(f"{where('observation')}: expected uint8 frames (capacity, height, width), "
-                           f"got {obs_dtype} {obs_shape}")
-    capacity = obs_shape[0]
-    kinds = {"action": "iu", "reward": "f", "terminal": "iub"}
-    for name, kind in kinds.items():
-        a = arrays[name]
-        if a.shape != (capacity,) or a.dtype.kind not in kind:
-            raise DatasetError(f"{where(name)}: expected {capacity} {name}s of a "
-                               f"{'float' if kind == 'f' else 'integer'} type, got {a.dtype} {a.shape}")
-    if np.any(arrays["action"] < 0) or np.any(arrays["action"] > np.iinfo(np.int32).max):
-        raise DatasetError(f"{where('action')}: negative or out-of-range actions")
+    action = arrays["action"]
+    if len(action) and (action.min() < 0 or action.max() >= ATARI_ACTIONS):
+        raise DatasetError(f"{where('action')}: actions {int(action.min())} to {int(action.max())}; "
+                           f"an Atari game's are 0 to {ATARI_ACTIONS - 1}")
     if not np.all(np.isfinite(arrays["reward"])):
         raise DatasetError(f"{where('reward')}: rewards that are not finite")
     if not np.all((arrays["terminal"] == 0) | (arrays["terminal"] == 1)):
         raise DatasetError(f"{where('terminal')}: terminal flags other than 0 and 1")
-    add_count = arrays["add_count"]
-    if add_count.size != 1 or add_count.dtype.kind not in "iu" or int(add_count.reshape(())) < 0:
-        raise DatasetError(f"{where('add_count')}: expected one integer >= 0, got {add_count.dtype} "
-                           f"{add_count.shape}")
+    add_count = int(arrays["add_count"].reshape(()))
+    if add_count < 0:
+        raise DatasetError(f"{where('add_count')}: expected an integer >= 0, got {add_count}")
     invalid = arrays["invalid_range"]
-    # Dopamine starts invalid_range as float zeros and writes integers from the first entry on.
-    if (invalid.ndim != 1 or invalid.dtype.kind not in "iuf" or not np.all(invalid == np.round(invalid))
-            or np.any(invalid < 0) or np.any(invalid >= capacity)):
+    if not np.all(invalid == np.round(invalid)) or np.any(invalid < 0) or np.any(invalid >= capacity):
         raise DatasetError(f"{where('invalid_range')}: expected indices in [0, {capacity})")
-    return int(add_count.reshape(())), {int(v) for v in invalid}
+    return add_count, {int(v) for v in invalid}
 
 
 # --- import --------------------------------------------------------------------------------------
@@ -295,13 +362,12 @@ def import_dopamine(folder: Path, out: Path, suffix: str | None = None, stack: i
         raise DatasetError(f"--out {out}: its folder does not exist or is not writable")
     folder = Path(folder)
     suffix = find_suffix(folder, suffix)
-    arrays = {name: read_small_array(dopamine_path(folder, name, suffix))
-              for name in ("action", "reward", "terminal") + COUNTERS}
     obs_path = dopamine_path(folder, "observation", suffix)
     stream, obs_shape, obs_dtype = open_npy_stream(obs_path)
     stream.close()
-    add_count, invalid = check_arrays(folder, suffix, arrays, obs_shape, obs_dtype)
-    capacity, frame_shape = obs_shape[0], (obs_shape[1], obs_shape[2])
+    capacity = observation_capacity(obs_path, obs_shape, obs_dtype)
+    arrays = read_arrays(folder, suffix, capacity)
+    add_count, invalid = check_values(folder, suffix, arrays, capacity)
     action, reward, terminal = arrays["action"], arrays["reward"], arrays["terminal"]
     plan = make_plan(terminal, add_count, invalid, stack)
     minimum = stack + 1  # the memory's smallest capacity with n_step 1
@@ -309,11 +375,12 @@ def import_dopamine(folder: Path, out: Path, suffix: str | None = None, stack: i
         raise DatasetError(f"{folder} checkpoint {suffix}: only {plan.transitions} valid transitions "
                            f"(add_count {add_count}); at least {minimum} are needed")
 
-    memory = ReplayMemory(plan.transitions, frame_shape=frame_shape, stack=stack)
+    memory = ReplayMemory(plan.transitions, frame_shape=FRAME_SHAPE, stack=stack)
     starts = {first: last for first, last in plan.episodes}
     current_last = -1  # last position of the episode being appended (-1 before the first)
     pending = -1  # a non-terminal position waiting for its next frame, the row after it
-    for p, frame in logical_rows(obs_path, frame_shape, plan, capacity):
+    rows = logical_rows(obs_path, FRAME_SHAPE, plan, capacity)
+    for p, frame in rows:
         if p % PROGRESS_EVERY_ROWS == PROGRESS_EVERY_ROWS - 1:
             report(f"read {p + 1:,} of {plan.stored:,} entries")
         i = (plan.oldest + p) % capacity
@@ -322,14 +389,20 @@ def import_dopamine(folder: Path, out: Path, suffix: str | None = None, stack: i
             memory.append(int(action[j]), float(reward[j]), frame, False, truncated=pending == current_last)
             pending = -1
         if p in plan.padding:
-            if not is_zero_entry(action[i], reward[i], terminal[i], frame):
-                raise DatasetError(f"{folder} checkpoint {suffix}: entry {i} should be zero padding after "
-                                   f"a terminal (stack {stack}); is --stack {stack} right?")
+            if not is_zero_entry(action[i], reward[i], terminal[i], frame):  # shorter than stack - 1
+                zeros = plan.padding_before(p)
+                raise DatasetError(f"{folder} checkpoint {suffix}: entry {i} should be zero padding "
+                                   f"(--stack {stack} pads with {stack - 1} entries), but the padding "
+                                   f"before it is {zeros} entries long: {stack_hint(zeros, True)}")
             continue
         if p in starts:
-            if p - 1 in plan.padding and is_zero_entry(action[i], reward[i], terminal[i], frame):
-                raise DatasetError(f"{folder} checkpoint {suffix}: the padding before entry {i} is longer "
-                                   f"than stack - 1 = {stack - 1} entries; is --stack {stack} right?")
+            # An episode's first frame is never black: a zero entry there is more padding.
+            if is_zero_entry(action[i], reward[i], terminal[i], frame):
+                length, whole = zero_run(plan.padding_before(p), rows, plan, action, reward, terminal,
+                                         capacity)
+                raise DatasetError(f"{folder} checkpoint {suffix}: the padding before entry {i} is "
+                                   f"longer than --stack {stack} pads ({stack - 1} entries): "
+                                   f"{stack_hint(length, whole)}")
             memory.start_episode(frame)
             current_last = starts[p]
         if p > current_last:
@@ -351,6 +424,27 @@ def is_zero_entry(action, reward, terminal, frame: np.ndarray) -> bool:
     """Dopamine's padding: a zero frame, action 0, reward 0, not terminal. (A real Atari frame is
     never all black, so a zero entry where an episode should begin means a wrong --stack.)"""
     return action == 0 and reward == 0 and terminal == 0 and not frame.any()
+
+
+def zero_run(zeros: int, rows: Iterator[tuple[int, np.ndarray]], plan: Plan, action, reward,
+             terminal, capacity: int) -> tuple[int, bool]:
+    """The length of a run of zero entries: the `zeros` before the entry just read, that one, and
+    those after it, read on from `rows`. (length, True), or (length, False) if the run reaches the
+    newest entry, so that it may be longer."""
+    length = zeros + 1
+    for p, frame in rows:
+        i = (plan.oldest + p) % capacity
+        if not is_zero_entry(action[i], reward[i], terminal[i], frame):
+            return length, True
+        length += 1
+    return length, False
+
+
+def stack_hint(padding: int, whole: bool) -> str:
+    """What a padding run of this length says about the stack the data was written with."""
+    if not whole:
+        return f"the data looks written with a stack of at least {padding + 1}"
+    return f"the data looks written with stack {padding + 1}: use --stack {padding + 1}"
 
 
 def logical_rows(path: Path, frame_shape: tuple[int, int], plan: Plan,
@@ -410,6 +504,30 @@ def split_episodes(log: dict[str, np.ndarray]) -> Episodes:
     return Episodes(complete, cut, partial, begun_before, in_progress)
 
 
+def action_histogram(actions: np.ndarray) -> str:
+    """Each action's count and share, from np.unique: never an array as long as the largest
+    action (an old snapshot may hold any int32). Actions 0 .. the largest are all listed, unused
+    ones as 0, when they are an Atari game's; otherwise only those that occur."""
+    values, counts = np.unique(actions, return_counts=True)
+    found = dict(zip(values.tolist(), counts.tolist()))
+    atari = 0 <= values[0] and values[-1] < ATARI_ACTIONS
+    shown = range(values[-1] + 1) if atari else values.tolist()
+    line = "actions: " + ", ".join(f"{a}: {found.get(a, 0):,} ({found.get(a, 0) / len(actions):.1%})"
+                                   for a in shown)
+    return line if atari else line + f" (not all in 0 to {ATARI_ACTIONS - 1}: not an Atari game's)"
+
+
+def unusable(memory: ReplayMemory) -> str | None:
+    """Why this project's networks, which take (STACK, 84, 84) states, cannot learn from or be
+    measured on this memory; None if they can."""
+    if len(memory) == 0:
+        return "no sampleable transition"
+    if memory.frame_shape != FRAME_SHAPE or memory.stack != STACK:
+        return (f"{memory.frame_shape[0]}x{memory.frame_shape[1]} frames stacked by {memory.stack}; "
+                f"the networks take {FRAME_SHAPE[0]}x{FRAME_SHAPE[1]} stacked by {STACK}")
+    return None
+
+
 def describe(data: Path) -> list[str]:
     path = snapshot_path(Path(data))
     try:
@@ -449,8 +567,10 @@ def describe(data: Path) -> list[str]:
         shown = ", ".join(f"{v:g}" for v in values[:10]) + (", ..." if len(values) > 10 else "")
         clipped = bool(np.all(np.isin(values, (-1.0, 0.0, 1.0))))
         lines.append(f"stored reward values: {shown}" + (" (all in {-1, 0, 1}: clipped)" if clipped else ""))
-        histogram = np.bincount(log["actions"])
-        lines.append("actions: " + ", ".join(f"{a}: {n:,} ({n / count:.1%})" for a, n in enumerate(histogram)))
+        lines.append(action_histogram(log["actions"]))
+    problem = unusable(memory)
+    if problem:
+        lines.append(f"not usable by qvalues or --offline: {problem}")
     size = path.stat().st_size
     lines.append(f"size on disk: {size:,} bytes ({size / 1e9:.2f} GB)")
     lines.append("note: returns sum the rewards the snapshot stores. A training run's snapshot stores "
@@ -508,6 +628,8 @@ def q_against_returns(memory: ReplayMemory, network, samples: int, batch_size: i
     priorities."""
     import torch
 
+    if len(memory) == 0:
+        raise DatasetError("no sampleable transition")
     log = memory.export_log()
     returns = discounted_returns(log, memory.gamma)
     if isinstance(memory, PrioritizedReplayMemory):
@@ -556,6 +678,14 @@ def refuse_behaviour_cloning(model: Path) -> None:
         raise DatasetError(f"{model}: a --loss bc model outputs action logits, not Q-values")
 
 
+def input_channels(network) -> int | None:
+    """The frames per state a network takes: its first convolution's input channels."""
+    import torch
+
+    conv = next((m for m in network.modules() if isinstance(m, torch.nn.Conv2d)), None)
+    return None if conv is None else conv.in_channels
+
+
 def describe_q_values(data: Path, models: list[Path], samples: int) -> list[str]:
     """The report of q_against_returns() for each model, on one load of the data: every model
     is checked (loadable, not bc, enough actions) before the first is measured."""
@@ -573,12 +703,19 @@ def describe_q_values(data: Path, models: list[Path], samples: int) -> list[str]
         memory = load_snapshot(path)
     except (OSError, ValueError) as e:
         raise DatasetError(f"{path}: {e}") from None
+    problem = unusable(memory)
+    if problem:
+        raise DatasetError(f"{path}: {problem}")
     actions = memory.export_log()["actions"]
     lines = []
     for model, network in zip(models, networks):
-        if len(actions) and int(actions.max()) >= network.n_actions:
-            raise DatasetError(f"{path} holds action {int(actions.max())}; {model} has "
-                               f"{network.n_actions}: another game's data?")
+        channels = input_channels(network)
+        if channels is not None and channels != memory.stack:
+            raise DatasetError(f"{path} holds states of {memory.stack} stacked frames; {model} "
+                               f"takes {channels}")
+        if int(actions.min()) < 0 or int(actions.max()) >= network.n_actions:
+            raise DatasetError(f"{path} holds actions {int(actions.min())} to {int(actions.max())}; "
+                               f"{model} has {network.n_actions}: another game's data?")
     for model, network in zip(models, networks):
         result = q_against_returns(memory, network, samples)
         lines += [f"{path}, model {model}: {result.transitions:,} sampled transitions of "

@@ -15,13 +15,14 @@ STACK = 4
 
 
 class DopamineBuffer:
-    """Writes what Dopamine's OutOfGraphReplayBuffer (stack 4, update horizon 1) would hold: before
-    an episode's first entry, if the buffer is empty or the last entry was terminal, stack - 1 zero
-    padding entries; each entry written at cursor = add_count % capacity. Every real entry is
-    also recorded with its add index, so the test knows what each one should become."""
+    """Writes what Dopamine's OutOfGraphReplayBuffer (stack 4 unless told, update horizon 1) would
+    hold: before an episode's first entry, if the buffer is empty or the last entry was terminal,
+    stack - 1 zero padding entries; each entry written at cursor = add_count % capacity. Every
+    real entry is also recorded with its add index, so the test knows what each one should become."""
 
-    def __init__(self, capacity, seed=0):
+    def __init__(self, capacity, seed=0, stack=STACK):
         self.capacity = capacity
+        self.stack = stack
         self.obs = np.zeros((capacity, *FRAME), np.uint8)
         self.action = np.zeros(capacity, np.int32)
         self.reward = np.zeros(capacity, np.float32)
@@ -37,7 +38,7 @@ class DopamineBuffer:
 
     def episode(self, steps, terminal_at_end, episode_id):
         if self.add_count == 0 or self.terminal[(self.add_count - 1) % self.capacity] == 1:
-            for _ in range(STACK - 1):
+            for _ in range(self.stack - 1):
                 self._write(np.zeros(FRAME, np.uint8), 0, 0.0, 0)
         for t in range(steps):
             obs = self.rng.integers(1, 256, FRAME, dtype=np.uint8)  # never all zero, unique
@@ -49,7 +50,7 @@ class DopamineBuffer:
 
     def invalid_range(self):
         cursor = self.add_count % self.capacity
-        return np.array([(cursor - 1 + i) % self.capacity for i in range(STACK + 1)])
+        return np.array([(cursor - 1 + i) % self.capacity for i in range(self.stack + 1)])
 
     def save(self, folder, suffix=0):
         folder.mkdir(parents=True, exist_ok=True)
@@ -330,3 +331,172 @@ def test_command_line(small_dataset, tmp_path):
     done = subprocess.run([sys.executable, "-m", "atari_dqn.dataset", "info", str(tmp_path / "x")],
                           capture_output=True, text=True)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and done.stdout == ""
+
+
+# --- refusals before anything is written ------------------------------------------------------------
+
+def assert_refused(code, capsys, out, *words):
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("dataset: error: ") and err.count("\n") == 1, err
+    assert all(word in err for word in words), err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("stack", [1, 2, 3, 5, 6])
+def test_a_wrong_stack_is_refused_naming_the_right_one(small_dataset, tmp_path, capsys, stack):
+    # Read with stack 1, stack-4 data has no padding to skip: its three zero entries would begin
+    # each episode. Read with stack 5 or 6, the padding ends before the stack - 1 entries do.
+    assert_refused(run_import(small_dataset, tmp_path / "out.bin", "--stack", str(stack)), capsys,
+                   tmp_path / "out.bin", "use --stack 4")
+
+
+def test_a_wrong_stack_is_refused_in_a_wrapped_buffer_and_for_stack_1_data(tmp_path, capsys):
+    buffer = DopamineBuffer(capacity=120, seed=1)
+    for e, n in enumerate([50, 70, 40, 90, 60]):
+        buffer.episode(n, e < 4, e)
+    folder = buffer.save(tmp_path / "wrapped")
+    assert_refused(run_import(folder, tmp_path / "a.bin", "--stack", "1"), capsys, tmp_path / "a.bin",
+                   "use --stack 4")
+    buffer = DopamineBuffer(capacity=60, stack=1)  # no padding at all
+    buffer.episode(20, True, 0)
+    buffer.episode(20, False, 1)
+    folder = buffer.save(tmp_path / "stack1")
+    assert_refused(run_import(folder, tmp_path / "b.bin"), capsys, tmp_path / "b.bin", "use --stack 1")
+    assert run_import(folder, tmp_path / "b.bin", "--stack", "1") == 0
+    assert ReplayMemory.load(tmp_path / "b.bin").appended == 20 + 19
+
+
+def write_npy_header(path, shape, dtype, body=b""):
+    """A gzip'd .npy whose header declares `shape` and `dtype`, followed by `body` only."""
+    with gzip.open(path, "wb", compresslevel=1) as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+                                                 "fortran_order": False, "shape": shape})
+        f.write(body)
+
+
+@pytest.mark.parametrize("name, shape, dtype, words", [
+    ("$store$_action", (10**12,), np.int32, "compressed bytes can hold"),
+    ("$store$_action", (40,), "S1000000000", "compressed bytes can hold"),  # 40 GB of 1 GB strings
+    ("$store$_reward", (-3,), np.float32, "negative dimension"),
+    ("$store$_observation", (40, 10**6, 10**6), np.uint8, "compressed bytes can hold"),
+    ("$store$_observation", (40, 60000, 60000), np.uint8, "compressed bytes can hold"),
+    ("$store$_observation", (40, 84, 84), np.uint8, "compressed bytes can hold"),  # no frames follow
+])
+def test_absurd_headers_are_refused_before_any_data_is_read(small_dataset, tmp_path, capsys,
+                                                             name, shape, dtype, words):
+    write_npy_header(small_dataset / f"{name}_ckpt.3.gz", shape, dtype, body=bytes(16))
+    assert_refused(run_import(small_dataset, tmp_path / "out.bin"), capsys, tmp_path / "out.bin",
+                   f"{name}_ckpt.3.gz", words)
+
+
+@pytest.mark.parametrize("name, shape, dtype, words", [
+    # Headers the files can hold, but not Dopamine's layout: refused from the header alone.
+    ("$store$_observation", (40, 2000, 2000), np.uint8, "expected uint8 frames (capacity, 84, 84)"),
+    ("$store$_observation", (dataset.DOPAMINE_CAPACITY + 1, 84, 84), np.uint8,
+     "a Dopamine checkpoint holds 1 to"),
+    ("$store$_action", (10**6,), np.int32, "expected 40 integer actions"),
+    ("invalid_range", (41,), np.int64, "expected at most 40 indices"),
+])
+def test_shapes_other_than_dopamines_are_refused_before_reading(small_dataset, tmp_path, capsys,
+                                                                name, shape, dtype, words):
+    # A header, then enough random bytes that the file could hold what it declares.
+    declared = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    write_npy_header(small_dataset / f"{name}_ckpt.3.gz", shape, dtype,
+                     body=np.random.default_rng(0).bytes(declared // 1000))
+    assert_refused(run_import(small_dataset, tmp_path / "out.bin"), capsys, tmp_path / "out.bin",
+                   f"{name}_ckpt.3.gz", words)
+
+
+def compressible_npy(path, array):
+    with gzip.open(path, "wb") as f:
+        np.save(f, array)
+
+
+def test_frames_the_networks_cannot_take_are_not_imported(tmp_path, capsys):
+    buffer = DopamineBuffer(capacity=40)
+    buffer.episode(12, True, 0)
+    buffer.episode(15, False, 1)
+    folder = buffer.save(tmp_path / "logs")
+    compressible_npy(folder / "$store$_observation_ckpt.0.gz", np.ascontiguousarray(buffer.obs[:, :, :80]))
+    assert_refused(run_import(folder, tmp_path / "out.bin"), capsys, tmp_path / "out.bin",
+                   "expected uint8 frames (capacity, 84, 84), got uint8 (40, 84, 80)")
+
+
+@pytest.mark.parametrize("action", [18, 2**31 - 1, -1])
+def test_actions_outside_atari_s_are_not_imported(small_dataset, tmp_path, capsys, action):
+    with gzip.open(small_dataset / "$store$_action_ckpt.3.gz", "rb") as f:
+        actions = np.load(f)
+    actions[5] = action
+    compressible_npy(small_dataset / "$store$_action_ckpt.3.gz", actions)
+    assert_refused(run_import(small_dataset, tmp_path / "out.bin"), capsys, tmp_path / "out.bin",
+                   "an Atari game's are 0 to 17")
+
+
+def test_info_describes_any_actions_without_a_dense_count(tmp_path):
+    # An old snapshot holding action 2^31 - 1: np.bincount would allocate 16 GiB. Run under a
+    # 3 GiB address-space limit, so an allocation that large fails rather than swamps the machine.
+    memory = ReplayMemory(10, frame_shape=(4, 4))
+    frame = np.ones((4, 4), np.uint8)
+    memory.start_episode(frame)
+    for action in (2**31 - 1, 3, 3, 2**31 - 1):
+        memory.append(action, 0.0, frame, False)
+    memory.save(tmp_path / "odd.bin")
+
+    def limit_memory():
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+
+    done = subprocess.run([sys.executable, "-m", "atari_dqn.dataset", "info", str(tmp_path / "odd.bin")],
+                          capture_output=True, text=True, preexec_fn=limit_memory, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "actions: 3: 2 (50.0%), 2147483647: 2 (50.0%) (not all in 0 to 17" in done.stdout
+
+
+def save_memory(path, *, frame_shape=(84, 84), stack=4, steps=8):
+    memory = ReplayMemory(10, frame_shape=frame_shape, stack=stack)
+    frame = np.ones(frame_shape, np.uint8)
+    memory.start_episode(frame)
+    for t in range(steps):
+        memory.append(t % 2, 1.0, frame, t == steps - 1)
+    memory.save(path)
+    return path
+
+
+@pytest.fixture
+def model(tmp_path):
+    torch = pytest.importorskip("torch")
+    from atari_dqn.network import QNetwork
+
+    torch.manual_seed(0)
+    torch.save(QNetwork(4).state_dict(), tmp_path / "model_001.pt")
+    return tmp_path / "model_001.pt"
+
+
+@pytest.mark.parametrize("snapshot, words", [
+    (dict(steps=0), "no sampleable transition"),
+    (dict(frame_shape=(84, 80)), "84x80 frames stacked by 4; the networks take 84x84 stacked by 4"),
+    (dict(stack=1), "84x84 frames stacked by 1; the networks take 84x84 stacked by 4"),
+])
+def test_unusable_snapshots_are_refused_by_qvalues_and_flagged_by_info(tmp_path, capsys, model,
+                                                                         snapshot, words):
+    data = save_memory(tmp_path / "data.bin", **snapshot)
+    assert dataset.main(["qvalues", str(data), str(model), "--samples", "10"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dataset: error: ") and err.count("\n") == 1 and words in err, err
+    assert dataset.main(["info", str(data)]) == 0
+    assert f"not usable by qvalues or --offline: {words}" in capsys.readouterr().out
+
+
+def test_qvalues_refuses_a_model_whose_stack_is_not_the_data_s(tmp_path, capsys, model, monkeypatch):
+    # policy.load may itself refuse a model that does not take 4 frames; qvalues does not rely on it.
+    from atari_dqn import policy
+    from atari_dqn.network import QNetwork
+
+    data = save_memory(tmp_path / "data.bin")
+    assert dataset.main(["qvalues", str(data), str(model), "--samples", "10"]) == 0
+    capsys.readouterr()
+    monkeypatch.setattr(policy, "load", lambda path: QNetwork(4, in_channels=1).eval())
+    assert dataset.main(["qvalues", str(data), str(model), "--samples", "10"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dataset: error: ") and err.count("\n") == 1, err
+    assert "holds states of 4 stacked frames; " in err and "takes 1" in err
