@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -151,10 +151,17 @@ def frame_stacker(streams: int = 1) -> ReplayMemory:
                         stack=STACK, streams=streams)
 
 
+def ignore_game_end(game: int, score: float) -> None:
+    """evaluate()'s default on_game_end: training's evaluations report only the mean."""
+
+
 def evaluate(actor: Actor, games: EvalEnvs, *, epsilon: float, seeds: tuple[int, int],
-             frames: NullFrameWriter | PngFrameWriter = NullFrameWriter()) -> list[float]:
+             frames: NullFrameWriter | PngFrameWriter = NullFrameWriter(),
+             on_game_end: Callable[[int, float], None] = ignore_game_end) -> list[float]:
     """Play every game of `games` once, side by side, with epsilon-greedy actions chosen by one
     act_batch() on all of their states a step; return each game's raw (unclipped) score.
+    on_game_end(game, score) is called as each game ends, in the order they end (games ending
+    in the same step: by index), so that a caller can report a score before the others end.
 
     A pure function of the actor and seeds = (env seed, epsilon seed): game i is reset with
     env.game_seeds(env seed, len(games))[i], and the rng draws for every row at every step,
@@ -178,6 +185,8 @@ def evaluate(actor: Actor, games: EvalEnvs, *, epsilon: float, seeds: tuple[int,
                              reset_frames=result.reset_frames)
         for game in moving:
             frames.capture(int(game), games)
+        for game in np.flatnonzero(result.game_over):
+            on_game_end(int(game), float(scores[game]))
     for game, score in enumerate(scores):
         frames.end_game(game, float(score))
     frames.close()

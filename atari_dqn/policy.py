@@ -15,7 +15,8 @@ only choices, a scalar head on the Nature CNN. Without a config.json it is infer
 state_dict's keys and shapes (atari_dqn/network.py lists them). n_actions comes from the shapes.
 
 Anything else (a missing path, a folder without models, a file that is no model, weights that do
-not fit the architecture) raises PolicyLoadError with a one-line message.
+not fit the architecture, a network whose input is not a state of STACK = 4 stacked 84x84 frames)
+raises PolicyLoadError with a one-line message.
 
 save_half() writes a model as float16 weights, half the bytes (a committed reference run's
 final_model.pt must stay under 15 MB; a dueling quantile network is 15.2 MB in float32):
@@ -36,7 +37,7 @@ import numpy as np
 import torch
 
 from atari_dqn.agent import epsilon_greedy
-from atari_dqn.config import saved_settings
+from atari_dqn.config import STACK, saved_settings
 from atari_dqn.files import DiskError, atomic_write
 from atari_dqn.network import QNetwork
 
@@ -71,10 +72,12 @@ def model_file(path: str | Path) -> Path:
 def _read(file: Path) -> Any:
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as e:  # a foreign or damaged file, whatever the loader's complaint
-        lines = str(e).strip().splitlines()
-        raise PolicyLoadError(f"{file}: not a model file "
-                              f"({lines[0] if lines else type(e).__name__})") from None
+    except OSError as e:
+        raise PolicyLoadError(f"{file}: cannot read it ({e.strerror or e})") from None
+    except Exception:  # a foreign or damaged file, whatever the loader's complaint
+        # Not torch's words: for a pickle of other objects they advise weights_only=False,
+        # which runs whatever code the file holds.
+        raise PolicyLoadError(f"{file}: not a model file, or a damaged one") from None
 
 
 def _weights_and_config(file: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
@@ -113,6 +116,18 @@ def architecture(state: dict[str, torch.Tensor],
     output = state.get("advantage.2.weight", state.get("head.2.weight"))
     if output is None or output.ndim != 2 or output.shape[0] % per_action:
         raise PolicyLoadError("not a Q-network of this project (no head.2 or advantage.2 layer)")
+    if output.shape[0] < per_action:
+        raise PolicyLoadError("not a Q-network of this project (no actions)")
+    # The network acts on states, STACK frames each, as the replay memory stacks them; the
+    # first convolution's weight (out, in_channels, k, k) says what it was trained on. Other
+    # shapes than the input's are checked by load_state_dict against QNetwork's own.
+    conv = state[first_conv[inferred_encoder]]
+    if conv.ndim != 4:
+        raise PolicyLoadError(f"not a Q-network of this project ({first_conv[inferred_encoder]} "
+                              f"of shape {tuple(conv.shape)} is no convolution)")
+    if conv.shape[1] != STACK:
+        raise PolicyLoadError(f"the network takes {conv.shape[1]} input channels, but a state "
+                              f"is {STACK} stacked frames")
     if config is None:
         encoder, dueling = inferred_encoder, "value.0.weight" in state
         n_quantiles = None if fractions is None else per_action
@@ -120,8 +135,12 @@ def architecture(state: dict[str, torch.Tensor],
         settings = saved_settings(config)  # a run from before --head had a scalar head
         encoder, dueling = settings["network"], bool(settings.get("dueling"))
         n_quantiles = settings.get("n_quantiles") if settings["head"] == "quantile" else None
-    return dict(n_actions=output.shape[0] // per_action, dueling=dueling,
-                in_channels=state[first_conv[inferred_encoder]].shape[1],
+        if n_quantiles != (None if fractions is None else per_action):  # before building it
+            raise PolicyLoadError(
+                f"the weights do not fit the run's settings (head {settings['head']!r}, "
+                f"n_quantiles {settings.get('n_quantiles')!r}; the weights have "
+                f"{'no quantiles' if fractions is None else f'{per_action} quantiles'})")
+    return dict(n_actions=output.shape[0] // per_action, dueling=dueling, in_channels=STACK,
                 n_quantiles=n_quantiles, encoder_name=encoder)
 
 

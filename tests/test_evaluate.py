@@ -140,3 +140,28 @@ def test_evaluation_acts_on_batches_of_the_last_four_frames(agent):
         np.testing.assert_array_equal(shown[0], stacked)
         stacked, *_ = reference.step(agent.act(stacked, 0.5, rng))
     assert len(watcher.states) > 4
+
+
+class _RandomActor:
+    """Uniformly random actions: games that end by losing their lives, at different steps."""
+
+    def __init__(self):
+        self.steps = 0
+
+    def act_batch(self, states, epsilon, rng):
+        self.steps += 1
+        return rng.integers(0, 4, len(states))
+
+
+def test_on_game_end_reports_each_game_as_it_ends():
+    actor, lengths, ended = _RandomActor(), _Lengths(), []
+    scores = evaluate(actor, envs.EvalEnvs("Breakout", 2, max_steps=2_000), epsilon=1.0,
+                      seeds=(0, 0), frames=lengths,
+                      on_game_end=lambda game, score: ended.append((game, score, actor.steps)))
+    # each game once, with its final score, at the step it ended (its frames: reset + steps)
+    assert sorted(game for game, _, _ in ended) == [0, 1]
+    for game, score, steps in ended:
+        assert score == scores[game] and steps == lengths.frames[game] - 1
+    assert [steps for _, _, steps in ended] == sorted(steps for _, _, steps in ended)
+    assert len({steps for _, _, steps in ended}) > 1  # they did end apart
+    assert max(steps for _, _, steps in ended) < 2_000  # by losing, not by the cap

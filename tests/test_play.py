@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -95,3 +96,117 @@ def test_from_the_command_line(run, tmp_path):
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.startswith("play: error: ") and bad.stderr.count("\n") == 1
+
+
+@pytest.fixture
+def no_games(monkeypatch):
+    """Fails the test if a game is made: a refusal comes before any minute of play."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("a game was made before the input was refused")
+
+    monkeypatch.setattr(play.envs, "EvalEnvs", refuse)
+
+
+def assert_refused(args, capsys, message):
+    assert play.main(args) == 2, args
+    err = capsys.readouterr().err
+    assert err.startswith("play: error: ") and err.count("\n") == 1, (args, err)
+    assert message in err, (args, err)
+    return err
+
+
+def test_an_existing_gif_is_refused_without_force(run, tmp_path, capsys, no_games):
+    model = run / "final_model.pt"
+    before = model.read_bytes()
+    assert_refused([str(run), "--gif", str(model)], capsys, "already exists; --force")
+    assert model.read_bytes() == before  # the model it was to play, intact
+    gif = tmp_path / "best.gif"
+    gif.write_text("an older game")
+    assert_refused([str(run), "--gif", str(gif)], capsys, "already exists; --force")
+    assert gif.read_text() == "an older game"
+
+
+def test_force_replaces_an_existing_gif(run, tmp_path, capsys):
+    gif = tmp_path / "best.gif"
+    gif.write_text("an older game")
+    assert play.main([str(run), *FAST, "--eps", "1", "--gif", str(gif), "--force"]) == 0
+    assert Image.open(gif).format == "GIF"
+    assert list(tmp_path.iterdir()) == [gif]
+
+
+def test_bad_flags_are_refused_before_the_first_game(run, tmp_path, capsys, no_games):
+    (tmp_path / "a-file").write_text("")
+    cuda = (f"cuda:{torch.cuda.device_count()}" if torch.cuda.is_available() else "cuda")
+    cases = {("--seed", "-1"): "--seed must be in [0, 2**62]",
+             ("--seed", str(2**62 + 1)): "--seed must be in [0, 2**62]",
+             ("--max-steps", "536870912"): "--max-steps must be a positive integer of at most "
+                                           "536870911",
+             ("--max-steps", "-1"): "--max-steps must be",
+             ("--device", cuda): f"--device {cuda}: ",
+             ("--device", "meta"): "--device meta: must be cpu, cuda or cuda:N",
+             ("--device", "abacus"): "--device abacus: not a device",
+             ("--gif", str(tmp_path)): "is a folder",
+             ("--gif", str(tmp_path / "a-file" / "x.gif")): "no folder",
+             ("--gif", "/proc/best.gif"): "cannot write in /proc"}
+    for flags, message in cases.items():
+        assert_refused([str(run), *flags], capsys, message)
+    assert_refused([str(run), "--gif", str(tmp_path), "--force"], capsys, "is a folder")
+
+
+@pytest.mark.parametrize("settings", [dict(eval_max_steps="abc"), dict(eval_max_steps=10**12),
+                                      dict(eval_max_steps=0), dict(eval_max_steps=True),
+                                      dict(env_id=5), dict(env_id=""),
+                                      dict(env_id="NoSuchGame")])
+def test_bad_run_settings_are_refused_before_the_first_game(settings, run, tmp_path, capsys,
+                                                            no_games):
+    folder = tmp_path / "edited"
+    folder.mkdir()
+    (folder / "final_model.pt").write_bytes((run / "final_model.pt").read_bytes())
+    config = {**json.loads((run / "config.json").read_text()), **settings}
+    (folder / "config.json").write_text(json.dumps(config))
+    (name, value), = settings.items()
+    err = assert_refused([str(folder)], capsys, f"{folder / 'config.json'}: {name} must be")
+    assert err.endswith(f"got {value!r}\n")
+
+
+class Pickled:
+    """Not a tensor: torch.load(weights_only=True) refuses a file holding one."""
+
+
+def test_a_file_of_other_objects_is_refused_without_torchs_advice(tmp_path, capsys):
+    torch.save({"features.0.weight": Pickled()}, tmp_path / "object.pt")
+    err = assert_refused([str(tmp_path / "object.pt")], capsys,
+                         "not a model file, or a damaged one")
+    assert "weights_only" not in err
+
+
+def test_each_score_is_printed_as_its_game_ends(run, monkeypatch, capsys):
+    """What stdout holds at the moment each game ends: that game's line, already flushed."""
+    printed, real = [], play.evaluate
+
+    def watched(*args, on_game_end, **kwargs):
+        def hook(game, score):
+            on_game_end(game, score)
+            printed.append((game, score, capsys.readouterr().out))
+        return real(*args, on_game_end=hook, **kwargs)
+
+    monkeypatch.setattr(play, "evaluate", watched)
+    assert play.main([str(run), *FAST, "--eps", "0.5"]) == 0
+    assert sorted(game for game, _, _ in printed) == [0, 1]
+    for game, score, out in printed:
+        assert out == f"game {game + 1}: score {score:.1f}\n"
+    mean = sum(score for _, score, _ in printed) / 2
+    assert capsys.readouterr().out == f"mean score {mean:.1f} over 2 games\n"
+
+
+def test_a_failed_gif_write_after_the_games_is_one_line(run, tmp_path, monkeypatch, capsys):
+    import errno
+
+    from atari_dqn.files import DiskError
+
+    def full(self):
+        raise DiskError(self.gif_path, OSError(errno.ENOSPC, "No space left on device"))
+
+    monkeypatch.setattr(play.PngFrameWriter, "close", full)
+    assert_refused([str(run), *FAST, "--gif", str(tmp_path / "best.gif")], capsys,
+                   "No space left on device")

@@ -173,3 +173,46 @@ def test_save_half_refuses_a_foreign_file_and_an_existing_output(tmp_path, capsy
     assert policy.main(["half", str(model), str(model)]) == 2  # in place: refused
     assert "already exists" in capsys.readouterr().err
     assert model.read_bytes() == before
+
+
+def test_a_network_for_other_input_than_four_stacked_frames_raises(tmp_path):
+    """Without a config.json the architecture is inferred from the weights: one that loads
+    but cannot act on a state (B, 4, 84, 84) is refused, not handed to play or dataset."""
+    for channels in (1, 3):
+        save_run(tmp_path / f"c{channels}", QNetwork(4, in_channels=channels))
+        with pytest.raises(PolicyLoadError, match=f"takes {channels} input channels"):
+            policy.load(tmp_path / f"c{channels}")
+    state = QNetwork(4).state_dict()
+    state["features.0.weight"] = torch.zeros(32)  # no convolution at all
+    (tmp_path / "flat").mkdir()
+    torch.save(state, tmp_path / "flat" / "model_001.pt")
+    with pytest.raises(PolicyLoadError, match="no convolution"):
+        policy.load(tmp_path / "flat")
+
+
+def test_a_config_with_other_quantiles_than_the_weights_raises_before_building(tmp_path):
+    """A config.json's n_quantiles is not trusted with memory: 10**12 quantiles per action
+    would be a layer of terabytes."""
+    config = config_json(head="quantile", n_quantiles=3)
+    config["n_quantiles"] = 10**12
+    save_run(tmp_path / "run", QNetwork(4, n_quantiles=3), config)
+    with pytest.raises(PolicyLoadError, match="do not fit the run's settings"):
+        policy.load(tmp_path / "run")
+    save_run(tmp_path / "scalar", QNetwork(4, n_quantiles=3), config_json(head="scalar"))
+    with pytest.raises(PolicyLoadError, match="do not fit the run's settings"):
+        policy.load(tmp_path / "scalar")
+
+
+class Pickled:
+    """Not a tensor: torch.load(weights_only=True) refuses a file holding one."""
+
+
+def test_a_pickle_of_other_objects_is_refused_in_our_words(tmp_path):
+    torch.save({"features.0.weight": Pickled()}, tmp_path / "object.pt")
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "object.pt").read_bytes()[:100])
+    for name in ("object.pt", "cut.pt"):
+        with pytest.raises(PolicyLoadError) as error:
+            policy.load(tmp_path / name)
+        message = str(error.value)
+        assert message == f"{tmp_path / name}: not a model file, or a damaged one"
+        assert "weights_only" not in message
