@@ -20,8 +20,21 @@ Files of a run folder:
 Only one trainer works on a folder at a time (RunLock). When a trainer takes a folder it tidies
 it (tidy_run_dir): temporary files a killed writer left are removed, and what was written after
 the checkpoint (rewards.txt lines, models, frames of later evaluations) is put back to the
-checkpoint's progress, so rewards.txt is never ahead of the checkpoint. A folder holding only
-config.json (a run stopped before its first checkpoint) resumes by starting from step 0.
+checkpoint's progress, so rewards.txt is never ahead of the checkpoint.
+
+A folder without checkpoint.pt is tidied back to nothing, so it is taken only where that loses
+nothing (left_by_a_killed_trainer):
+  - --resume of config.json plus what a trainer killed before its first checkpoint leaves (its
+    .lock, temporary files of atomic writes, tensorboard/) starts from step 0; tensorboard/ is
+    kept as it is.
+  - --out of a folder that is empty or holds only what a trainer killed while creating it leaves
+    (an unlocked .lock, temporary files) makes the new run there.
+  - Anything else without a checkpoint (rewards.txt, a model, a replay snapshot: results that no
+    checkpoint accounts for, such as every committed reference run, git leaving checkpoints out)
+    is refused by both, in one line that says what the folder holds; nothing is changed.
+With a checkpoint, its config must agree with config.json on every setting a resume may not
+change (a checkpoint copied from another run is refused), and every entry is checked for its type
+and range when read (read_checkpoint): a damaged checkpoint is one line, not a traceback.
 
 Checkpoint format (CHECKPOINT_VERSION 1), a dict saved with torch.save and read back with
 weights_only=True: version, config (Config as a dict), progress (Progress as a dict), agent
@@ -38,7 +51,9 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import fnmatch
 import json
+import math
 import os
 import re
 import shutil
@@ -67,6 +82,9 @@ CHECKPOINT_KEYS = {"version": int, "config": dict, "progress": dict, "agent": di
 EVALUATION_FILE = re.compile(r"^(?:model_|eval_)(\d{3,})(?:\.pt|\.gif)?$")
 # Temporary files of atomic writes (files.py) and of replay snapshots (csrc: <path>.tmp.<pid>).
 TEMPORARY_GLOBS = (".*.tmp.*", "replay-*.bin.tmp.*")
+TENSORBOARD = "tensorboard"
+# The name save_checkpoint gives the replay snapshot a checkpoint names (a file in the run folder).
+REPLAY_NAME = re.compile(r"^replay-\d+\.bin$")
 
 
 UPDATE_UNIT = "gradient updates"  # an offline run's step (rewards.png's x axis)
@@ -92,9 +110,115 @@ def load_memory(config: Config, path: Path) -> Any:
     return (PrioritizedReplayMemory if config.prioritized else ReplayMemory).load(str(path))
 
 
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+# Each entry a checkpoint's progress may hold (Progress's fields, and game_score from before
+# --envs): what it must be, and how to say so.
+PROGRESS_ENTRIES: dict[str, tuple[Any, str]] = {
+    "step": (_count, "a whole number >= 0"),
+    "evaluations": (_count, "a whole number >= 0"),
+    "rewards_lines": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+                      "a list of lines"),
+    "game_scores": (lambda v: isinstance(v, list) and all(_finite(x) for x in v),
+                    "a list of numbers"),
+    "game_score": (_finite, "a number"),
+    "last_game_score": (lambda v: v is None or _finite(v), "a number or None"),
+    "last_eval_score": (lambda v: v is None or _finite(v), "a number or None"),
+    "wall_seconds": (lambda v: _finite(v) and v >= 0, "a number >= 0"),
+    "unit": (lambda v: isinstance(v, str), "a str"),
+}
+# The Python types of Config's fields as a saved config (config.json, a checkpoint) holds them.
+SETTING_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
+
+
+def settings_problem(saved: dict[str, Any]) -> str | None:
+    """What is wrong with the types of a saved config's known settings (None: nothing). Unknown
+    names are left to Config, which refuses them."""
+    for f in dataclasses.fields(Config):
+        if f.name in saved:
+            value, kinds = saved[f.name], SETTING_TYPES[f.type]
+            if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+                return f"its setting {f.name!r} is {_short(value)}, not a {f.type}"
+    return None
+
+
+def _tensor_problem(value: Any, name: str, dtypes: tuple[torch.dtype, ...]) -> str | None:
+    if not isinstance(value, torch.Tensor) or value.dtype not in dtypes or value.dim() != 1:
+        return f"its {name} is not a 1-D tensor of {' or '.join(map(str, dtypes))}"
+    return None
+
+
+def checkpoint_problem(checkpoint: dict[str, Any]) -> str | None:
+    """What is wrong with the entries of a checkpoint whose top-level keys have their
+    CHECKPOINT_KEYS types (None: nothing). The agent's state is checked by loading it."""
+    progress = checkpoint["progress"]
+    for name, value in progress.items():
+        if name not in PROGRESS_ENTRIES:
+            return f"its progress has an unknown entry {_short(name)}"
+        ok, what = PROGRESS_ENTRIES[name]
+        if not ok(value):
+            return f"its progress.{name} is {_short(value)}, not {what}"
+    if len(progress.get("rewards_lines", [])) != progress.get("evaluations", 0):
+        return (f"its progress has {len(progress.get('rewards_lines', []))} rewards lines for "
+                f"{progress.get('evaluations', 0)} evaluations")
+    env = checkpoint["env"]  # one snapshot per game (a dict from before --envs: one game)
+    games = 1 if isinstance(env, dict) else len(env)  # 0: offline, or Ape-X's actors' games
+    scores = ([progress["game_score"]] if "game_score" in progress
+              else progress.get("game_scores", []))
+    if games and len(scores) != games:
+        return f"its progress has {len(scores)} game scores for {games} games"
+    problem = settings_problem(checkpoint["config"])
+    if problem:
+        return problem.replace("its setting", "its config's setting")
+    rng = checkpoint["rng"]
+    problem = _tensor_problem(rng.get("torch"), "rng.torch", (torch.uint8,))
+    if problem:
+        return problem
+    if "act" in rng and not isinstance(rng["act"], dict):
+        return "its rng.act is not a dict"
+    replay = checkpoint["replay"]
+    if replay and not REPLAY_NAME.match(replay):
+        return f"its replay {_short(replay)} is not a replay-NNN.bin name"
+    pending = checkpoint.get("pending_priorities")
+    if pending is not None:
+        ids, priorities = (pending.get(k) if isinstance(pending, dict) else None
+                           for k in ("ids", "priorities"))
+        if not (isinstance(ids, list) and isinstance(priorities, list)
+                and len(ids) == len(priorities) and all(_count(i) for i in ids)
+                and all(_finite(p) and p >= 0 for p in priorities)):
+            return "its pending_priorities are not ids with a priority >= 0 each"
+    if "offline" in checkpoint:
+        offline = checkpoint["offline"]
+        sampler = offline.get("sampler", {}) if isinstance(offline, dict) else None
+        if not isinstance(sampler, dict):
+            return "its offline entry is not a dict with a sampler dict"
+        if "td_errors" in sampler:
+            td = sampler["td_errors"]
+            problem = _tensor_problem(td, "offline sampler's td_errors",
+                                      (torch.float32, torch.float64))
+            if problem or not bool(torch.isfinite(td).all() and (td >= 0).all()):
+                return problem or "its offline sampler's td_errors are not all finite and >= 0"
+    return None
+
+
 def read_checkpoint(run_dir: Path) -> dict[str, Any]:
+    """The run's checkpoint, each entry checked for its type and range (checkpoint_problem): a
+    ConfigError (one line) if it is missing, unreadable or damaged."""
     path = Path(run_dir) / CHECKPOINT
     if not path.is_file():
+        if os.path.lexists(path):
+            raise ConfigError(f"--resume: {path} is not a file, so not a checkpoint")
         raise ConfigError(f"--resume: no resumable run in {run_dir} (no {CHECKPOINT})")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -110,30 +234,117 @@ def read_checkpoint(run_dir: Path) -> dict[str, Any]:
             names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
             raise ConfigError(f"--resume: {path} is damaged (its {key!r} entry is missing or "
                               f"not a {names})")
+    problem = checkpoint_problem(checkpoint)
+    if problem:
+        raise ConfigError(f"--resume: {path} is damaged ({problem})")
     return checkpoint
 
 
+def checkpoint_progress(checkpoint: dict[str, Any]) -> Progress:
+    """The Progress of a checkpoint read by read_checkpoint (game_score from before --envs: one
+    game)."""
+    saved = dict(checkpoint["progress"])
+    if "game_score" in saved:
+        saved["game_scores"] = [saved.pop("game_score")]
+    return Progress(**saved)
+
+
 def has_checkpoint(run_dir: Path) -> bool:
-    return (Path(run_dir) / CHECKPOINT).is_file()
+    """Whether the run folder has a checkpoint.pt, readable or not (a folder by that name too:
+    read_checkpoint refuses it, where a run without one would start from step 0)."""
+    return os.path.lexists(Path(run_dir) / CHECKPOINT)
 
 
-def saved_run(run_dir: Path) -> tuple[dict[str, Any], int]:
-    """(the run's saved settings, agent steps it has made): from its checkpoint, or from
-    config.json at step 0 for a run stopped before its first checkpoint."""
-    if has_checkpoint(run_dir):
-        checkpoint = read_checkpoint(run_dir)
-        return checkpoint["config"], int(checkpoint["progress"].get("step", 0))
-    path = Path(run_dir) / CONFIG
-    if not path.is_file():
-        raise ConfigError(f"--resume: no resumable run in {run_dir} (no {CHECKPOINT} or "
-                          f"{CONFIG})")
+def left_by_a_killed_trainer(path: Path, *, started: bool) -> bool:
+    """Whether path, in a run folder without a checkpoint, is what a trainer killed before its
+    first checkpoint may leave, which tidying the folder back to step 0 may lose: its .lock and
+    temporary files of atomic writes; once it had started (written config.json), also config.json
+    and tensorboard/. Results (rewards.txt, models, replay snapshots) are not."""
+    name = path.name
+    if path.is_dir() and not path.is_symlink():
+        return started and name == TENSORBOARD
+    return (name == LOCK or any(fnmatch.fnmatchcase(name, g) for g in TEMPORARY_GLOBS)
+            or (started and name == CONFIG))
+
+
+def _listing(paths: list[Path]) -> str:
+    names = [(p.name if p.name.isprintable() else repr(p.name)) + ("/" if p.is_dir() else "")
+             for p in paths]
+    shown = ", ".join(names[:5])
+    return shown + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
+def results_without_checkpoint(run: Path) -> list[Path]:
+    """What a run folder without a checkpoint holds that a run restarted from step 0 would lose
+    (empty: it may start from step 0)."""
+    return sorted(p for p in run.iterdir() if not left_by_a_killed_trainer(p, started=True))
+
+
+def no_checkpoint_error(run: Path, results: list[Path]) -> ConfigError:
+    return ConfigError(f"--resume: {run} holds {_listing(results)} but no {CHECKPOINT}: the run "
+                       f"has no checkpoint to resume from (only a run stopped before its first "
+                       f"checkpoint, a folder of {CONFIG} alone, starts again from step 0); "
+                       f"nothing was changed")
+
+
+def _read_run_config(run: Path) -> dict[str, Any]:
+    path = run / CONFIG
     try:
         saved = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise ConfigError(f"--resume: {path} is not a readable run config ({e})") from None
     if not isinstance(saved, dict):
-        raise ConfigError(f"--resume: {path} is not a readable run config")
-    return saved, 0
+        raise ConfigError(f"--resume: {path} is not a readable run config (not a JSON object)")
+    problem = settings_problem(saved)
+    if problem:
+        raise ConfigError(f"--resume: {path} is not a readable run config ({problem})")
+    return saved
+
+
+def _label(name: str) -> str:
+    return next((f.metadata["flag"] for f in dataclasses.fields(Config) if f.name == name),
+                "") or name
+
+
+def check_same_run(run: Path, checkpointed: dict[str, Any], started: dict[str, Any]) -> None:
+    """The checkpoint's settings (checkpointed) against config.json's (started): every setting a
+    resume may not change must agree, or the checkpoint is another run's."""
+    a, b = saved_settings(checkpointed), saved_settings(started)
+    for name in sorted(a.keys() & b.keys()):
+        if name not in RESUME_MAY_CHANGE and a[name] != b[name]:
+            raise ConfigError(f"--resume: {run / CHECKPOINT} is not the checkpoint of the run in "
+                              f"{run / CONFIG}: its {_label(name)} is {_short(a[name])}, the "
+                              f"run's {_short(b[name])} (copied from another run?); nothing was "
+                              f"changed")
+
+
+def saved_run(run_dir: Path) -> tuple[dict[str, Any], int]:
+    """(the run's saved settings, the steps it has made): from its checkpoint, which must agree
+    with config.json; or from config.json at step 0 for a run stopped before its first checkpoint
+    (results_without_checkpoint empty). Anything else is a ConfigError, before anything is
+    changed."""
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise ConfigError(f"--resume: no resumable run in {run} "
+                          f"({'not a folder' if run.exists() else 'no such folder'})")
+    if has_checkpoint(run):
+        checkpoint = read_checkpoint(run)
+        if os.path.lexists(run / CONFIG):  # a run has one; without it, the checkpoint alone
+            check_same_run(run, checkpoint["config"], _read_run_config(run))
+        return checkpoint["config"], checkpoint["progress"].get("step", 0)
+    contents = sorted(run.iterdir())
+    if not os.path.lexists(run / CONFIG):
+        if all(left_by_a_killed_trainer(p, started=False) for p in contents):
+            what = (f"it holds only {_listing(contents)}, left by a trainer killed while "
+                    f"creating it" if contents else "it is empty")
+            raise ConfigError(f"--resume: no resumable run in {run} ({what}); start a new run "
+                              f"in it with --out {run}")
+        raise ConfigError(f"--resume: no resumable run in {run} (no {CHECKPOINT} or {CONFIG}; "
+                          f"it holds {_listing(contents)})")
+    results = results_without_checkpoint(run)
+    if results:
+        raise no_checkpoint_error(run, results)
+    return _read_run_config(run), 0
 
 
 def resume_config(run_dir: str, given: dict[str, Any]) -> Config:
@@ -197,28 +408,55 @@ class RunLock:
             self.fd = -1
 
 
+def check_new_run_dir(run: Path) -> None:
+    """A ConfigError unless --out may make a new run in run: it does not exist, or is a folder
+    that is empty or holds only what a trainer killed while creating a run folder leaves (an
+    unlocked .lock, temporary files). The error says whether --resume can continue what is
+    there."""
+    if not os.path.lexists(run):
+        return
+    if not run.is_dir():
+        raise ConfigError(f"--out {run} already exists and is not a folder; choose another "
+                          f"folder")
+    contents = sorted(run.iterdir())
+    if all(left_by_a_killed_trainer(p, started=False) for p in contents):
+        return
+    if has_checkpoint(run) or (os.path.lexists(run / CONFIG)
+                               and not results_without_checkpoint(run)):
+        raise ConfigError(f"--out {run} already exists and holds a run; continue it with "
+                          f"--resume {run}, or choose another folder")
+    raise ConfigError(f"--out {run} already exists and holds {_listing(contents)}, with no "
+                      f"{CHECKPOINT} to continue from; choose another folder")
+
+
 def create_run_dir(config: Config) -> RunLock:
-    """A new run folder with config.json, locked; never reuses a folder that has files in it.
-    If it cannot be written, no folder is left behind (an existing empty one stays empty)."""
+    """A new run folder with config.json, locked; never reuses a folder that holds anything but
+    what a trainer killed while creating one leaves (check_new_run_dir). If it cannot be written,
+    nothing is left behind that was not there (an existing folder keeps what it held)."""
     run = config.run_dir
-    if run.exists() and (not run.is_dir() or any(run.iterdir())):
-        raise ConfigError(f"--out {run} already exists; choose another folder or --resume it")
-    existed = run.exists()
+    check_new_run_dir(run)
+    existed, lock_existed = run.exists(), os.path.lexists(run / LOCK)
     try:
         run.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"--out {run}: cannot write the run folder ({e.strerror or e})") from None
     lock = None
     try:
-        lock = RunLock(run)  # a ConfigError if another trainer took the new folder first
+        lock = RunLock(run)  # a ConfigError if another trainer holds the folder
+        check_new_run_dir(run)  # again, locked: another trainer may have made its run here
         atomic_write_text(run / CONFIG, config.to_json() + "\n")
     except DiskError as e:
         if lock is not None:
-            (run / LOCK).unlink(missing_ok=True)
+            if not lock_existed:
+                (run / LOCK).unlink(missing_ok=True)
             lock.close()
         if not existed and not any(run.iterdir()):
             run.rmdir()
         raise ConfigError(f"--out {run}: cannot write the run folder ({e.cause})") from None
+    except ConfigError:
+        if lock is not None:
+            lock.close()
+        raise
     return lock
 
 
@@ -226,7 +464,13 @@ def tidy_run_dir(run: Path, progress: Progress, replay_name: str | None) -> None
     """Put the folder back to the checkpoint's state (progress, whose memory is replay_name):
     remove temporary files, replay snapshots other than replay_name, final_model.pt, and models
     and frames of evaluations past progress.evaluations; rewrite rewards.txt and rewards.png from progress.
+    Without a checkpoint (a run starting from step 0) that would delete every result, so a
+    folder holding any (results_without_checkpoint) is a ConfigError, and nothing is changed.
     Call only while holding the folder's RunLock."""
+    if not has_checkpoint(run):
+        results = results_without_checkpoint(run)
+        if results:
+            raise no_checkpoint_error(run, results)
     for pattern in TEMPORARY_GLOBS:
         for path in run.glob(pattern):
             with writing(path):
@@ -304,12 +548,12 @@ def load_offline_checkpoint(run: Path, agent: Agent) -> tuple[Progress, dict[str
     """Load an offline run's checkpoint into agent; return its progress and its offline entry."""
     checkpoint = read_checkpoint(run)
     try:
+        if not isinstance(checkpoint.get("offline"), dict):
+            raise TypeError("its 'offline' entry is missing or not a dict")
         agent.load_state_dict(checkpoint["agent"])
         torch.set_rng_state(checkpoint["rng"]["torch"])
-        progress = Progress(**checkpoint["progress"])
+        progress = checkpoint_progress(checkpoint)
         offline = checkpoint["offline"]
-        if not isinstance(offline, dict):
-            raise TypeError("its 'offline' entry is not a dict")
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ConfigError(f"--resume: {run / CHECKPOINT} is damaged ({first_line})") from None
@@ -327,10 +571,7 @@ def load_checkpoint(run: Path, config: Config, agent: Agent, act_rng: np.random.
         agent.load_state_dict(checkpoint["agent"])
         torch.set_rng_state(checkpoint["rng"]["torch"])
         act_rng.bit_generator.state = checkpoint["rng"]["act"]
-        saved = dict(checkpoint["progress"])
-        if "game_score" in saved:  # a checkpoint from before --envs: one game
-            saved["game_scores"] = [saved.pop("game_score")]
-        progress = Progress(**saved)
+        progress = checkpoint_progress(checkpoint)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ConfigError(f"--resume: {run / CHECKPOINT} is damaged ({first_line})") from None

@@ -104,7 +104,7 @@ def test_taking_a_folder_removes_temporaries_and_what_is_ahead_of_the_checkpoint
                  ".rewards.txt.tmp.x.txt", "replay-000000100.bin", "model_003.pt",
                  "eval_003.gif", "final_model.pt"]  # a resumed run's final model is ahead
     kept = ["replay-000000200.bin", "model_001.pt", "model_002.pt", "eval_002.gif",
-            "config.json"]
+            "config.json", "checkpoint.pt"]  # the checkpoint whose progress this is
     for name in leftovers + kept:
         (run / name).write_text("x")
     (run / "eval_003").mkdir()
