@@ -49,11 +49,20 @@ each batch one update ahead (below):
     evaluation and checkpoint happen as in a one-process run.
 
 Faults: an actor created with max_restarts=-1 is restarted by Ray when its process dies (or its
-node is lost); the chunk it was playing fails with a RayActorError, which is logged (progress
-output and TensorBoard dist/actor_restarts) and asked for again. A restarted actor starts fresh
+node is lost); the chunks it held fail with a RayActorError. The death is logged once (one line
+of progress output, one count of TensorBoard dist/actor_restarts), the failed chunks are asked
+for again, and the actor is asked for nothing until it answers again (a probe call that Ray
+retries until the restarted actor takes it): asked meanwhile, with max_task_retries=0, a chunk
+would fail at once as "temporarily unavailable", again and again. A restarted actor starts fresh
 games: its next chunk carries their first frames, and the learner starts new episodes on its
 streams (start_episode cuts the ones in progress). If the driver dies, --resume continues from
 the last checkpoint: memory, learner and counters continue, the actors start fresh games.
+
+Network: the run's own Ray instance (no --ray-address) puts its node on LOCAL_RAY_HOST, a
+loopback address, and a driver joining a cluster at a loopback HOST:PORT takes that host as its
+node address (driver_node_ip), so a one-machine run talks over loopback only. (Ray's servers
+still listen on every interface: Ray 2.60 has no setting for that.) Output that is not a terminal
+gets no colour codes from Ray (plain_ray_output).
 
 Initial priorities (--prioritized): the actor computes |TD error| with its copy of the online
 network as the learner would with n-step returns: |G_t + gamma^n max_a Q(s_{t+n}, a) - Q(s_t,
@@ -70,8 +79,11 @@ the actor's next chunk.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import socket
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -80,9 +92,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import ray
 import torch
-from ray.exceptions import RayActorError
+
+
+def plain_ray_output() -> None:
+    """No colour codes in the worker lines Ray forwards to this process when its output is not a
+    terminal (a log file): Ray reads RAY_COLOR_PREFIX as it prints each line
+    (worker.print_worker_logs), and RAY_DEDUP_LOGS when it is imported (its dedup appends a
+    green "[repeated Nx across cluster]"; off, every line is printed as it came). Called before
+    `import ray` below; a value the user set is kept."""
+    if not (sys.stdout.isatty() and sys.stderr.isatty()):
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
+        os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+
+plain_ray_output()
+import ray  # noqa: E402 (after plain_ray_output)
+from ray.exceptions import RayActorError  # noqa: E402
 
 from atari_dqn import env as envs
 from atari_dqn.agent import Agent, NonFiniteLoss, epsilon_greedy, network_of
@@ -107,6 +133,10 @@ WEIGHTS_EVERY_STEPS = 400
 CHUNKS_IN_FLIGHT = 2  # per actor: one being played while the learner appends the other
 ACTOR_NAME = "apex-actor"  # actor i is named apex-actor-i in the run's (driver's) namespace
 ACTOR_CPUS = 1  # Ray CPUs an actor asks for: its games and a batch-E forward, one thread
+# The loopback address of the run's own Ray instance (an empty --ray-address). Not 127.0.0.1:
+# Ray 2.60 rewrites 127.0.0.1 and localhost to the machine's network address, not the rest of
+# 127.0.0.0/8 (services.resolve_ip_for_localhost).
+LOCAL_RAY_HOST = "127.0.0.2"
 CONNECT_TIMEOUT_S = 10.0  # how long --ray-address HOST:PORT may take to answer
 GCS_CONNECT_TRIES = 1  # ray.init's tries to reach the cluster's GCS (Ray's default: 20)
 WAIT_S = 0.5  # the longest the learner waits for a chunk before it looks at signals again
@@ -312,14 +342,53 @@ def update_step(update: int, config: Config) -> int:
     return (config.learning_starts_steps // every + update) * every
 
 
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def first_line_of(error: BaseException) -> str:
+    """An error's first line, without terminal colour codes (Ray colours some of its messages)."""
+    text = ANSI_ESCAPE.sub("", str(error)).strip()
+    return (text.splitlines() or [type(error).__name__])[0]
+
+
+def is_loopback(host: str) -> bool:
+    """Whether host (a name or an IP address) is this machine's loopback: localhost, 127.0.0.0/8
+    or ::1."""
+    if host.strip("[]") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # another host name
+        return False
+
+
+def driver_node_ip(address: str | None) -> str | None:
+    """The driver's node address (ray.init's _node_ip_address) for a cluster address: the host
+    of a loopback HOST:PORT (e.g. 127.0.0.2 of `ray start --head --node-ip-address 127.0.0.2`);
+    for the run's own instance (None), LOCAL_RAY_HOST where it can be bound, so that its node
+    is on loopback too; else None, Ray's choice (the machine's network address)."""
+    if address is None:
+        try:
+            with socket.socket() as probe:
+                probe.bind((LOCAL_RAY_HOST, 0))
+        except OSError:  # e.g. macOS, which has only 127.0.0.1 unless given an alias
+            return None
+        return LOCAL_RAY_HOST
+    host = address.rpartition(":")[0] if address != "auto" else ""
+    return host.strip("[]") if host and is_loopback(host) else None
+
+
 def connect(config: Config, actor_resources: dict[str, float]) -> None:
     """ray.init for the run, then check that the cluster has what K actors ask for. Every
-    failure is a ConfigError (one line), within about CONNECT_TIMEOUT_S."""
+    failure is a ConfigError (one line), within about CONNECT_TIMEOUT_S. On loopback: the run's
+    own Ray instance (empty --ray-address) and a --ray-address on loopback stay there
+    (driver_node_ip)."""
     address = config.ray_address or None
     if address and address != "auto":
         host, _, port = address.rpartition(":")
         try:
-            socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+            socket.create_connection((host.strip("[]"), int(port)),
+                                     timeout=CONNECT_TIMEOUT_S).close()
         except (OSError, ValueError) as e:
             raise ConfigError(f"--ray-address {address}: no Ray cluster answers there ({e}); "
                               f"start one with `ray start --head`") from None
@@ -329,11 +398,16 @@ def connect(config: Config, actor_resources: dict[str, float]) -> None:
         # 13 minutes. One try: exit 2 after 47 s measured on the loaded 2-core machine.
         os.environ.setdefault("RAY_gcs_server_port_wait_time_s", str(GCS_CONNECT_TRIES))
     try:
-        ray.init(address=address, include_dashboard=False if address is None else None,
-                 logging_level="ERROR", log_to_driver=True)
+        # "local": a new instance even where `ray start` left one (ray.init(address=None) would
+        # join it), unless RAY_ADDRESS names a cluster: Ray then joins that one.
+        ray.init(address=address or "local",
+                 include_dashboard=False if address is None else None,
+                 logging_level="ERROR", log_to_driver=True,
+                 _node_ip_address=driver_node_ip(address or os.environ.get("RAY_ADDRESS")
+                                                 or None))
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:
-        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ConfigError(f"--ray-address {address}: cannot connect ({first_line})") from None
+        raise ConfigError(f"--ray-address {address}: cannot connect ({first_line_of(e)})") \
+            from None
     have = ray.cluster_resources()
     needed = {"CPU": config.actors * ACTOR_CPUS,
               **{name: config.actors * amount for name, amount in actor_resources.items()}}
@@ -439,7 +513,15 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
     slack_steps = config.actors * config.envs * CHUNK_STEPS
     publish_every = max(1, WEIGHTS_EVERY_STEPS // config.train_every_steps)
     weights, version = [], 0
-    in_flight: dict[Any, tuple[int, int]] = {}  # chunk ref -> (actor, agent steps)
+    # chunk ref -> (actor, agent steps, the actor's deaths logged when it was asked)
+    in_flight: dict[Any, tuple[int, int, int]] = {}
+    # One line per death: a chunk that fails is a new death when it was asked of an incarnation
+    # not yet known dead (asked with deaths[actor] as it is now); the other chunks the dead
+    # process held fail too, asked before the count moved, and are asked again silently. A dead
+    # actor gets no chunk until it answers again (returning: a probe Ray retries until the
+    # restarted actor answers), so none fails because it is still restarting.
+    deaths = [0] * config.actors
+    returning: dict[Any, int] = {}  # probe ref -> the actor, restarting
     deferred: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # actor -> pending ids, priorities
     rates = Rates()
 
@@ -472,17 +554,21 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
 
     def receive(ref: Any) -> None:
         nonlocal requested
-        actor, steps = in_flight.pop(ref)
+        actor, steps, deaths_when_asked = in_flight.pop(ref)
         try:
             chunk: Chunk = ray.get(ref)
         except RayActorError as e:
-            rates.restarts += 1
-            telemetry.logger.scalar("dist/actor_restarts", rates.restarts, progress.step)
-            first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            telemetry.message(f"actor {actor} died ({first_line[:120]}); Ray restarts it with "
-                              f"fresh games, and its chunk of {steps} agent steps is asked again")
             requested -= steps
             deferred.pop(actor, None)
+            if deaths_when_asked < deaths[actor]:
+                return  # of a death already logged
+            deaths[actor] += 1
+            rates.restarts += 1
+            telemetry.logger.scalar("dist/actor_restarts", rates.restarts, progress.step)
+            telemetry.message(f"actor {actor} died ({first_line_of(e)[:120]}); Ray restarts it "
+                              f"with fresh games, and the chunks it was playing are asked again "
+                              f"once it answers")
+            returning[actors[actor].pid.options(max_task_retries=-1).remote()] = actor
             return
         ids = append_chunk(memory, chunk, config.envs)
         if chunk.start_frames is not None:
@@ -510,20 +596,23 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
             rates.restart_window()
 
     def receive_ready(timeout_s: float) -> None:
-        """Store the chunks that are ready, waiting up to timeout_s for one. An actor plays its
-        chunks in the order asked, and they are stored in that order: a chunk waits while an
-        older one of its actor is still in flight."""
-        if not in_flight:
+        """Store the chunks that are ready, waiting up to timeout_s for one (or for a restarted
+        actor to answer). An actor plays its chunks in the order asked, and they are stored in
+        that order: a chunk waits while an older one of its actor is still in flight."""
+        waiting = [*in_flight, *returning]
+        if not waiting:
             return
         waited = time.perf_counter()
-        ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=timeout_s)
+        ready, _ = ray.wait(waiting, num_returns=1, timeout=timeout_s)
         if timeout_s > 0:  # the learner's idle wait (the poll between updates is not one)
             # Counted before receive() below, which may close the progress line's window: the
             # wait belongs to the window it happened in, and storing the chunks is not idle.
             rates.learner_idle_s += time.perf_counter() - waited
         if ready:
-            ready, _ = ray.wait(list(in_flight), num_returns=len(in_flight), timeout=0)
+            ready, _ = ray.wait(waiting, num_returns=len(waiting), timeout=0)
         ready_set, blocked = set(ready), set()
+        for ref in ready_set.intersection(returning):
+            del returning[ref]  # the actor answers again: it may be asked for chunks
         for ref in list(in_flight):  # in the order asked
             actor = in_flight[ref][0]
             if ref in ready_set and actor not in blocked:
@@ -570,20 +659,22 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
                 for actor, handle in enumerate(actors):
                     if stopping:
                         break
-                    while (sum(a == actor for a, _ in in_flight.values()) < CHUNKS_IN_FLIGHT
+                    if actor in returning.values():
+                        continue  # restarting
+                    while (sum(a == actor for a, _, _ in in_flight.values()) < CHUNKS_IN_FLIGHT
                            and requested < boundary):
                         if requested >= limit:
                             rates.limiter_held = True
                             break
                         per_game = min(CHUNK_STEPS, (boundary - requested) // config.envs)
                         ref = handle.play.remote(per_game, weights, version)
-                        in_flight[ref] = (actor, per_game * config.envs)
+                        in_flight[ref] = (actor, per_game * config.envs, deaths[actor])
                         requested += per_game * config.envs
                 if made < updates_due(progress.step, config):
                     receive_ready(timeout_s=0.0)
                     learn_one(pause_step=boundary)
                     continue
-                if in_flight:
+                if in_flight or (returning and requested < boundary and not stopping):
                     receive_ready(timeout_s=WAIT_S)
                     continue
                 # Nothing in flight, every update made: at a boundary, or stopping.

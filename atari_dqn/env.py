@@ -23,8 +23,9 @@ row i is exactly a lone env reset with seed game_seeds(seed, N)[i] (game 0: seed
 given row i's actions. TrainEnvs resets a training game in the step that ends its episode and
 returns both its last frame and the next episode's first; EvalEnvs plays each game once, to its
 end. Training games can step in child processes (processes=P): ale-py's act() holds the GIL, so
-threads would not run emulators at the same time. snapshot()/restore() save a training game (or
-all N) exactly, for resume.
+threads would not run emulators at the same time; one that dies (killed, out of memory) is
+restarted and replays its games to where they were, exactly. snapshot()/restore() save a training
+game (or all N) exactly, for resume.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import multiprocessing
 import pickle
 import signal
 import traceback
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -42,7 +44,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.wrappers import AtariPreprocessing
 
-from atari_dqn.config import FRAME_SKIP, SCREEN_SIZE, STACK, ConfigError  # noqa: F401 (re-exported)
+from atari_dqn.config import FRAME_SKIP, SCREEN_SIZE, STACK, ConfigError, RunError  # noqa: F401
 
 gym.register_envs(ale_py)
 
@@ -276,6 +278,12 @@ class _Games:
         reset_frame = env.reset()[0] if terminated or truncated else frame
         return frame, float(reward), terminated, truncated, info["game_over"], reset_frame
 
+    def replay(self, actions: np.ndarray) -> None:
+        """step() with each row of actions (steps, games), the results dropped: games restarted
+        in a new process catch up with where they were (TrainEnvs._restart)."""
+        for row in actions:
+            self.step(row)
+
     def snapshot(self) -> list[dict[str, Any]]:
         return [snapshot(env) for env in self.envs]
 
@@ -310,9 +318,14 @@ def _serve_games(pipe: Connection, name: str, seeds: list[int]) -> None:
             return
 
 
+class GameProcessDied(Exception):
+    """A game process ended (killed, out of memory, a crash) while a call was sent or awaited."""
+
+
 class _GamesProcess:
     """_Games in a child process: send() a call to each process first, then collect each
-    result(), so that the processes work at the same time."""
+    result(), so that the processes work at the same time. Both raise GameProcessDied when the
+    process is gone."""
 
     def __init__(self, context: Any, name: str, seeds: list[int]) -> None:
         self.pipe, child_end = context.Pipe()
@@ -322,18 +335,31 @@ class _GamesProcess:
         child_end.close()
 
     def send(self, method: str, *args: Any) -> None:
-        self.pipe.send((method, args))
+        try:
+            self.pipe.send((method, args))
+        except OSError:  # BrokenPipeError, ConnectionResetError: the child's end is closed
+            raise self._died() from None
 
     def result(self) -> Any:
         try:
             ok, value = self.pipe.recv()
         except (EOFError, OSError):
-            self.process.join(timeout=1)
-            raise RuntimeError(f"a game process ended unexpectedly (exit code "
-                               f"{self.process.exitcode}; its error, if any, is on stderr)") from None
+            raise self._died() from None
         if not ok:
             raise RuntimeError(f"a game process failed:\n{value}")
         return value
+
+    def call(self, method: str, *args: Any) -> Any:
+        self.send(method, *args)
+        return self.result()
+
+    def _died(self) -> GameProcessDied:
+        self.process.join(timeout=10)  # it is gone or going: its exit code says how
+        code = self.process.exitcode
+        how = (f"killed by {signal.Signals(-code).name}" if code is not None and code < 0
+               else f"exit code {code}" if code is not None else "no exit code yet")
+        return GameProcessDied(f"game process {self.process.pid} ended ({how}; its error, if "
+                               f"any, is on stderr)")
 
     def close(self) -> None:
         if self.process.is_alive():
@@ -347,6 +373,20 @@ class _GamesProcess:
             self.process.kill()
             self.process.join()
         self.pipe.close()
+
+
+# The most steps of each game a restarted game process replays (TrainEnvs._restart): TrainEnvs
+# takes a snapshot of its games this often. Replaying steps the games as playing does (Breakout:
+# about 650 agent steps/s per game, measured on the loaded 2-core machine), so a restart costs
+# up to about 1.5 s per game of the process; a snapshot costs about 0.1 ms and 80 KB per game.
+REPLAY_MAX_STEPS = 1_000
+
+
+def _write_line(text: str) -> None:
+    """A line of its own on stdout, without breaking a progress bar (as telemetry's)."""
+    from tqdm import tqdm
+
+    tqdm.write(text)
 
 
 def checked_actions(actions: np.ndarray, games: int, action_count: int, who: str) -> np.ndarray:
@@ -381,32 +421,93 @@ class TrainEnvs:
     by multiprocessing's "forkserver" method (not "fork": the parent has torch's threads), which
     runs the main script again in each child: a script that makes TrainEnvs with processes >= 1
     needs Python's usual `if __name__ == "__main__":` guard (main.py has it).
+
+    A child process that dies (kill -9, the kernel's OOM killer) is restarted in the call that
+    finds it gone, and its games are brought back exactly where they were: a game's state is a
+    function of where it started and the actions it was given, so the new process restores the
+    games' last snapshots (or resets them from their seeds) and replays the actions played
+    since, then answers the call. The run goes on as if nothing happened (a seeded run stays
+    bit-identical); log(line) says so. The replay is at most REPLAY_MAX_STEPS steps per game:
+    TrainEnvs takes a snapshot that often. A process that dies again while restarted is a
+    RunError (one line).
     """
 
-    def __init__(self, name: str, n: int, seed: int, *, processes: int = 0) -> None:
+    def __init__(self, name: str, n: int, seed: int, *, processes: int = 0,
+                 log: Callable[[str], None] | None = None) -> None:
         if processes < 0:
             raise ValueError(f"TrainEnvs: processes must be >= 0, got {processes}")
+        self.name = name
         self.seeds = game_seeds(seed, n)
         self.action_count = action_count(name)
+        self.log = log or _write_line
+        # What a restarted process replays: the games' snapshots when last taken or restored
+        # (None: the games as made, and reset from their seeds if _reset), and every step's
+        # actions (N,) since.
+        self._base: list[dict[str, Any]] | None = None
+        self._reset = False
+        self._since: list[np.ndarray] = []
         if processes == 0:
             self._local: _Games | None = _Games(name, self.seeds)
             self._parts: list[_GamesProcess] = []
         else:
             self._local = None
-            context = multiprocessing.get_context("forkserver")
+            self._context = multiprocessing.get_context("forkserver")
             slices = np.array_split(np.arange(n), min(processes, n))
             self._bounds = [(int(rows[0]), int(rows[-1]) + 1) for rows in slices]
-            self._parts = [_GamesProcess(context, name, self.seeds[start:stop])
-                           for start, stop in self._bounds]
+            self._parts = [self._start(k) for k in range(len(self._bounds))]
 
     def __len__(self) -> int:
         return len(self.seeds)
 
+    def _start(self, k: int) -> _GamesProcess:
+        start, stop = self._bounds[k]
+        return _GamesProcess(self._context, self.name, self.seeds[start:stop])
+
     def _call(self, method: str, per_part: list[Any] | None = None) -> list[Any]:
-        """method on every part; per_part[k] (a tuple of arguments) goes to part k."""
+        """method on every part; per_part[k] (a tuple of arguments) goes to part k. A part
+        whose process died is restarted, brought back to where it was, and asked again."""
+        args = [per_part[k] if per_part else () for k in range(len(self._parts))]
+        died: dict[int, GameProcessDied] = {}
         for k, part in enumerate(self._parts):
-            part.send(method, *(per_part[k] if per_part else ()))
-        return [part.result() for part in self._parts]
+            try:
+                part.send(method, *args[k])
+            except GameProcessDied as e:
+                died[k] = e
+        results: list[Any] = [None] * len(self._parts)
+        for k, part in enumerate(self._parts):
+            if k not in died:
+                try:
+                    results[k] = part.result()
+                except GameProcessDied as e:
+                    died[k] = e
+        for k, death in sorted(died.items()):
+            results[k] = self._restart(k, death, method, args[k])
+        return results
+
+    def _restart(self, k: int, death: GameProcessDied, method: str, args: tuple) -> Any:
+        """A new process for part k, its games where the dead one left them; then the call."""
+        start, stop = self._bounds[k]
+        games = f"games {start}-{stop - 1}" if stop - start > 1 else f"game {start}"
+        self._parts[k].close()
+        self._parts[k] = part = self._start(k)
+        try:
+            if self._base is not None:
+                part.call("restore", self._base[start:stop])
+            elif self._reset:
+                part.call("reset")
+            if self._since:
+                part.call("replay", np.stack(self._since)[:, start:stop])
+            result = part.call(method, *args)
+        except GameProcessDied as again:
+            raise RunError(f"{death} ({games} of --env-processes), and the process restarted "
+                           f"for them ended too: {again}; stopped with the run's last checkpoint "
+                           f"intact (--resume continues from it)") from None
+        since = ("their last snapshot" if self._base is not None
+                 else "their seeds" if self._reset else "where they were made")
+        self.log(f"{death} ({games} of --env-processes): restarted it, and replayed "
+                 f"{len(self._since)} agent steps of each game from {since}, so they go on "
+                 f"exactly where they were")
+        return result
 
     def _split(self, rows: Any) -> list[tuple]:
         """rows (one per game) cut into each part's arguments."""
@@ -418,7 +519,9 @@ class TrainEnvs:
         be ignored, as EpisodicLife only really resets a game that is over."""
         if self._local is not None:
             return self._local.reset()
-        return np.concatenate(self._call("reset"))
+        frames = np.concatenate(self._call("reset"))
+        self._base, self._reset, self._since = None, True, []
+        return frames
 
     def step(self, actions: np.ndarray) -> StepResult:
         """Play actions[i] in game i; a game whose episode ends is reset in the same call.
@@ -426,13 +529,19 @@ class TrainEnvs:
         actions = checked_actions(actions, len(self), self.action_count, "TrainEnvs.step")
         if self._local is not None:
             return self._local.step(actions)
-        return StepResult.concatenate(self._call("step", self._split(actions)))
+        result = StepResult.concatenate(self._call("step", self._split(actions)))
+        self._since.append(actions.copy())
+        if len(self._since) >= REPLAY_MAX_STEPS:
+            self.snapshot()  # the new base: a restart replays from here
+        return result
 
     def snapshot(self) -> list[dict[str, Any]]:
         """One snapshot() per game, in row order; plain types and bytes only."""
         if self._local is not None:
             return self._local.snapshot()
-        return [snap for part in self._call("snapshot") for snap in part]
+        snaps = [snap for part in self._call("snapshot") for snap in part]
+        self._base, self._since = snaps, []
+        return snaps
 
     def restore(self, snaps: list[dict[str, Any]]) -> None:
         """Put every game back where snapshot() saw it; needs as many snapshots as games."""
@@ -443,6 +552,7 @@ class TrainEnvs:
             self._local.restore(snaps)
         else:
             self._call("restore", self._split(list(snaps)))
+            self._base, self._since = list(snaps), []
 
     def close(self) -> None:
         if self._local is not None:

@@ -10,7 +10,8 @@ updates/s = agent steps/s / --train-every. Bytes/transition: the pickled size of
 moves: numpy arrays out of band) over its agent steps. Learner idle: the share of the time the
 learner waited for chunks with every update due made, as the progress line reports it (the run's
 own TensorBoard scalar dist/learner_idle, one point per 1,000 agent steps), averaged over the
-points past --learning-starts + 1,000.
+points past --learning-starts + 1,000. Each distributed run starts its own Ray instance, on
+loopback (distributed.LOCAL_RAY_HOST): it talks over loopback only.
 
     python bench/distributed.py                    # K = 1 2, 1.5 minutes on 2 quiet cores
     python bench/distributed.py --actors 1 2 4 --timed-steps 4000 --compile

@@ -1,6 +1,10 @@
 """Ape-X on Ray (atari_dqn/distributed.py): a local two-node cluster on this machine, the learner in
 this process (the driver), the actors forced onto the second node by a custom resource.
 
+Everything talks over loopback only: the nodes are at 127.0.0.2 and 127.0.0.3 (Ray rewrites
+127.0.0.1 and localhost to the machine's network address, not the rest of 127.0.0.0/8), and the
+driver joins them there (distributed.driver_node_ip).
+
 One cluster serves the module. Ray's temporary files, its sockets and its auth token live in a
 temporary folder that is removed afterwards; the tests share the "ray" xdist group (pyproject:
 --dist loadgroup), so two pytest workers never start clusters side by side.
@@ -8,9 +12,12 @@ temporary folder that is removed afterwards; the tests share the "ray" xdist gro
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -34,6 +41,7 @@ from atari_dqn import distributed  # noqa: E402
 pytestmark = pytest.mark.xdist_group("ray")
 
 ACTOR_NODE = "apex_actor_node"  # the custom resource only the second node has
+HEAD_HOST, ACTOR_HOST = "127.0.0.2", "127.0.0.3"  # the two nodes' addresses, on loopback
 OBJECT_STORE_BYTES = 100 * 1024 * 1024  # per node: Ray's minimum is about 75 MB
 TINY = dict(learning_starts_steps=60, memory_capacity_transitions=1_000, batch_size=8,
             target_update_steps=40, eval_every_steps=100, eval_episodes=1, eval_max_steps=20,
@@ -53,12 +61,12 @@ def cluster():
     reread_ray_settings()  # this process read RAY_AUTH_MODE when ray was imported
     temp = folder / "ray"  # where Ray looks for its files under RAY_TMPDIR
     temp.mkdir()
-    # Both nodes on this machine, at its own address: a driver maps 127.0.0.1 to it anyway.
     node = dict(object_store_memory=OBJECT_STORE_BYTES, temp_dir=str(temp))
     nodes = None
     try:
-        nodes = Cluster(initialize_head=True, head_node_args=dict(num_cpus=1, **node))
-        nodes.add_node(num_cpus=2, resources={ACTOR_NODE: 2}, **node)
+        nodes = Cluster(initialize_head=True,
+                        head_node_args=dict(num_cpus=1, node_ip_address=HEAD_HOST, **node))
+        nodes.add_node(num_cpus=2, node_ip_address=ACTOR_HOST, resources={ACTOR_NODE: 2}, **node)
         yield nodes
     finally:
         if nodes is not None:
@@ -87,15 +95,25 @@ def config_for(cluster, out: Path, **settings) -> Config:
 
 
 ON_ACTOR_NODE = {"resources": {ACTOR_NODE: 1}}
+ROOT = Path(main.__file__).resolve().parent
 
 
-def test_two_nodes_train_resume_and_store_exactly_what_the_actors_played(cluster, tmp_path,
-                                                                         capsys):
+def ray_addresses() -> tuple[str, set[str]]:
+    """The driver's node address and every live node's (NodeManagerAddress), as the run's Ray
+    reports them."""
+    nodes = [node for node in ray.nodes() if node["Alive"]]
+    driver = ray.get_runtime_context().get_node_id()
+    return (next(node["NodeManagerAddress"] for node in nodes if node["NodeID"] == driver),
+            {node["NodeManagerAddress"] for node in nodes})
+
+
+def test_two_nodes_train_resume_and_store_exactly_what_the_actors_played(cluster, tmp_path):
     played: dict[int, tuple] = {}  # id -> what the actor acted on and got
-    memories = []
+    memories, addresses = [], []
 
     def record(memory, ids, chunk):
         memories[:1] = [memory]
+        addresses[:1] = addresses or [ray_addresses()]
         for (t, e), transition in np.ndenumerate(ids):
             played[transition] = (chunk.states[t, e], chunk.actions[t, e],
                                   np.sign(chunk.rewards[t, e]), chunk.terminated[t, e],
@@ -106,6 +124,8 @@ def test_two_nodes_train_resume_and_store_exactly_what_the_actors_played(cluster
     result = distributed.train_distributed(config, actor_options=ON_ACTOR_NODE, on_chunk=record,
                                            keep_states=True)
     assert result.steps == 200 and not result.stopped_early
+    # the driver joined the cluster on loopback, where its nodes are
+    assert addresses == [(HEAD_HOST, {HEAD_HOST, ACTOR_HOST})]
     lines = (run / "rewards.txt").read_text().splitlines()
     assert [line.split()[:2] for line in lines] == [["1", "100"], ["2", "200"]]
     for name in ("rewards.png", "model_002.pt", "final_model.pt", "replay-000000200.bin"):
@@ -134,11 +154,21 @@ def test_two_nodes_train_resume_and_store_exactly_what_the_actors_played(cluster
     # the actors' epsilons are Ape-X's over the 2 actor games
     assert apex_epsilons(2) == [0.4, 0.4 ** 8]
 
-    # --resume on the command line (the actors land on whichever node has CPUs)
-    assert main.main(["--resume", str(run), "--steps", "300",
-                      "--ray-address", cluster.address]) == 0
-    out = capsys.readouterr().out
-    assert "the actors start fresh games" in out
+    # --resume on the command line (the actors land on whichever node has CPUs), in a process
+    # of its own writing to a file: Ray forwards the actors' output (ALE's banner) there without
+    # colour codes. Its environment lacks the two settings this process's import of
+    # atari_dqn.distributed made: that process must make them itself.
+    log = tmp_path / "resume.log"
+    env = {name: value for name, value in os.environ.items()
+           if name not in ("RAY_COLOR_PREFIX", "RAY_DEDUP_LOGS")}
+    with log.open("w") as out:
+        code = subprocess.run([sys.executable, "main.py", "--resume", str(run), "--steps", "300",
+                               "--ray-address", cluster.address], cwd=ROOT, env=env, stdout=out,
+                              stderr=subprocess.STDOUT, timeout=600).returncode
+    text = log.read_text()
+    assert code == 0, text
+    assert "the actors start fresh games" in text
+    assert "(Actor pid=" in text and "\x1b" not in text, text
     lines = (run / "rewards.txt").read_text().splitlines()
     assert [line.split()[:2] for line in lines][-1] == ["3", "300"]
     assert read_checkpoint(run)["progress"]["step"] == 300
@@ -160,7 +190,25 @@ def test_a_killed_actor_is_restarted_and_the_run_finishes(cluster, tmp_path, cap
                                            on_chunk=kill_actor_0_once)
     assert killed and result.steps == 200
     assert len((run / "rewards.txt").read_text().splitlines()) == 2
-    assert "actor 0 died" in capsys.readouterr().out
+    # one line for the one death, however many chunks failed with it (Ray adds a line of its own)
+    died = [line for line in capsys.readouterr().out.splitlines() if line.startswith("actor ")]
+    assert len(died) == 1 and died[0].startswith("actor 0 died"), died
+
+
+def test_a_runs_own_ray_instance_is_on_loopback(cluster, tmp_path):
+    """An empty --ray-address starts a Ray instance for the run (not the cluster the fixture
+    runs: Ray would join it), on loopback: its node and so the driver and the actor are at
+    LOCAL_RAY_HOST, not at the machine's network address. (cluster: for its temporary folder.)"""
+    addresses = []
+
+    def record(memory, ids, chunk):
+        addresses[:1] = addresses or [ray_addresses()]
+
+    config = Config(**{**TINY, "actors": 1, "ray_address": "", "out_dir": str(tmp_path / "run"),
+                       "total_steps": 100})
+    assert distributed.train_distributed(config, on_chunk=record).steps == 100
+    host = distributed.LOCAL_RAY_HOST
+    assert addresses == [(host, {host})] and ipaddress.ip_address(host).is_loopback
 
 
 def test_a_stopped_run_drains_its_chunks_and_checkpoints_where_it_stopped(cluster, tmp_path):

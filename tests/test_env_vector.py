@@ -1,9 +1,15 @@
 """TrainEnvs (N training games at once) against the single-env path it must reproduce exactly."""
 
+import multiprocessing
+import os
+import signal
+
 import numpy as np
 import pytest
+import torch
 
 from atari_dqn import env as envs
+from atari_dqn.config import Config, RunError
 
 GAME = "Breakout"
 FIRE = 1  # Breakout's actions: NOOP, FIRE, RIGHT, LEFT
@@ -144,6 +150,115 @@ def test_games_in_child_processes_equal_games_in_this_process():
         for vector in (local, spread, fresh):
             vector.close()
     assert all(not part.process.is_alive() for part in spread._parts)
+
+
+def kill(part) -> int:
+    """SIGKILL a game process (a TrainEnvs part) and wait until it is gone; its pid."""
+    os.kill(part.process.pid, signal.SIGKILL)
+    part.process.join()
+    return part.process.pid
+
+
+def test_a_killed_game_process_is_restarted_and_its_games_go_on_exactly(monkeypatch):
+    """The call that finds a process gone restarts it, replays its games from their seeds or
+    their last snapshot (taken, restored, or every REPLAY_MAX_STEPS steps), and answers: every
+    row stays a lone game's, and one line says what happened."""
+    monkeypatch.setattr(envs, "REPLAY_MAX_STEPS", 40)
+    n, seed = 3, 8
+    rng = np.random.default_rng(5)
+    lines = []
+    local = envs.TrainEnvs(GAME, n, seed)
+    spread = envs.TrainEnvs(GAME, n, seed, processes=2, log=lines.append)  # rows 0-1, row 2
+
+    def play_both(steps):
+        actions = random_actions(rng, steps, n)
+        expected, got = play_vector(local, actions), play_vector(spread, actions)
+        for i in range(n):
+            assert_same_rows(got[i], expected[i])
+
+    try:
+        assert np.array_equal(local.reset(), spread.reset())
+        play_both(30)
+        killed = [kill(spread._parts[1])]
+        play_both(25)  # replays 30 steps from the seeds; a snapshot at step 40 (15 since)
+        killed.append(kill(spread._parts[0]))
+        play_both(30)  # replays 15 steps from that snapshot
+        spread.restore(local.snapshot())
+        play_both(10)
+        killed.append(kill(spread._parts[1]))
+        play_both(20)  # replays 10 steps from the snapshots restored
+    finally:
+        local.close()
+        spread.close()
+    assert len(lines) == 3, lines
+    for line, pid, games, replayed, since in zip(
+            lines, killed, ("game 2", "games 0-1", "game 2"), (30, 15, 10),
+            ("their seeds", "their last snapshot", "their last snapshot")):
+        assert line.startswith(f"game process {pid} ended (killed by SIGKILL"), line
+        assert f"({games} of --env-processes): restarted it" in line
+        assert f"replayed {replayed} agent steps of each game from {since}" in line
+
+
+def test_a_game_process_that_dies_again_when_restarted_is_one_run_error(monkeypatch):
+    spread = envs.TrainEnvs(GAME, 2, 0, processes=2)
+    spread.reset()
+    start = envs.TrainEnvs._start
+
+    def start_dead(self, k):  # every process started from now on is killed at once
+        part = start(self, k)
+        kill(part)
+        return part
+
+    monkeypatch.setattr(envs.TrainEnvs, "_start", start_dead)
+    first = kill(spread._parts[0])
+    with pytest.raises(RunError) as error:
+        spread.step(np.array([0, 1]))
+    message = str(error.value)
+    assert message.startswith(f"game process {first} ended (killed by SIGKILL")
+    assert "\n" not in message
+    assert "the process restarted for them ended too" in message and "--resume" in message
+    spread.close()
+    assert not any(part.process.is_alive() for part in spread._parts)
+
+
+def test_a_run_goes_on_exactly_when_a_game_process_is_killed(tmp_path, capsys):
+    """train() with --env-processes: a game process killed mid-run is restarted, and the run
+    ends bit for bit as the one nobody disturbed (networks, optimizer, replay memory, games)."""
+    from atari_dqn import train as training
+
+    settings = dict(total_steps=240, learning_starts_steps=60, memory_capacity_transitions=1000,
+                    batch_size=8, target_update_steps=40, eval_every_steps=120, eval_episodes=1,
+                    eval_max_steps=20, seed=3, threads=1, compile=False, envs=2,
+                    env_processes=2)
+    training.train(Config(**settings, out_dir=str(tmp_path / "quiet")))
+    killed = []
+
+    def kill_one_at_step_100(step):
+        if step >= 100 and not killed:
+            child = multiprocessing.active_children()[0]  # one of this run's game processes
+            os.kill(child.pid, signal.SIGKILL)
+            child.join()
+            killed.append(child.pid)
+        return False
+
+    result = training.train(Config(**settings, out_dir=str(tmp_path / "killed")),
+                            stop_when=kill_one_at_step_100)
+    assert killed and result.steps == 240 and not result.stopped_early
+    lines = [line for line in capsys.readouterr().out.splitlines() if "game process" in line]
+    assert len(lines) == 1 and lines[0].startswith(f"game process {killed[0]} ended"), lines
+    quiet, disturbed = (torch.load(tmp_path / run / "checkpoint.pt", weights_only=False)
+                        for run in ("quiet", "killed"))
+    for name in ("online", "target"):
+        assert all(torch.equal(quiet["agent"][name][k], disturbed["agent"][name][k])
+                   for k in quiet["agent"][name]), name
+    assert quiet["env"] == disturbed["env"]
+    for run in ("quiet", "killed"):
+        assert (tmp_path / run / quiet["replay"]).is_file()
+    assert ((tmp_path / "quiet" / quiet["replay"]).read_bytes()
+            == (tmp_path / "killed" / disturbed["replay"]).read_bytes())
+    scores = [[line.split()[:3] for line in (tmp_path / run / "rewards.txt").read_text()
+               .splitlines()] for run in ("quiet", "killed")]
+    assert scores[0] == scores[1] and len(scores[0]) == 2
 
 
 def play_eval_alone(seed, actions, max_steps):
