@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="run folders (each with a rewards.txt). A folder without one that "
                              "holds run folders (rewards/offline) stands for the runs in it, so "
                              "rewards/*/ names every run; a run named twice counts once")
-    parser.add_argument("--out", type=Path, default=Path("rewards/summary.png"),
+    parser.add_argument("--out", type=Path, default=Path("summary.png"),
                         help="the PNG to write (default: %(default)s); an existing file is "
                              "refused unless --force")
     parser.add_argument("--force", action="store_true", help="replace an existing --out")
