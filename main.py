@@ -8,7 +8,8 @@ import sys
 from typing import Any
 
 from atari_dqn.cli import OneLineParser
-from atari_dqn.config import Config, ConfigError, RunError, default_run_dir, flag_of
+from atari_dqn.config import (Config, ConfigError, RunError, default_run_dir, flag_of,
+                              resume_may_change_flags)
 
 
 def _int(text: str) -> int:
@@ -31,6 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
         if f.metadata.get("recorded"):  # facts a run records (its offline dataset), not flags
             continue
         help_text = f"{f.metadata['doc']} (default: {f.default!r})"
+        if f.name == "resume":  # made from the tuple itself, so that it cannot drift from it
+            help_text = (f"{f.metadata['doc']}; other flags must match the run's, except "
+                         f"{', '.join(resume_may_change_flags())} (--out only naming the run's "
+                         f"folder) (default: {f.default!r})")
         # SUPPRESS: only the flags actually typed reach Config, so a resume can tell them apart.
         kwargs: dict[str, Any] = dict(dest=f.name, default=argparse.SUPPRESS, help=help_text)
         metavar = (None if "choices" in f.metadata

@@ -30,6 +30,29 @@ DEVICES = ("auto", "cpu", "cuda")
 MAX_N_STEP = 1_000  # the replay memory's limit on n (csrc/replay_memory.cc, MemoryConfig)
 MAX_EPISODE_FRAMES = 2**31 - 1  # ALE keeps a game's frame cap in a C int
 MAX_SEED = 2**62  # seeds reach int64 C code (the memory, torch, ALE) as seed + agent step
+MAX_STREAMS = 2**16  # the replay memory's limit on its streams, --envs x --actors (kMaxStreams:
+                     # a transition's stream is kept in two bytes)
+MAX_ACTIONS = 18  # ALE's full action set: no game has more. Sizes are checked for it, so a setting
+                  # that fits one game fits them all (atari_dqn/machine.py)
+# One Atari game (ALE inside gymnasium's wrappers), measured with Breakout on the 2-core machine:
+# 1.5-2.2 MB of RAM a game (20 and 60 games) and 0.28-0.43 s to make and reset it. A process
+# makes its games one after another.
+GAME_BYTES = 1_500_000
+GAME_START_SECONDS = 0.3
+# --envs and --eval-episodes: the games a run makes at once. 1,024 of them take about 1.5 GB and,
+# in one process, about 5 minutes to start; the runs in docs/ use at most 8 (and 10 evaluation
+# games). More would be a typo, not a plan.
+MAX_GAMES = 1_024
+# --quantiles: QR-DQN's loss compares each of a transition's N predicted quantiles with each of
+# its N target quantiles, batch x N^2 terms an update: 3.2e9 at N = 10,000 and batch 32, and
+# 12.8 GB per float32 tensor of them where --no-compile makes it hold them; the dueling head's
+# output layers have 512 x (18 + 1) x N weights (97 million at 10,000). QR-DQN used N = 200.
+MAX_QUANTILES = 10_000
+# The other integer settings are counts of agent steps or updates (--steps, --learning-starts,
+# --train-every, --target-update, --eval-every, --eps-decay, --reset-every, --updates): they
+# allocate nothing, and a large one only makes a run long or an event never come. What the sizes
+# above (and --memory-size, --batch-size, --threads, --env-processes) cost on this machine is
+# checked against its cores and memory by atari_dqn/machine.py, also before anything is written.
 HEADS = ("scalar", "quantile")
 NETWORKS = ("nature", "impala")  # encoders; atari_dqn/network.py builds them
 PRECISIONS = ("fp32", "bf16")  # of the learner's network passes (agent.py, Agent._fp32)
@@ -170,10 +193,8 @@ class Config:
     # --- run folder and machine ---------------------------------------------------------------
     out_dir: str = _field("", "run folder (default: rewards/<game>-seed<seed>-<date>); never "
                           "overwritten unless resumed", "--out")
-    resume: str = _field("", "continue the run in this folder where it stopped (other flags "
-                         "must match the run's, except --steps, --device, --threads, "
-                         "--compile, --tensorboard, --render, --env-processes, "
-                         "--ray-address)", "--resume")
+    # main.py's --help adds which other flags may differ from the run's: RESUME_MAY_CHANGE
+    resume: str = _field("", "continue the run in this folder where it stopped", "--resume")
     seed: int = _field(0, "seed of every random number generator", "--seed")
     device: str = _field("auto", "where the networks run: auto picks cuda when available",
                          "--device", choices=DEVICES)
@@ -235,6 +256,15 @@ class Config:
             need(getattr(self, name) > 0, name, "must be positive")
         need(0 <= self.seed <= MAX_SEED, "seed", f"must be in [0, 2**{MAX_SEED.bit_length() - 1}]")
         need(self.n_step <= MAX_N_STEP, "n_step", f"must be at most {MAX_N_STEP}")
+        for name in ("envs", "eval_episodes"):
+            need(getattr(self, name) <= MAX_GAMES, name,
+                 f"must be at most {MAX_GAMES} (games made at once, about "
+                 f"{GAME_START_SECONDS:g} s each)")
+        if self.streams > MAX_STREAMS:
+            raise ConfigError(f"--actors {self.actors} x --envs {self.envs} is {self.streams} "
+                              f"training games, more than the replay memory's {MAX_STREAMS} "
+                              f"streams (one per game)")
+        need(self.n_quantiles <= MAX_QUANTILES, "n_quantiles", f"must be at most {MAX_QUANTILES}")
         need(self.eval_max_steps <= MAX_EPISODE_FRAMES // FRAME_SKIP, "eval_max_steps",
              f"must be at most {MAX_EPISODE_FRAMES // FRAME_SKIP} (ALE's cap on a game)")
         # The replay memory's own rule: its newest transition's state and n-step return must fit.
@@ -311,6 +341,12 @@ def saved_settings(saved: dict[str, Any]) -> dict[str, Any]:
     """A saved run's settings (its config.json or checkpoint) as Config takes them: the RETIRED
     ones dropped, and those the run predates set to what it did then (PREDATED)."""
     return {**PREDATED, **{name: value for name, value in saved.items() if name not in RETIRED}}
+
+
+def resume_may_change_flags() -> list[str]:
+    """The flags of RESUME_MAY_CHANGE, but --resume itself: what --resume's help lists. --out may
+    only name the run's own folder (checkpoint.resume_config)."""
+    return [flag_of(name) for name in RESUME_MAY_CHANGE if name != "resume"]
 
 
 def flag_of(name: str) -> str:

@@ -1,9 +1,18 @@
 """What a person watches while a run trains: the progress bar (or progress lines) and the
-TensorBoard scalars, behind a logger that is a null object when TensorBoard is off."""
+TensorBoard scalars, behind a logger that is a null object when TensorBoard is off.
+
+A run's output says what it is doing within seconds of its start, also in a log file: what it
+starts (starting_games(), before its games are made), then, when its Telemetry is made, what
+comes first (random play up to --learning-starts, the networks' compilation at the first
+update), then a line when learning starts, and from there a line per evaluation and (when the
+output is not a terminal) per LINE_EVERY_STEPS. Every line is flushed at once (say()): a Python
+writing into a file holds its output back in 8 KB blocks, hours of progress lines.
+"""
 
 from __future__ import annotations
 
 import datetime
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from atari_dqn.agent import LearnStats
-from atari_dqn.config import Config
+from atari_dqn.config import GAME_START_SECONDS, Config
 
 if TYPE_CHECKING:
     from atari_dqn.checkpoint import Progress
@@ -22,6 +31,22 @@ LOG_EVERY_STEPS = 1_000  # agent steps between TensorBoard points and progress-b
 # Agent steps between plain progress lines, printed instead of the bar when the output is not a
 # terminal (a run under nohup writing to a log). A multiple of LOG_EVERY_STEPS.
 LINE_EVERY_STEPS = 10_000
+# What a person waits for at the first update (and the first greedy action) with --compile: the
+# Config's --compile doc, measured on the 2-core machine.
+COMPILE_NOTE = "the first update waits for torch.compile (about 30 s, seconds once cached)"
+
+
+def say(text: str) -> None:
+    """A line of its own, printed without breaking the bar, and flushed at once."""
+    tqdm.write(text)
+    sys.stdout.flush()
+
+
+def starting_games(training: int, evaluation: int, processes: int = 0) -> None:
+    """The line before a run makes its games, its slowest start-up step."""
+    where = f" in {_count(min(processes, training), 'process', 'processes')}" if processes else ""
+    say(f"starting {_count(training, 'training game')}{where} and "
+        f"{_count(evaluation, 'evaluation game')} (about {GAME_START_SECONDS:g} s a game)")
 
 
 class NullLogger:
@@ -63,6 +88,18 @@ class Telemetry:
         self.clock = clock
         self.window = (clock(), start_step)
         self.paused_seconds = 0.0
+        # online: the agent step after which learning starts (offline: at once); until then the
+        # one-process loop plays at random (epsilon 1), Ape-X's actors with their own epsilons
+        self.learning_starts = 0 if offline else config.learning_starts_steps
+        self.compile_note = f"; {COMPILE_NOTE}" if config.compile else ""
+        self.playing = "the actors' play" if config.actors else "random play"
+        if start_step >= self.learning_starts:
+            first = f"learning{self.compile_note}"
+        elif self.learning_starts < total:
+            first = f"{self.playing} until agent step {self.learning_starts}, then learning"
+        else:
+            first = f"{self.playing} to the end (--learning-starts is not below --steps)"
+        say(f"{self.unit} {start_step} of {total}: {first}")
 
     def learned(self, stats: LearnStats) -> None:
         self.losses.append(stats.loss)
@@ -73,9 +110,8 @@ class Telemetry:
         self.paused_seconds += seconds
         self.logger.scalar("eval/score", progress.last_eval_score, progress.step)
         wall = datetime.timedelta(seconds=round(progress.wall_seconds))
-        tqdm.write(f"evaluation {progress.evaluations}: {self.unit} {progress.step}, mean score "
-                   f"{progress.last_eval_score:.1f} over {games} games; {wall} of wall clock "
-                   f"so far")
+        say(f"evaluation {progress.evaluations}: {self.unit} {progress.step}, mean score "
+            f"{progress.last_eval_score:.1f} over {games} games; {wall} of wall clock so far")
 
     def stepped(self, progress: Progress, eps: float, steps: int = 1,
                 extra: dict[str, str] | None = None) -> None:
@@ -84,6 +120,9 @@ class Telemetry:
         extra = extra or {}
         self.bar.update(steps)
         step = progress.step
+        # before the iteration that learns (that of the next `steps` agent steps, past it)
+        if step <= self.learning_starts < min(step + steps, self.total_steps):
+            say(f"agent step {step}: {self.playing} done, learning starts{self.compile_note}")
         if not _crossed(step, steps, LOG_EVERY_STEPS) and step != self.total_steps:
             return
         now = self.clock()
@@ -100,17 +139,16 @@ class Telemetry:
                              game=_fmt(progress.last_game_score), **extra, refresh=False)
         if self.bar.disable and _crossed(step, steps, LINE_EVERY_STEPS):
             if self.unit == "update":
-                tqdm.write(f"update {step} of {self.total_steps}: {rate:.1f} updates/s, last "
-                           f"evaluation score {_fmt(progress.last_eval_score)}")
+                say(f"update {step} of {self.total_steps}: {rate:.1f} updates/s, last "
+                    f"evaluation score {_fmt(progress.last_eval_score)}")
             else:
                 more = "".join(f", {name} {value}" for name, value in extra.items())
-                tqdm.write(f"agent step {step} of {self.total_steps}: {rate:.0f} steps/s, "
-                           f"epsilon {eps:.3f}, last game score "
-                           f"{_fmt(progress.last_game_score)}{more}")
+                say(f"agent step {step} of {self.total_steps}: {rate:.0f} steps/s, epsilon "
+                    f"{eps:.3f}, last game score {_fmt(progress.last_game_score)}{more}")
 
     def message(self, text: str) -> None:
-        """A line of its own, printed without breaking the bar."""
-        tqdm.write(text)
+        """A line of its own, printed without breaking the bar, and flushed at once."""
+        say(text)
 
     def close(self) -> None:
         self.bar.close()
@@ -120,6 +158,10 @@ class Telemetry:
 def _crossed(step: int, steps: int, every: int) -> bool:
     """Whether the agent steps step - steps + 1 .. step hold a multiple of every."""
     return step // every != (step - steps) // every
+
+
+def _count(n: int, thing: str, things: str = "") -> str:
+    return f"{n} {thing if n == 1 else things or thing + 's'}"
 
 
 def _fmt(score: float | None) -> str:

@@ -41,7 +41,7 @@ from atari_dqn.files import DiskError
 from atari_dqn.learner import Updates
 from atari_dqn.machine import check_machine
 from atari_dqn.schedule import epsilon
-from atari_dqn.telemetry import Telemetry
+from atari_dqn.telemetry import Telemetry, say, starting_games
 
 
 @dataclass(frozen=True)
@@ -159,6 +159,7 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     n = config.envs  # one loop iteration: one agent step in each of n games, n agent steps
+    starting_games(n, config.eval_episodes, config.env_processes)
     games = envs.TrainEnvs(config.env_id, n, config.seed, processes=config.env_processes)
     eval_env = envs.EvalEnvs(config.env_id, config.eval_episodes,
                              max_steps=config.eval_max_steps, render=config.render)
@@ -166,6 +167,7 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
         agent = Agent(games.action_count, config, device)
         act_rng = np.random.default_rng(config.seed)
         if memory is None:
+            say(f"loading the checkpoint of {run}")
             memory, progress, pending = load_checkpoint(run, config, agent, act_rng, games)
         else:
             progress, pending = Progress(game_scores=[0.0] * n), None

@@ -58,6 +58,13 @@ def test_defaults_are_valid_and_every_field_has_a_doc_and_a_flag():
     (dict(head="quantile", n_quantiles=0), "--quantiles"),
     (dict(network="resnet"), "--network"),
     (dict(reset_every_steps=-1), "--reset-every"),
+    # defects 11 and 12: sizes beyond what the code can hold, refused before a run starts
+    (dict(n_quantiles=10_001), "--quantiles must be at most 10000"),
+    (dict(envs=2_000, total_steps=2_000, eval_every_steps=2_000),
+     r"--envs must be at most 1024 \(games made at once"),
+    (dict(eval_episodes=10_000), "--eval-episodes must be at most 1024"),
+    (dict(actors=65, envs=1_024, total_steps=1_024, eval_every_steps=1_024),
+     "--actors 65 x --envs 1024 is 66560 training games, more than the replay memory's 65536"),
 ])
 def test_bad_values_raise_a_config_error_naming_the_flag(bad, flag):
     with pytest.raises(ConfigError, match=flag):

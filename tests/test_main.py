@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import main
-from atari_dqn.config import ConfigError
+from atari_dqn.config import RESUME_MAY_CHANGE, ConfigError, flag_of
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,3 +54,40 @@ def test_a_usage_error_is_one_line_and_status_2(argv, capsys):
     assert stopped.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("main.py: error: ")
+
+
+def test_the_resume_help_lists_exactly_the_settings_a_resume_may_change(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "10000")  # one help line a flag: no flag name broken in two
+    line = next(line for line in main.build_parser().format_help().splitlines()
+                if line.lstrip().startswith("--resume RESUME"))
+    listed = re.findall(r"--[a-z-]+", line.split("except", 1)[1])
+    assert sorted(set(listed)) == sorted(flag_of(name) for name in RESUME_MAY_CHANGE
+                                         if name != "resume")
+    assert "--allow-large-memory" in listed
+
+
+def no_games(*args, **kwargs):
+    raise AssertionError("games were made for settings that should have been refused")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--quantiles", "1e9"], "--quantiles must be at most 10000, got 1000000000"),
+    (["--envs", "10000"], "--envs must be at most 1024"),
+    (["--eval-episodes", "1e4"], "--eval-episodes must be at most 1024"),
+    (["--env-processes", "{too_many}"], "--env-processes {too_many} is more than the"),
+])
+def test_sizes_this_machine_cannot_hold_are_refused_before_the_run_folder_is_made(
+        argv, message, tmp_path, monkeypatch, capsys):
+    from atari_dqn import env
+    from atari_dqn.machine import usable_cores
+
+    monkeypatch.setattr(env, "TrainEnvs", no_games)  # today's code would make them, for minutes
+    monkeypatch.setattr(env, "EvalEnvs", no_games)
+    too_many = str(usable_cores() + 1)
+    run = tmp_path / "run"
+    argv = [arg.format(too_many=too_many) for arg in argv]
+    assert main.main([*argv, "--threads", "1", "--out", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("main.py: error: ")
+    assert message.format(too_many=too_many) in err
+    assert not run.exists()
