@@ -111,11 +111,22 @@ def _check_flag(value: object, name: str) -> bool:
     raise TypeError(f"{name} must be a bool, got {value!r}")
 
 
-def _check_seed(value: object) -> int:
-    seed = _check_int(value, "seed")
+def _check_seed(value: object, name: str = "seed") -> int:
+    seed = _check_int(value, name)
     if not 0 <= seed < 2**64:
-        raise ValueError(f"seed must be in [0, 2**64), got {seed}")
+        raise ValueError(f"{name} must be in [0, 2**64), got {seed}")
     return seed
+
+
+# How each kind of core option is checked before it reaches C++. The options themselves, in
+# order, with their kinds and defaults, are declared once in csrc/replay_memory.h and listed by
+# the core as _replay.MEMORY_OPTIONS; the core checks the meaningful ranges itself.
+_CHECK_OPTION = {
+    "int64": _check_size,
+    "uint64": _check_seed,
+    "float64": lambda value, name: float(value),
+    "bool": lambda value, name: bool(value),
+}
 
 
 def _check_reward(value: object) -> float:
@@ -140,27 +151,21 @@ class ReplayMemory:
         gamma: float = 0.99,
         streams: int = 1,
     ) -> None:
-        self._core = self._make_core(capacity, frame_shape, stack, seed, n_step, gamma, 0.0, 1.0, streams)
+        # A uniform memory has no alpha or eps; its snapshots have always held 0 and 1.
+        self._core = self._make_core(
+            capacity, frame_shape, stack=stack, seed=seed, n_step=n_step, gamma=gamma, alpha=0.0, eps=1.0,
+            streams=streams,
+        )
 
     @classmethod
-    def _make_core(cls, capacity, frame_shape, stack, seed, n_step, gamma, alpha, eps, streams) -> _replay.Memory:
+    def _make_core(cls, capacity, frame_shape, **options) -> _replay.Memory:
+        """Checks every option (each by its kind in _replay.MEMORY_OPTIONS) and builds the core."""
         if len(tuple(frame_shape)) != 2:
             raise ValueError(f"frame_shape must be (height, width), got {frame_shape!r}")
         height, width = (_check_size(v, "frame_shape") for v in frame_shape)
-        seed = _check_seed(seed)
-        return _replay.Memory(
-            capacity=_check_size(capacity, "capacity"),
-            height=height,
-            width=width,
-            stack=_check_size(stack, "stack"),
-            n_step=_check_size(n_step, "n_step"),
-            gamma=float(gamma),
-            prioritized=cls._PRIORITIZED,
-            alpha=float(alpha),
-            eps=float(eps),
-            seed=seed,
-            streams=_check_size(streams, "streams"),
-        )
+        options.update(capacity=capacity, height=height, width=width, prioritized=cls._PRIORITIZED)
+        checked = {name: _CHECK_OPTION[kind](options[name], name) for name, kind, _ in _replay.MEMORY_OPTIONS}
+        return _replay.Memory(**checked)
 
     # -- writing -----------------------------------------------------------------
     # The hot calls go straight to C++, whose argument conversion refuses (TypeError)
@@ -346,7 +351,10 @@ class PrioritizedReplayMemory(ReplayMemory):
         gamma: float = 0.99,
         streams: int = 1,
     ) -> None:
-        self._core = self._make_core(capacity, frame_shape, stack, seed, n_step, gamma, alpha, eps, streams)
+        self._core = self._make_core(
+            capacity, frame_shape, stack=stack, seed=seed, n_step=n_step, gamma=gamma, alpha=alpha, eps=eps,
+            streams=streams,
+        )
 
     def sample(self, batch_size: int, beta: float) -> Batch:  # type: ignore[override]
         """Samples batch_size transitions in proportion to priority, with importance weights."""

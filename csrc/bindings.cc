@@ -11,6 +11,7 @@
 #include <cstring>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "replay_memory.h"
@@ -143,6 +144,49 @@ void append_batch(ReplayMemory& m, const py::array_t<int64_t, py::array::c_style
   m.append_batch(action_data, reward_data, frame_data, terminated_data, truncated_data, reset_data);
 }
 
+// The name of an option's C++ type in MEMORY_OPTIONS; replay.py checks each kind its own way.
+template <typename T>
+constexpr const char* option_kind() {
+  if constexpr (std::is_same_v<T, bool>) {
+    return "bool";
+  } else if constexpr (std::is_same_v<T, int64_t>) {
+    return "int64";
+  } else if constexpr (std::is_same_v<T, uint64_t>) {
+    return "uint64";
+  } else {
+    static_assert(std::is_same_v<T, double>, "an option is int64_t, uint64_t, double or bool");
+    return "float64";
+  }
+}
+
+// Memory(**options): the keywords are the core's options (REPLAY_MEMORY_OPTIONS), each
+// converted to its C++ type; one not given keeps MemoryConfig's default. An unknown
+// keyword or a value that does not convert is a TypeError.
+MemoryConfig config_of(const py::kwargs& keywords) {
+  MemoryConfig config;
+  size_t used = 0;
+  MemoryConfig::for_each_option([&](const char* name, auto member, uint32_t) {
+    if (!keywords.contains(name)) return;
+    using T = std::decay_t<decltype(config.*member)>;
+    try {
+      config.*member = py::cast<T>(keywords[name]);
+    } catch (const py::cast_error&) {
+      throw py::type_error(std::string(name) + " must be " + option_kind<T>() + ", got " +
+                           std::string(py::repr(keywords[name])));
+    }
+    ++used;
+  });
+  if (used != keywords.size()) {
+    for (const auto& item : keywords) {
+      const std::string key = py::str(item.first);
+      bool known = false;
+      MemoryConfig::for_each_option([&](const char* name, auto, uint32_t) { known = known || key == name; });
+      if (!known) throw py::type_error("Memory() got an unknown option '" + key + "'");
+    }
+  }
+  return config;
+}
+
 }  // namespace
 
 // Memory.export_log(): the live transitions in id order as numpy arrays (see
@@ -242,26 +286,8 @@ PYBIND11_MODULE(_replay, mod) {
       .def("min", &replay::MinTree::min)
       .def("check_invariants", &replay::MinTree::check_invariants);
 
-  py::class_<ReplayMemory>(mod, "Memory")
-      .def(py::init([](int64_t capacity, int64_t height, int64_t width, int64_t stack, int64_t n_step, double gamma,
-                       bool prioritized, double alpha, double eps, uint64_t seed, int64_t streams) {
-             MemoryConfig c;
-             c.capacity = capacity;
-             c.height = height;
-             c.width = width;
-             c.stack = stack;
-             c.n_step = n_step;
-             c.gamma = gamma;
-             c.prioritized = prioritized;
-             c.alpha = alpha;
-             c.eps = eps;
-             c.seed = seed;
-             c.streams = streams;
-             return std::make_unique<ReplayMemory>(c);
-           }),
-           py::arg("capacity"), py::arg("height"), py::arg("width"), py::arg("stack"), py::arg("n_step"),
-           py::arg("gamma"), py::arg("prioritized"), py::arg("alpha"), py::arg("eps"), py::arg("seed"),
-           py::arg("streams") = 1)
+  py::class_<ReplayMemory> memory(mod, "Memory");
+  memory.def(py::init([](const py::kwargs& options) { return std::make_unique<ReplayMemory>(config_of(options)); }))
       .def(
           "start_episode",
           [](ReplayMemory& m, const FrameArray& frame, int64_t stream) {
@@ -331,17 +357,16 @@ PYBIND11_MODULE(_replay, mod) {
       .def_static("load", &ReplayMemory::load, py::arg("path"), py::call_guard<py::gil_scoped_release>())
       .def("reseed", &ReplayMemory::reseed, py::arg("seed"))
       .def("bytes_allocated", &ReplayMemory::bytes_allocated)
-      .def("check_invariants", &ReplayMemory::check_invariants)
-      .def_property_readonly("capacity", [](const ReplayMemory& m) { return m.config().capacity; })
-      .def_property_readonly("height", [](const ReplayMemory& m) { return m.config().height; })
-      .def_property_readonly("width", [](const ReplayMemory& m) { return m.config().width; })
-      .def_property_readonly("stack", [](const ReplayMemory& m) { return m.config().stack; })
-      .def_property_readonly("n_step", [](const ReplayMemory& m) { return m.config().n_step; })
-      .def_property_readonly("gamma", [](const ReplayMemory& m) { return m.config().gamma; })
-      .def_property_readonly("prioritized", [](const ReplayMemory& m) { return m.config().prioritized; })
-      .def_property_readonly("alpha", [](const ReplayMemory& m) { return m.config().alpha; })
-      .def_property_readonly("eps", [](const ReplayMemory& m) { return m.config().eps; })
-      .def_property_readonly("streams", [](const ReplayMemory& m) { return m.config().streams; });
+      .def("check_invariants", &ReplayMemory::check_invariants);
+  // A read-only property per option, and MEMORY_OPTIONS: (name, kind, default) of each, in
+  // the core's order, which atari_dqn/replay.py iterates to check and pass the options.
+  py::list options;
+  const MemoryConfig defaults;
+  MemoryConfig::for_each_option([&](const char* name, auto member, uint32_t) {
+    memory.def_property_readonly(name, [member](const ReplayMemory& m) { return m.config().*member; });
+    options.append(py::make_tuple(name, option_kind<std::decay_t<decltype(defaults.*member)>>(), defaults.*member));
+  });
+  mod.attr("MEMORY_OPTIONS") = py::tuple(options);
 
   bind_export_log(mod);
 }

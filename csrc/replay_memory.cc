@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -12,6 +13,7 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "checksum.h"
 
@@ -29,30 +31,28 @@ constexpr int64_t kMaxCapacity = int64_t{1} << 40;  // transitions; keeps capaci
 constexpr int64_t kMaxFrameBytes = int64_t{1} << 32;
 constexpr int64_t kMaxStreams = std::numeric_limits<uint16_t>::max() + 1;  // stream_ is two bytes
 
-// Snapshot layout (native little-endian; the endian mark rejects foreign byte order).
-// Version 1 (one stream; what every build before streams wrote, and still writes
-// for streams == 1):
-//   magic[8] version:u32 endian_mark:u32
-//   config: capacity height width stack n_step:i64 gamma:f64 prioritized:i64 alpha eps:f64 seed:u64
-//   state:  appended:i64 <stream> max_priority:f64 rng[4]:u64
+// Snapshot layout (native little-endian; the endian mark rejects foreign byte order):
+//   prologue: magic[8] version:u32 endian_mark:u32
+//   header:   version 1: <options> appended:i64 <stream> max_priority:f64 rng[4]:u64
+//             version 2: <options> appended:i64 max_priority:f64 rng[4]:u64 <stream> x streams
 //   header_checksum:u64 of the bytes above (checked before anything is allocated)
-//   for live ids [appended - live, appended), array by array:
-//           obs_frame:i64[] action:i32[] reward:f32[] flags:u8[] history:u8[] (priority:f64[])
-//   frames [frames_begin, frames_end): height*width bytes each
+//   arrays:   for live ids [appended - live, appended), array by array:
+//             obs_frame:i64[] action:i32[] reward:f32[] flags:u8[] history:u8[]
+//             (version 2: stream:u16[]) (prioritized: priority:f64[], the leaves p^alpha)
+//   frames:   [frames_begin, frames_end) of stream 0, then of stream 1, ...: height*width bytes each
 //   checksum:u64 of every byte before it
-// where <stream> = frames_begin frames_end episode_open have_obs cur_frame cur_history
-// episode_steps:i64. Version 2 (streams > 1) differs in three places: config ends
-// with streams:i64; state is appended:i64 max_priority:f64 rng[4]:u64 then
-// <stream> for every stream; after history:u8[] comes stream:u16[]; the frames are
-// those of stream 0, then stream 1, ... The links between a stream's transitions
-// and its pending ids are not stored: load rebuilds them from stream:u16[].
+// <options> are REPLAY_MEMORY_OPTIONS (replay_memory.h) in their order, those stored since
+// the file's version (version 1 has no streams), a bool as i64 0 or 1; <stream> =
+// frames_begin frames_end episode_open have_obs cur_frame cur_history episode_steps:i64.
+// The code states this once: ReplayMemory::Snapshot's walk_header (the header, whose
+// size is counted by walking it) and for_each_array (the arrays), which save, load and
+// load's size checks all use. Version 1 is byte for byte what every build before streams
+// wrote; tests/data holds files of both versions that today's build must write again.
+// The links between a stream's transitions and its pending ids are not stored: load
+// rebuilds them from stream:u16[].
 constexpr char kMagic[8] = {'A', 'T', 'D', 'Q', 'N', 'R', 'P', 'M'};
-constexpr uint32_t kVersionOneStream = 1;
-constexpr uint32_t kVersionStreams = 2;
 constexpr uint32_t kEndianMark = 0x01020304;
-constexpr size_t kStreamHeaderBytes = 7 * 8;
-constexpr size_t kHeaderBytesOneStream = 8 + 4 + 4 + 5 * 8 + 8 + 8 + 8 + 8 + 8 + 8 + kStreamHeaderBytes + 8 + 4 * 8 + 8;
-constexpr size_t kHeaderBytesStreams = 8 + 4 + 4 + 5 * 8 + 8 + 8 + 8 + 8 + 8 + 8 + 8 + 8 + 4 * 8 + 8;  // + streams x <stream>
+constexpr size_t kPrologueBytes = sizeof(kMagic) + sizeof(uint32_t) + sizeof(kEndianMark);  // magic, version, mark
 
 std::string errno_text(const std::string& what, const std::string& path) {
   return what + " '" + path + "': " + std::strerror(errno);
@@ -140,7 +140,7 @@ class SnapshotReader {
     if (n == 0) return;
     if (std::fread(data, 1, n, file_) != n) {
       if (std::ferror(file_)) throw FileError(errno, errno_text("cannot read", path_));
-      throw FormatError("replay snapshot '" + path_ + "' is truncated");
+      throw truncated();
     }
     checksum_.update(data, n);
   }
@@ -150,17 +150,21 @@ class SnapshotReader {
     bytes(&v, sizeof(v));
     return v;
   }
-  void verify_header_checksum(const std::string& where) {
+  void verify_header_checksum() {
     const uint64_t expected = checksum_.digest();
-    if (value<uint64_t>() != expected) throw FormatError(where + " is corrupt: header checksum mismatch");
+    if (value<uint64_t>() != expected) throw corrupt("header checksum mismatch");
   }
   void verify_checksum() {
     const uint64_t expected = checksum_.digest();
     uint64_t stored;
-    if (std::fread(&stored, 1, sizeof(stored), file_) != sizeof(stored))
-      throw FormatError("replay snapshot '" + path_ + "' is truncated (no checksum)");
-    if (stored != expected) throw FormatError("replay snapshot '" + path_ + "' is corrupt: checksum mismatch");
+    if (std::fread(&stored, 1, sizeof(stored), file_) != sizeof(stored)) throw truncated(" (no checksum)");
+    if (stored != expected) throw corrupt("checksum mismatch");
   }
+  const std::string& path() const { return path_; }
+  std::string where() const { return "replay snapshot '" + path_ + "'"; }
+  FormatError truncated(const std::string& detail = "") const { return FormatError(where() + " is truncated" + detail); }
+  FormatError corrupt(const std::string& why) const { return FormatError(where() + " is corrupt: " + why); }
+  FormatError not_a_snapshot() const { return FormatError("'" + path_ + "' is not a replay memory snapshot"); }
 
  private:
   std::string path_;
@@ -752,70 +756,197 @@ void ReplayMemory::check_invariants() const {
   }
 }
 
+// Everything save and load know about a snapshot file (layout at the top of this file).
+struct ReplayMemory::Snapshot {
+  // <stream>: what a snapshot keeps of one stream (flags as i64 0 or 1).
+  struct StreamHeader {
+    int64_t frames_begin = 0, frames_end = 0, episode_open = 0, have_obs = 0, cur_frame = -1, cur_history = 0,
+            episode_steps = 0;
+  };
+  // Everything between the prologue and the header checksum.
+  struct Header {
+    uint32_t version = kSnapshotOneStream;
+    MemoryConfig options;
+    std::string bad_flag;  // load: a bool option stored as neither 0 nor 1 (refused after the checksum)
+    int64_t appended = 0;
+    double max_priority = 1.0;
+    std::array<uint64_t, 4> rng{};
+    std::vector<StreamHeader> streams;  // one per stream, version 1 included
+  };
+  struct PriorityLeaves {};  // the sum tree's leaves, p^alpha per slot
+
+  // An option's type on disk: a bool is an int64 0 or 1, every other option is stored as it is.
+  template <typename T>
+  using Stored = std::conditional_t<std::is_same_v<T, bool>, int64_t, T>;
+
+  // The one statement of the header's order and types. Io is HeaderWriter (save),
+  // HeaderReader (load) or HeaderSize (counts the bytes); H is Header or const Header.
+  template <typename Io, typename S>
+  static void walk_stream(Io& io, S& s) {
+    io.field(s.frames_begin);
+    io.field(s.frames_end);
+    io.field(s.episode_open);
+    io.field(s.have_obs);
+    io.field(s.cur_frame);
+    io.field(s.cur_history);
+    io.field(s.episode_steps);
+  }
+  template <typename Io, typename H>
+  static void walk_header(Io& io, H& h) {
+    MemoryConfig::for_each_option([&](const char* name, auto member, uint32_t since) {
+      if (h.version >= since) io.option(name, h.options.*member);
+    });
+    io.streams(h.streams, h.options.streams);  // load: checks the count, then allocates
+    io.field(h.appended);
+    if (h.version == kSnapshotOneStream) walk_stream(io, h.streams[0]);
+    io.field(h.max_priority);
+    for (auto& word : h.rng) io.field(word);
+    if (h.version != kSnapshotOneStream) {
+      for (auto& s : h.streams) walk_stream(io, s);
+    }
+  }
+
+  struct HeaderWriter {
+    SnapshotWriter& out;
+    template <typename T>
+    void field(const T& value) { out.value<T>(value); }
+    template <typename T>
+    void option(const char*, const T& value) {
+      static_assert(std::is_same_v<T, int64_t> || std::is_same_v<T, uint64_t> || std::is_same_v<T, double> ||
+                        std::is_same_v<T, bool>,
+                    "an option's type must have the same size on every machine (see REPLAY_MEMORY_OPTIONS)");
+      out.value<Stored<T>>(static_cast<Stored<T>>(value));
+    }
+    void streams(const std::vector<StreamHeader>&, int64_t) {}
+  };
+  struct HeaderReader {
+    SnapshotReader& in;
+    std::string& bad_flag;
+    template <typename T>
+    void field(T& value) { value = in.value<T>(); }
+    template <typename T>
+    void option(const char* name, T& value) {
+      const auto stored = in.value<Stored<T>>();
+      if constexpr (std::is_same_v<T, bool>) {
+        if (stored != 0 && stored != 1 && bad_flag.empty()) bad_flag = name;
+      }
+      value = static_cast<T>(stored);
+    }
+    void streams(std::vector<StreamHeader>& streams, int64_t count) {
+      // Bound the per-stream headers by the file itself before allocating them.
+      if (count < 1 || count > kMaxStreams || static_cast<uint64_t>(count) > in.file_size() / stream_header_bytes())
+        throw in.corrupt("impossible number of streams " + std::to_string(count));
+      streams.resize(static_cast<size_t>(count));
+    }
+  };
+  struct HeaderSize {
+    size_t bytes = 0;
+    template <typename T>
+    void field(const T&) { bytes += sizeof(T); }
+    template <typename T>
+    void option(const char*, const T&) { bytes += sizeof(Stored<T>); }
+    void streams(const std::vector<StreamHeader>&, int64_t) {}
+  };
+  static size_t stream_header_bytes() {
+    const StreamHeader any;
+    HeaderSize size;
+    walk_stream(size, any);
+    return size.bytes;
+  }
+  // Bytes from the start of the file through the header checksum.
+  static size_t header_bytes(const Header& h) {
+    HeaderSize size;
+    walk_header(size, h);
+    return kPrologueBytes + size.bytes + sizeof(uint64_t);
+  }
+
+  // The per-transition arrays in file order, each one value per live id: calls visit with
+  // a pointer to the member array, or with PriorityLeaves.
+  template <typename Visit>
+  static void for_each_array(uint32_t version, bool prioritized, Visit&& visit) {
+    visit(&ReplayMemory::obs_frame_);
+    visit(&ReplayMemory::action_);
+    visit(&ReplayMemory::reward_);
+    visit(&ReplayMemory::flags_);
+    visit(&ReplayMemory::history_);
+    if (version != kSnapshotOneStream) visit(&ReplayMemory::stream_);  // version 1: every id is on stream 0
+    if (prioritized) visit(PriorityLeaves{});
+  }
+  template <typename T>
+  static constexpr size_t value_bytes(std::vector<T> ReplayMemory::*) { return sizeof(T); }
+  static constexpr size_t value_bytes(PriorityLeaves) { return sizeof(double); }
+  template <typename Array>
+  static constexpr bool is_leaves = std::is_same_v<Array, PriorityLeaves>;
+
+  // Calls f(first slot, slots) for the runs of slots holding the live ids, in id order: at
+  // most two, [slot(lo), capacity) and [0, slot(appended)), when the live ids wrap.
+  template <typename F>
+  static void for_each_live_run(const ReplayMemory& m, F&& f) {
+    for (int64_t id = m.live_lo(); id < m.appended_;) {
+      const int64_t s = m.slot(id);
+      const int64_t n = std::min(m.appended_ - id, m.config_.capacity - s);
+      f(static_cast<size_t>(s), static_cast<size_t>(n));
+      id += n;
+    }
+  }
+
+  static Header header_of(const ReplayMemory& m);
+  static void write(const ReplayMemory& m, SnapshotWriter& w);
+  // load's steps, in order. Nothing is allocated for the memory until read_header,
+  // check_header and check_file_size have passed; the memory is then built and seen by
+  // no one until load returns it, so any throw discards it whole.
+  static Header read_header(SnapshotReader& in);
+  static void check_header(const SnapshotReader& in, const Header& h);
+  static void check_file_size(const SnapshotReader& in, const Header& h);
+  static std::vector<double> read_body(SnapshotReader& in, const Header& h, ReplayMemory& m);
+  static void restore_state(const SnapshotReader& in, const Header& h, const std::vector<double>& leaves,
+                            ReplayMemory& m);
+  static void check_structure(const SnapshotReader& in, const Header& h, ReplayMemory& m);
+};
+
+ReplayMemory::Snapshot::Header ReplayMemory::Snapshot::header_of(const ReplayMemory& m) {
+  Header h;
+  h.version = m.config_.streams == 1 ? kSnapshotOneStream : kSnapshotStreams;  // one stream: what it always was
+  h.options = m.config_;
+  h.appended = m.appended_;
+  h.max_priority = m.max_priority_;
+  h.rng = m.rng_.state();
+  for (const Stream& st : m.streams_) {
+    h.streams.push_back({st.frames.begin(), st.frames.end(), st.episode_open ? 1 : 0, st.have_obs ? 1 : 0,
+                         st.cur_frame, st.cur_history, st.episode_steps});
+  }
+  return h;
+}
+
+void ReplayMemory::Snapshot::write(const ReplayMemory& m, SnapshotWriter& w) {
+  const Header h = header_of(m);
+  w.bytes(kMagic, sizeof(kMagic));
+  w.value<uint32_t>(h.version);
+  w.value<uint32_t>(kEndianMark);
+  HeaderWriter header{w};
+  walk_header(header, h);
+  w.checkpoint_digest();
+  for_each_array(h.version, h.options.prioritized, [&](auto array) {
+    for_each_live_run(m, [&](size_t s, size_t n) {
+      if constexpr (is_leaves<decltype(array)>) {
+        for (size_t i = s; i < s + n; ++i) w.value<double>(m.sum_tree_->get(static_cast<int64_t>(i)));
+      } else {
+        w.bytes(&(m.*array)[s], n * value_bytes(array));
+      }
+    });
+  });
+  for (const Stream& st : m.streams_) {
+    for (int64_t g = st.frames.begin(); g < st.frames.end(); ++g) w.bytes(st.frames.get(g), st.frames.frame_bytes());
+  }
+}
+
 void ReplayMemory::save(const std::string& path) const {
   check_path(path);
   std::lock_guard<std::mutex> lock(mu_);
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  // One stream writes version 1, byte for byte what a single-stream build wrote.
-  const bool single = config_.streams == 1;
   try {
     SnapshotWriter w(tmp);
-    auto write_stream = [&](const Stream& st) {
-      w.value<int64_t>(st.frames.begin());
-      w.value<int64_t>(st.frames.end());
-      w.value<int64_t>(st.episode_open ? 1 : 0);
-      w.value<int64_t>(st.have_obs ? 1 : 0);
-      w.value<int64_t>(st.cur_frame);
-      w.value<int64_t>(st.cur_history);
-      w.value<int64_t>(st.episode_steps);
-    };
-    w.bytes(kMagic, sizeof(kMagic));
-    w.value<uint32_t>(single ? kVersionOneStream : kVersionStreams);
-    w.value<uint32_t>(kEndianMark);
-    w.value<int64_t>(config_.capacity);
-    w.value<int64_t>(config_.height);
-    w.value<int64_t>(config_.width);
-    w.value<int64_t>(config_.stack);
-    w.value<int64_t>(config_.n_step);
-    w.value<double>(config_.gamma);
-    w.value<int64_t>(config_.prioritized ? 1 : 0);
-    w.value<double>(config_.alpha);
-    w.value<double>(config_.eps);
-    w.value<uint64_t>(config_.seed);
-    if (!single) w.value<int64_t>(config_.streams);
-    w.value<int64_t>(appended_);
-    if (single) write_stream(streams_[0]);
-    w.value<double>(max_priority_);
-    for (uint64_t word : rng_.state()) w.value<uint64_t>(word);
-    if (!single) {
-      for (const Stream& st : streams_) write_stream(st);
-    }
-    w.checkpoint_digest();
-    // Live ids occupy at most two runs of slots: [slot(lo), end) and [0, slot(appended)).
-    const int64_t lo = live_lo();
-    auto runs = [&](auto write_run) {
-      int64_t id = lo;
-      while (id < appended_) {
-        const int64_t s = slot(id);
-        const int64_t n = std::min(appended_ - id, config_.capacity - s);
-        write_run(static_cast<size_t>(s), static_cast<size_t>(n));
-        id += n;
-      }
-    };
-    runs([&](size_t s, size_t n) { w.bytes(&obs_frame_[s], n * sizeof(int64_t)); });
-    runs([&](size_t s, size_t n) { w.bytes(&action_[s], n * sizeof(int32_t)); });
-    runs([&](size_t s, size_t n) { w.bytes(&reward_[s], n * sizeof(float)); });
-    runs([&](size_t s, size_t n) { w.bytes(&flags_[s], n); });
-    runs([&](size_t s, size_t n) { w.bytes(&history_[s], n); });
-    if (!single) runs([&](size_t s, size_t n) { w.bytes(&stream_[s], n * sizeof(uint16_t)); });
-    if (sum_tree_) {
-      runs([&](size_t s, size_t n) {
-        for (size_t i = s; i < s + n; ++i) w.value<double>(sum_tree_->get(static_cast<int64_t>(i)));
-      });
-    }
-    for (const Stream& st : streams_) {
-      for (int64_t g = st.frames.begin(); g < st.frames.end(); ++g) w.bytes(st.frames.get(g), st.frames.frame_bytes());
-    }
+    Snapshot::write(*this, w);
     w.finish();
     if (std::rename(tmp.c_str(), path.c_str()) != 0) throw FileError(errno, errno_text("cannot rename onto", path));
   } catch (...) {
@@ -827,177 +958,148 @@ void ReplayMemory::save(const std::string& path) const {
 std::unique_ptr<ReplayMemory> ReplayMemory::load(const std::string& path) {
   check_path(path);
   SnapshotReader in(path);
-  const std::string where = "replay snapshot '" + path + "'";
-  if (in.file_size() < kHeaderBytesOneStream + sizeof(uint64_t)) {
-    char magic[sizeof(kMagic)] = {};
-    if (in.file_size() >= sizeof(kMagic)) in.bytes(magic, sizeof(magic));
-    if (in.file_size() < sizeof(kMagic) || std::memcmp(magic, kMagic, sizeof(kMagic)) != 0)
-      throw FormatError("'" + path + "' is not a replay memory snapshot");
-    throw FormatError(where + " is truncated");
-  }
-  char magic[sizeof(kMagic)];
-  in.bytes(magic, sizeof(magic));
-  if (std::memcmp(magic, kMagic, sizeof(kMagic)) != 0) throw FormatError("'" + path + "' is not a replay memory snapshot");
-  const auto version = in.value<uint32_t>();
-  if (version != kVersionOneStream && version != kVersionStreams)
-    throw FormatError(where + " has format version " + std::to_string(version) + "; this build reads versions " +
-                      std::to_string(kVersionOneStream) + " and " + std::to_string(kVersionStreams));
-  const bool single = version == kVersionOneStream;
-  if (in.value<uint32_t>() != kEndianMark) throw FormatError(where + " was written with another byte order");
-  auto corrupt = [&](const std::string& why) { return FormatError(where + " is corrupt: " + why); };
-  MemoryConfig config;
-  config.capacity = in.value<int64_t>();
-  config.height = in.value<int64_t>();
-  config.width = in.value<int64_t>();
-  config.stack = in.value<int64_t>();
-  config.n_step = in.value<int64_t>();
-  config.gamma = in.value<double>();
-  const auto prioritized = in.value<int64_t>();
-  config.prioritized = prioritized == 1;
-  config.alpha = in.value<double>();
-  config.eps = in.value<double>();
-  config.seed = in.value<uint64_t>();
-  config.streams = single ? 1 : in.value<int64_t>();
-  // Bound the per-stream header by the file itself before reading it.
-  if (config.streams < 1 || config.streams > kMaxStreams ||
-      static_cast<uint64_t>(config.streams) > in.file_size() / kStreamHeaderBytes)
-    throw corrupt("impossible number of streams " + std::to_string(config.streams));
-  struct StreamHeader {
-    int64_t frames_begin, frames_end, episode_open, have_obs, cur_frame, cur_history, episode_steps;
-  };
-  auto read_stream = [&]() {
-    StreamHeader h;
-    h.frames_begin = in.value<int64_t>();
-    h.frames_end = in.value<int64_t>();
-    h.episode_open = in.value<int64_t>();
-    h.have_obs = in.value<int64_t>();
-    h.cur_frame = in.value<int64_t>();
-    h.cur_history = in.value<int64_t>();
-    h.episode_steps = in.value<int64_t>();
-    return h;
-  };
-  std::vector<StreamHeader> stream_headers;
-  const auto appended = in.value<int64_t>();
-  if (single) stream_headers.push_back(read_stream());
-  const auto max_priority = in.value<double>();
-  std::array<uint64_t, 4> rng_state;
-  for (auto& word : rng_state) word = in.value<uint64_t>();
-  if (!single) {
-    for (int64_t i = 0; i < config.streams; ++i) stream_headers.push_back(read_stream());
-  }
-  in.verify_header_checksum(where);
+  const Snapshot::Header header = Snapshot::read_header(in);
+  Snapshot::check_header(in, header);
+  Snapshot::check_file_size(in, header);
+  auto memory = std::make_unique<ReplayMemory>(header.options);
+  const std::vector<double> leaves = Snapshot::read_body(in, header, *memory);
+  Snapshot::restore_state(in, header, leaves, *memory);
+  Snapshot::check_structure(in, header, *memory);
+  return memory;
+}
 
-  if (prioritized != 0 && prioritized != 1) throw corrupt("bad prioritized flag");
-  // Every header value in range before anything is allocated: counts below kMaxCount
-  // (so no later arithmetic overflows), sizes bounded by the file or the machine.
-  if (appended < 0 || appended >= kMaxCount) throw corrupt("impossible header values");
-  for (const StreamHeader& h : stream_headers) {
-    if (h.frames_begin < 0 || h.frames_end < h.frames_begin || h.frames_end >= kMaxCount ||
-        (h.episode_open != 0 && h.episode_open != 1) || (h.have_obs != 0 && h.have_obs != 1) || h.episode_steps < 0 ||
-        h.episode_steps > appended || h.cur_history < 0 || h.cur_history > kMaxStack || h.cur_frame < -1 ||
-        h.cur_frame >= kMaxCount)
-      throw corrupt("impossible header values");
+// The prologue and the header, through its checksum.
+ReplayMemory::Snapshot::Header ReplayMemory::Snapshot::read_header(SnapshotReader& in) {
+  Header smallest;  // a version 1 header: one stream
+  smallest.streams.resize(1);
+  const bool too_short = in.file_size() < header_bytes(smallest) + sizeof(uint64_t);
+  char magic[sizeof(kMagic)] = {};
+  if (in.file_size() >= sizeof(kMagic)) in.bytes(magic, sizeof(magic));
+  if (in.file_size() < sizeof(kMagic) || std::memcmp(magic, kMagic, sizeof(kMagic)) != 0) throw in.not_a_snapshot();
+  if (too_short) throw in.truncated();
+  Header h;
+  h.version = in.value<uint32_t>();
+  if (h.version != kSnapshotOneStream && h.version != kSnapshotStreams)
+    throw FormatError(in.where() + " has format version " + std::to_string(h.version) + "; this build reads versions " +
+                      std::to_string(kSnapshotOneStream) + " and " + std::to_string(kSnapshotStreams));
+  if (in.value<uint32_t>() != kEndianMark) throw FormatError(in.where() + " was written with another byte order");
+  HeaderReader reader{in, h.bad_flag};
+  walk_header(reader, h);
+  in.verify_header_checksum();
+  return h;
+}
+
+// Every header value in range before anything is allocated: counts below kMaxCount (so no
+// later arithmetic overflows) and options the constructor would take.
+void ReplayMemory::Snapshot::check_header(const SnapshotReader& in, const Header& h) {
+  if (!h.bad_flag.empty()) throw in.corrupt("bad " + h.bad_flag + " flag");
+  if (h.appended < 0 || h.appended >= kMaxCount) throw in.corrupt("impossible header values");
+  for (const StreamHeader& s : h.streams) {
+    if (s.frames_begin < 0 || s.frames_end < s.frames_begin || s.frames_end >= kMaxCount ||
+        (s.episode_open != 0 && s.episode_open != 1) || (s.have_obs != 0 && s.have_obs != 1) || s.episode_steps < 0 ||
+        s.episode_steps > h.appended || s.cur_history < 0 || s.cur_history > kMaxStack || s.cur_frame < -1 ||
+        s.cur_frame >= kMaxCount)
+      throw in.corrupt("impossible header values");
   }
   try {
-    config.validate();
+    h.options.validate();
   } catch (const std::invalid_argument& e) {
-    throw corrupt(e.what());
+    throw in.corrupt(e.what());
   }
+}
+
+// Sizes bounded by the machine (the memory's arrays) and by the file, which must hold
+// exactly the arrays and frames the header describes.
+void ReplayMemory::Snapshot::check_file_size(const SnapshotReader& in, const Header& h) {
+  const MemoryConfig& config = h.options;
+  const uint64_t file_bytes = in.file_size(), frame_bytes = static_cast<uint64_t>(config.frame_bytes());
   uint64_t frames = 0;
-  const uint64_t frame_bytes = static_cast<uint64_t>(config.frame_bytes());
-  for (const StreamHeader& h : stream_headers) {
-    frames += static_cast<uint64_t>(h.frames_end - h.frames_begin);
-    if (frames > in.file_size() / frame_bytes) throw FormatError(where + " is truncated");
+  for (const StreamHeader& s : h.streams) {
+    frames += static_cast<uint64_t>(s.frames_end - s.frames_begin);
+    if (frames > file_bytes / frame_bytes) throw in.truncated();
   }
   if (config.capacity > physical_memory_bytes() / config.slot_bytes())
-    throw corrupt("capacity " + std::to_string(config.capacity) + " needs " +
-                  std::to_string(config.capacity * config.slot_bytes()) + " bytes, more than this machine's " +
-                  std::to_string(physical_memory_bytes()) + " bytes of memory");
-  const uint64_t live = static_cast<uint64_t>(std::min(appended, config.capacity));
-  const uint64_t per_id = sizeof(int64_t) + sizeof(int32_t) + sizeof(float) + 2 + (single ? 0 : sizeof(uint16_t)) +
-                          (config.prioritized ? sizeof(double) : 0);
-  if (frames > in.file_size() / frame_bytes || live > in.file_size() / per_id) throw FormatError(where + " is truncated");
-  const uint64_t header_bytes = single ? kHeaderBytesOneStream
-                                       : kHeaderBytesStreams + static_cast<uint64_t>(config.streams) * kStreamHeaderBytes;
-  const uint64_t expected = header_bytes + live * per_id + frames * frame_bytes + sizeof(uint64_t);
-  if (in.file_size() < expected)
-    throw FormatError(where + " is truncated: " + std::to_string(in.file_size()) + " bytes, expected " +
-                      std::to_string(expected));
-  if (in.file_size() > expected)
-    throw corrupt(std::to_string(in.file_size() - expected) + " unexpected bytes after the data");
+    throw in.corrupt("capacity " + std::to_string(config.capacity) + " needs " +
+                     std::to_string(config.capacity * config.slot_bytes()) + " bytes, more than this machine's " +
+                     std::to_string(physical_memory_bytes()) + " bytes of memory");
+  uint64_t bytes_per_id = 0;
+  for_each_array(h.version, config.prioritized, [&](auto array) { bytes_per_id += value_bytes(array); });
+  const uint64_t live = static_cast<uint64_t>(std::min(h.appended, config.capacity));
+  if (live > file_bytes / bytes_per_id) throw in.truncated();
+  const uint64_t expected = header_bytes(h) + live * bytes_per_id + frames * frame_bytes + sizeof(uint64_t);
+  if (file_bytes < expected)
+    throw in.truncated(": " + std::to_string(file_bytes) + " bytes, expected " + std::to_string(expected));
+  if (file_bytes > expected) throw in.corrupt(std::to_string(file_bytes - expected) + " unexpected bytes after the data");
+}
 
-  auto memory = std::make_unique<ReplayMemory>(config);
-  ReplayMemory& m = *memory;
-  m.appended_ = appended;
-  for (size_t i = 0; i < stream_headers.size(); ++i) {
-    const StreamHeader& h = stream_headers[i];
-    Stream& st = m.streams_[i];
-    st.episode_open = h.episode_open == 1;
-    st.have_obs = h.have_obs == 1;
-    st.cur_frame = h.cur_frame;
-    st.cur_history = h.cur_history;
-    st.episode_steps = h.episode_steps;
-  }
-  m.max_priority_ = max_priority;
-  m.rng_.set_state(rng_state);
-  const int64_t lo = m.live_lo();
-  auto runs = [&](auto read_run) {
-    int64_t id = lo;
-    while (id < appended) {
-      const int64_t s = m.slot(id);
-      const int64_t n = std::min(appended - id, config.capacity - s);
-      read_run(static_cast<size_t>(s), static_cast<size_t>(n));
-      id += n;
-    }
-  };
-  runs([&](size_t s, size_t n) { in.bytes(&m.obs_frame_[s], n * sizeof(int64_t)); });
-  runs([&](size_t s, size_t n) { in.bytes(&m.action_[s], n * sizeof(int32_t)); });
-  runs([&](size_t s, size_t n) { in.bytes(&m.reward_[s], n * sizeof(float)); });
-  runs([&](size_t s, size_t n) { in.bytes(&m.flags_[s], n); });
-  runs([&](size_t s, size_t n) { in.bytes(&m.history_[s], n); });
-  if (!single) runs([&](size_t s, size_t n) { in.bytes(&m.stream_[s], n * sizeof(uint16_t)); });
-  std::vector<double> leaves;
-  if (config.prioritized) {
-    leaves.resize(static_cast<size_t>(config.capacity), 0.0);
-    runs([&](size_t s, size_t n) { in.bytes(&leaves[s], n * sizeof(double)); });
-  }
-  for (size_t i = 0; i < stream_headers.size(); ++i) {
+// The arrays and frames, through the file's checksum; returns the priority leaves
+// (empty for a uniform memory), which restore_state checks before the trees take them.
+std::vector<double> ReplayMemory::Snapshot::read_body(SnapshotReader& in, const Header& h, ReplayMemory& m) {
+  m.appended_ = h.appended;  // first: the live runs below follow it
+  std::vector<double> leaves(h.options.prioritized ? static_cast<size_t>(h.options.capacity) : 0, 0.0);
+  for_each_array(h.version, h.options.prioritized, [&](auto array) {
+    for_each_live_run(m, [&](size_t s, size_t n) {
+      if constexpr (is_leaves<decltype(array)>) {
+        in.bytes(&leaves[s], n * value_bytes(array));
+      } else {
+        in.bytes(&(m.*array)[s], n * value_bytes(array));
+      }
+    });
+  });
+  for (size_t i = 0; i < h.streams.size(); ++i) {
     FrameStore& store = m.streams_[i].frames;
-    store.reset_to(stream_headers[i].frames_begin);
-    for (int64_t g = stream_headers[i].frames_begin; g < stream_headers[i].frames_end; ++g)
-      in.bytes(store.push_uninitialized(), frame_bytes);
+    store.reset_to(h.streams[i].frames_begin);
+    for (int64_t g = h.streams[i].frames_begin; g < h.streams[i].frames_end; ++g)
+      in.bytes(store.push_uninitialized(), store.frame_bytes());
   }
   in.verify_checksum();
+  return leaves;
+}
 
-  if (config.prioritized) {
-    if (!(max_priority > 0.0) || !std::isfinite(max_priority) || !m.leaf_in_range(std::pow(max_priority, config.alpha)))
-      throw corrupt("bad max priority");
-    try {
-      for (int64_t s = 0; s < config.capacity; ++s) {
-        if (leaves[static_cast<size_t>(s)] > 0.0) m.set_leaf(s, leaves[static_cast<size_t>(s)]);
-      }
-    } catch (const std::invalid_argument&) {
-      throw corrupt("bad priority values");
+// The streams' state, the RNG and the priorities (each leaf checked by the trees).
+void ReplayMemory::Snapshot::restore_state(const SnapshotReader& in, const Header& h,
+                                           const std::vector<double>& leaves, ReplayMemory& m) {
+  for (size_t i = 0; i < h.streams.size(); ++i) {
+    Stream& st = m.streams_[i];
+    st.episode_open = h.streams[i].episode_open == 1;
+    st.have_obs = h.streams[i].have_obs == 1;
+    st.cur_frame = h.streams[i].cur_frame;
+    st.cur_history = h.streams[i].cur_history;
+    st.episode_steps = h.streams[i].episode_steps;
+  }
+  m.rng_.set_state(h.rng);
+  m.max_priority_ = h.max_priority;
+  if (!h.options.prioritized) return;
+  const double top = h.max_priority;
+  if (!(top > 0.0) || !std::isfinite(top) || !m.leaf_in_range(std::pow(top, h.options.alpha)))
+    throw in.corrupt("bad max priority");
+  try {
+    for (int64_t s = 0; s < h.options.capacity; ++s) {
+      if (leaves[static_cast<size_t>(s)] > 0.0) m.set_leaf(s, leaves[static_cast<size_t>(s)]);
     }
-    m.sum_tree_->rebuild();
+  } catch (const std::invalid_argument&) {
+    throw in.corrupt("bad priority values");
   }
-  // Structural checks last: a file can pass the checksum yet come from a broken writer.
-  for (size_t i = 0; i < stream_headers.size(); ++i) {
+  m.sum_tree_->rebuild();
+}
+
+// Structural checks last: a file can pass the checksum yet come from a broken writer.
+// Then the links that are not stored, and every invariant.
+void ReplayMemory::Snapshot::check_structure(const SnapshotReader& in, const Header& h, ReplayMemory& m) {
+  for (size_t i = 0; i < h.streams.size(); ++i) {
     const Stream& st = m.streams_[i];
-    if (st.have_obs && (st.cur_frame != stream_headers[i].frames_end - 1 || st.cur_history < 0 ||
-                        st.cur_history >= config.stack))
-      throw corrupt("newest observation does not match the frames");
+    if (st.have_obs && (st.cur_frame != h.streams[i].frames_end - 1 || st.cur_history >= h.options.stack))
+      throw in.corrupt("newest observation does not match the frames");
   }
-  for (int64_t id = lo; id < appended; ++id) {
-    if (m.stream_[static_cast<size_t>(m.slot(id))] >= config.streams) throw corrupt("stream out of range");
+  for (int64_t id = m.live_lo(); id < m.appended_; ++id) {
+    if (m.stream_[static_cast<size_t>(m.slot(id))] >= h.options.streams) throw in.corrupt("stream out of range");
   }
   m.rebuild_stream_links();
   try {
     m.check_invariants();
   } catch (const std::logic_error& e) {
-    throw corrupt(e.what());
+    throw in.corrupt(e.what());
   }
-  return memory;
 }
 
 TransitionLog ReplayMemory::export_log() const {

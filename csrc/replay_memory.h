@@ -121,18 +121,45 @@ class FileError : public std::runtime_error {
   int error_number_;
 };
 
+// Snapshot format versions (the layout is in replay_memory.cc). Version 1 is the
+// one-stream format that every build before streams wrote, and what a one-stream
+// memory still writes; version 2 holds several streams.
+constexpr uint32_t kSnapshotOneStream = 1;
+constexpr uint32_t kSnapshotStreams = 2;
+
+// The memory's options, declared once: X(type, name, default, since) where `since` is
+// the snapshot format version from which a snapshot's header stores the option
+// (version 1 predates streams: such a memory has one). MemoryConfig's fields and
+// for_each_option() come from this list, and through for_each_option the snapshot
+// header (save and load walk the options in this order), the Python binding's
+// keyword arguments and properties, and atari_dqn/replay.py's checks. A type is
+// one of int64_t, uint64_t, double and bool (stored as an int64 0 or 1). Adding an
+// option changes the snapshot layout, so it needs a new format version.
+#define REPLAY_MEMORY_OPTIONS(X)                                                  \
+  X(int64_t, capacity, 0, 1)  /* transitions */                                   \
+  X(int64_t, height, 84, 1)   /* frame rows */                                    \
+  X(int64_t, width, 84, 1)    /* frame columns */                                 \
+  X(int64_t, stack, 4, 1)     /* frames in a state */                             \
+  X(int64_t, n_step, 1, 1)    /* steps in a return */                             \
+  X(double, gamma, 0.99, 1)   /* discount per step */                             \
+  X(bool, prioritized, false, 1)                                                  \
+  X(double, alpha, 0.6, 1)    /* priority exponent (prioritized only) */          \
+  X(double, eps, 1e-6, 1)     /* added to |TD error| (prioritized only) */        \
+  X(uint64_t, seed, 0, 1)     /* of the sampler's RNG at construction */          \
+  X(int64_t, streams, 1, 2)   /* independent episode streams (envs) feeding it */
+
 struct MemoryConfig {
-  int64_t capacity = 0;  // transitions
-  int64_t height = 84;
-  int64_t width = 84;
-  int64_t stack = 4;
-  int64_t n_step = 1;
-  double gamma = 0.99;
-  bool prioritized = false;
-  double alpha = 0.6;
-  double eps = 1e-6;
-  uint64_t seed = 0;
-  int64_t streams = 1;  // independent episode streams (envs) feeding the memory
+#define REPLAY_OPTION_FIELD(type, name, default_value, since) type name = default_value;
+  REPLAY_MEMORY_OPTIONS(REPLAY_OPTION_FIELD)
+#undef REPLAY_OPTION_FIELD
+
+  // Calls visit(name, &MemoryConfig::field, since) for every option, in the order above.
+  template <typename Visit>
+  static void for_each_option(Visit&& visit) {
+#define REPLAY_VISIT_OPTION(type, name, default_value, since) visit(#name, &MemoryConfig::name, uint32_t{since});
+    REPLAY_MEMORY_OPTIONS(REPLAY_VISIT_OPTION)
+#undef REPLAY_VISIT_OPTION
+  }
 
   void validate() const;  // throws std::invalid_argument with the reason
   int64_t frame_bytes() const { return height * width; }  // after validate(): no overflow
@@ -254,6 +281,10 @@ class ReplayMemory {
     std::vector<int64_t> ids_;
     size_t head_ = 0, size_ = 0;
   };
+
+  // Everything save and load know about the file (replay_memory.cc). A member, so
+  // it reads and restores the memory's private state.
+  struct Snapshot;
 
   // Everything one stream of episodes owns.
   struct Stream {

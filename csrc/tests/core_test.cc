@@ -416,6 +416,64 @@ void test_snapshot_values_out_of_range() {
   check_throws<FileError>([&] { ReplayMemory::load("."); }, "load of a directory");
 }
 
+// Each step of load refuses its own kind of damage with a FormatError naming it, and a
+// file it refuses never becomes a memory. Offsets are those of a version 1 file (layout
+// in replay_memory.cc): options from 16 (prioritized at 64), max_priority at 160.
+void test_load_refuses_each_kind_of_damage() {
+  const MemoryConfig c = small_config(true, 64, 2, 1);
+  ReplayMemory m(c);
+  fill_memory(m, 40);
+  m.save("core_test_damage.bin");
+  const std::vector<char> bytes = read_bytes("core_test_damage.bin");
+  auto write = [](const std::vector<char>& data) {
+    std::FILE* f = std::fopen("core_test_damaged.bin", "wb");
+    std::fwrite(data.data(), 1, data.size(), f);
+    std::fclose(f);
+  };
+  auto refused = [](const std::string& expected, const std::string& what) {
+    try {
+      ReplayMemory::load("core_test_damaged.bin");
+      check(false, what + " loaded");
+    } catch (const FormatError& e) {
+      check(std::string(e.what()).find(expected) != std::string::npos, what + ": message '" + e.what() + "'");
+    }
+  };
+  auto changed = [&](size_t at, const std::vector<char>& value) {  // no checksum recomputed
+    std::vector<char> data = bytes;
+    std::copy(value.begin(), value.end(), data.begin() + static_cast<std::ptrdiff_t>(at));
+    return data;
+  };
+  write(changed(7, {'X'}));
+  refused("not a replay memory snapshot", "another magic");
+  write(changed(8, {3, 0, 0, 0}));
+  refused("format version 3", "an unknown version");
+  write(changed(12, {1, 2, 3, 4}));
+  refused("another byte order", "the other byte order");
+  write(changed(56, {0x55}));  // a byte of gamma
+  refused("header checksum mismatch", "a changed option");
+  write(changed(bytes.size() - 9, {0x55}));  // the last frame byte, 1 before
+  refused("checksum mismatch", "a changed frame");
+  std::vector<char> longer = bytes;
+  longer.push_back(0);
+  write(longer);
+  refused("1 unexpected bytes after the data", "a byte after the data");
+  write(std::vector<char>(bytes.begin(), bytes.begin() + 230));
+  refused("truncated", "a file cut in its arrays");
+  forge("core_test_damaged.bin", bytes, {{64, 2}});
+  refused("bad prioritized flag", "a prioritized flag of 2");
+  forge("core_test_damaged.bin", bytes, {{40, 0}});
+  refused("stack must be in [1, 255]", "an option the constructor refuses");
+  int64_t negative;
+  const double minus_one = -1.0;
+  std::memcpy(&negative, &minus_one, sizeof(negative));
+  forge("core_test_damaged.bin", bytes, {{160, negative}});
+  refused("bad max priority", "a negative max priority");
+  forge("core_test_damaged.bin", bytes, {});
+  ReplayMemory::load("core_test_damaged.bin")->check_invariants();  // the forger alone changes nothing
+  std::remove("core_test_damaged.bin");
+  std::remove("core_test_damage.bin");
+}
+
 // One thread appends while another samples and updates priorities (run under TSan
 // by tests/test_core_sanitized.py): no data race, and the memory stays consistent.
 void test_threads(bool prioritized) {
@@ -607,6 +665,7 @@ int main() {
   test_priority_bounds();
   test_sizes_and_trees();
   test_snapshot_values_out_of_range();
+  test_load_refuses_each_kind_of_damage();
   test_threads(false);
   test_threads(true);
   test_streams_random_operations(false);
