@@ -9,6 +9,7 @@ seeded from the run's seed and its number), so they need nothing in the checkpoi
 Files of a run folder:
   config.json               the settings (written once, when the run starts)
   rewards.txt               one line per evaluation (evaluate.rewards_line), rewritten atomically
+  episodes.csv              one line per finished training game, appended (atari_dqn/episodes.py)
   rewards.png               the learning curve so far
   model_NNN.pt              the online network's state_dict after evaluation NNN
   checkpoint.pt             everything but the memory, for --resume (atomic)
@@ -19,14 +20,15 @@ Files of a run folder:
 
 Only one trainer works on a folder at a time (RunLock). When a trainer takes a folder it tidies
 it (tidy_run_dir): temporary files a killed writer left are removed, and what was written after
-the checkpoint (rewards.txt lines, models, frames of later evaluations) is put back to the
-checkpoint's progress, so rewards.txt is never ahead of the checkpoint.
+the checkpoint (rewards.txt lines, episodes.csv lines, models, frames of later evaluations) is put
+back to the checkpoint's progress, so rewards.txt and episodes.csv are never ahead of the
+checkpoint.
 
 A folder without checkpoint.pt is tidied back to nothing, so it is taken only where that loses
 nothing (left_by_a_killed_trainer):
   - --resume of config.json plus what a trainer killed before its first checkpoint leaves (its
-    .lock, temporary files of atomic writes, tensorboard/) starts from step 0; tensorboard/ is
-    kept as it is.
+    .lock, temporary files of atomic writes, tensorboard/, episodes.csv) starts from step 0;
+    tensorboard/ is kept as it is, episodes.csv starts afresh.
   - --out of a folder that is empty or holds only what a trainer killed while creating it leaves
     (an unlocked .lock, temporary files) makes the new run there.
   - Anything else without a checkpoint (rewards.txt, a model, a replay snapshot: results that no
@@ -44,7 +46,8 @@ from before --envs, read as a list of one), replay (the snapshot's file name),
 pending_priorities (Updates.pending()). An offline run's checkpoint (atari_dqn/offline.py) has
 env [] and replay "" (the dataset is never copied) and adds offline: the dataset's path, size
 and sha256, and the sampler's state; its progress.step counts gradient updates. Progress's per-game scores (game_scores) were one
-game_score before --envs; both load.
+game_score before --envs; both load. Progress's game_steps and episodes_bytes (episodes.csv) are
+absent from checkpoints from before episodes.csv: such a run starts the file afresh.
 """
 
 from __future__ import annotations
@@ -58,7 +61,6 @@ import os
 import re
 import shutil
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +69,10 @@ import torch
 
 from atari_dqn.agent import Agent
 from atari_dqn.config import RESUME_MAY_CHANGE, Config, ConfigError, flag_of, saved_settings
-from atari_dqn.evaluate import X_LABEL, plot_curve, rewards_line
+from atari_dqn.episodes import EPISODES, UNKNOWN_STEPS, tidy_episodes
+from atari_dqn.evaluate import plot_curve, rewards_line
 from atari_dqn.files import DiskError, atomic_torch_save, atomic_write_text, writing
+from atari_dqn.progress import Progress  # noqa: F401 (part of this module's face: checkpoint.Progress)
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_VERSION = 1
@@ -88,20 +92,6 @@ REPLAY_NAME = re.compile(r"^replay-\d+\.bin$")
 
 
 UPDATE_UNIT = "gradient updates"  # an offline run's step (rewards.png's x axis)
-
-
-@dataclass
-class Progress:
-    """The loop's counters; saved in checkpoints."""
-    step: int = 0                      # agent steps taken (gradient updates offline: unit)
-    evaluations: int = 0
-    rewards_lines: list[str] = field(default_factory=list)
-    game_scores: list[float] = field(default_factory=list)  # raw score of each training game
-    #                                  in progress (all its lives so far), one per --envs game
-    last_game_score: float | None = None
-    last_eval_score: float | None = None
-    wall_seconds: float = 0.0          # wall-clock time spent in train(), summed over resumes
-    unit: str = X_LABEL                # what step counts, as rewards.png's x axis names it
 
 
 def load_memory(config: Config, path: Path) -> Any:
@@ -133,6 +123,10 @@ PROGRESS_ENTRIES: dict[str, tuple[Any, str]] = {
     "game_scores": (lambda v: isinstance(v, list) and all(_finite(x) for x in v),
                     "a list of numbers"),
     "game_score": (_finite, "a number"),
+    "game_steps": (lambda v: isinstance(v, list) and all(
+        isinstance(x, int) and not isinstance(x, bool) and x >= UNKNOWN_STEPS for x in v),
+                   f"a list of whole numbers >= {UNKNOWN_STEPS}"),
+    "episodes_bytes": (_count, "a whole number >= 0"),
     "last_game_score": (lambda v: v is None or _finite(v), "a number or None"),
     "last_eval_score": (lambda v: v is None or _finite(v), "a number or None"),
     "wall_seconds": (lambda v: _finite(v) and v >= 0, "a number >= 0"),
@@ -178,6 +172,9 @@ def checkpoint_problem(checkpoint: dict[str, Any]) -> str | None:
               else progress.get("game_scores", []))
     if games and len(scores) != games:
         return f"its progress has {len(scores)} game scores for {games} games"
+    steps = progress.get("game_steps", [])
+    if steps and len(steps) != len(scores):
+        return f"its progress has {len(steps)} game lengths for {len(scores)} game scores"
     problem = settings_problem(checkpoint["config"])
     if problem:
         return problem.replace("its setting", "its config's setting")
@@ -258,13 +255,14 @@ def has_checkpoint(run_dir: Path) -> bool:
 def left_by_a_killed_trainer(path: Path, *, started: bool) -> bool:
     """Whether path, in a run folder without a checkpoint, is what a trainer killed before its
     first checkpoint may leave, which tidying the folder back to step 0 may lose: its .lock and
-    temporary files of atomic writes; once it had started (written config.json), also config.json
-    and tensorboard/. Results (rewards.txt, models, replay snapshots) are not."""
+    temporary files of atomic writes; once it had started (written config.json), also config.json,
+    tensorboard/ and episodes.csv (the games it finished: a run from step 0 plays them again).
+    Results (rewards.txt, models, replay snapshots) are not."""
     name = path.name
     if path.is_dir() and not path.is_symlink():
         return started and name == TENSORBOARD
     return (name == LOCK or any(fnmatch.fnmatchcase(name, g) for g in TEMPORARY_GLOBS)
-            or (started and name == CONFIG))
+            or (started and name in (CONFIG, EPISODES)))
 
 
 def _listing(paths: list[Path]) -> str:
@@ -463,7 +461,8 @@ def create_run_dir(config: Config) -> RunLock:
 def tidy_run_dir(run: Path, progress: Progress, replay_name: str | None) -> None:
     """Put the folder back to the checkpoint's state (progress, whose memory is replay_name):
     remove temporary files, replay snapshots other than replay_name, final_model.pt, and models
-    and frames of evaluations past progress.evaluations; rewrite rewards.txt and rewards.png from progress.
+    and frames of evaluations past progress.evaluations; rewrite rewards.txt and rewards.png
+    from progress; cut episodes.csv back to progress.episodes_bytes (tidy_episodes).
     Without a checkpoint (a run starting from step 0) that would delete every result, so a
     folder holding any (results_without_checkpoint) is a ConfigError, and nothing is changed.
     Call only while holding the folder's RunLock."""
@@ -490,6 +489,7 @@ def tidy_run_dir(run: Path, progress: Progress, replay_name: str | None) -> None
                 else:
                     path.unlink()
     write_rewards(run, progress)
+    tidy_episodes(run, progress)
 
 
 def write_rewards(run: Path, progress: Progress) -> None:
@@ -583,7 +583,7 @@ def load_checkpoint(run: Path, config: Config, agent: Agent, act_rng: np.random.
     tidy_run_dir(run, progress, checkpoint["replay"])
     snaps = checkpoint["env"]
     if games is None:  # Ape-X actors (distributed.py): they start fresh games themselves
-        progress.game_scores = [0.0] * config.streams
+        progress.game_scores, progress.game_steps = [0.0] * config.streams, [0] * config.streams
         print(f"resumed {run} at agent step {progress.step}: the actors start fresh games")
         return memory, progress, checkpoint.get("pending_priorities")
     try:
@@ -592,7 +592,7 @@ def load_checkpoint(run: Path, config: Config, agent: Agent, act_rng: np.random.
     except Exception as e:  # e.g. an ALE whose state format changed
         for stream, frame in enumerate(games.reset()):
             memory.start_episode(frame, stream=stream)
-        progress.game_scores = [0.0] * len(games)
+        progress.game_scores, progress.game_steps = [0.0] * len(games), [0] * len(games)
         print(f"resumed {run} at agent step {progress.step}: started fresh games "
               f"(the saved ones could not be restored: {e})")
     return memory, progress, checkpoint.get("pending_priorities")

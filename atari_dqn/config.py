@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from atari_dqn.learn import registry
+
 FRAME_SKIP = 4  # emulator frames per agent step (DeepMind's setting; AtariPreprocessing's default)
 SCREEN_SIZE = 84  # observations are SCREEN_SIZE x SCREEN_SIZE grayscale frames
 STACK = 4  # frames per state: the network's input channels, stacked by the replay memory
@@ -53,7 +55,10 @@ MAX_QUANTILES = 10_000
 # allocate nothing, and a large one only makes a run long or an event never come. What the sizes
 # above (and --memory-size, --batch-size, --threads, --env-processes) cost on this machine is
 # checked against its cores and memory by atari_dqn/machine.py, also before anything is written.
-HEADS = ("scalar", "quantile")
+HEADS = tuple(registry.HEADS)  # atari_dqn/learn/registry.py: one module each (learn/heads/)
+# How the games are played (atari_dqn/env.py's PROTOCOLS, docs/protocols.md): DeepMind's (Mnih et
+# al. 2015) or Machado et al. 2018's, as Dopamine plays it.
+PROTOCOL_NAMES = ("deepmind", "machado")
 NETWORKS = ("nature", "impala")  # encoders; atari_dqn/network.py builds them
 PRECISIONS = ("fp32", "bf16")  # of the learner's network passes (agent.py, Agent._fp32)
 LOSSES = ("dqn", "cql", "bc")  # offline training's losses (atari_dqn/offline.py, docs/offline.md)
@@ -106,8 +111,15 @@ class Config:
                          "--preset", choices=tuple(PRESETS))
     # --- game ---------------------------------------------------------------------------------
     env_id: str = _field("Breakout", "Atari game: a short name (Breakout, Pong) or a gymnasium id "
-                         "(BreakoutNoFrameskip-v4, ALE/Breakout-v5); always played DeepMind-style "
-                         "(no sticky actions, frame skip 4)", "--env")
+                         "(BreakoutNoFrameskip-v4, ALE/Breakout-v5); played as --protocol says, "
+                         "with frame skip 4 (a v5 id's own sticky actions are not used)", "--env")
+    protocol: str = _field("deepmind", "how the games are played: 'deepmind' (no sticky "
+                           "actions, 1-30 random no-ops and FIRE at a reset, a lost life ends the "
+                           "learning episode) or 'machado' (Machado et al. 2018, as Dopamine: "
+                           "sticky actions with probability 0.25 per emulator frame, no no-ops, no "
+                           "FIRE, whole games as episodes), in training, evaluation and play "
+                           "(docs/protocols.md); fixed for a run; offline: the dataset's",
+                           "--protocol", choices=PROTOCOL_NAMES)
     envs: int = _field(1, "training games played side by side (games); one loop iteration "
                        "acts on all of them with one batched forward and makes that many agent "
                        "steps; --steps and --eval-every must be multiples of it; fixed for a "
@@ -148,11 +160,22 @@ class Config:
                           "residual blocks; about 6x the multiply-adds)", "--network",
                           choices=NETWORKS)
     head: str = _field("quantile", "what the network predicts per action: 'scalar' (a Q-value, "
-                       "Huber loss) or 'quantile' (QR-DQN, Dabney et al. 2018: --quantiles "
+                       "Huber loss), 'quantile' (QR-DQN, Dabney et al. 2018: --quantiles "
                        "quantiles of the return, quantile Huber loss with kappa 1; acts on their "
-                       "mean)", "--head", choices=HEADS)
+                       "mean) or 'iqn' (implicit quantiles, Dabney et al. 2018, as Dopamine: a "
+                       "cosine embedding of 64 of each sampled level tau times the encoder's "
+                       "features, 64 taus for the online and 64 for the target samples, quantile "
+                       "Huber loss with kappa 1; acts on the mean over 32 taus)", "--head",
+                       choices=HEADS)
     n_quantiles: int = _field(200, "quantiles per action of --head quantile (count; Dopamine's "
                               "QR-DQN uses 200)", "--quantiles")
+    munchausen: bool = _field(False, "Munchausen-DQN (Vieillard et al. 2020): the TD target "
+                              "adds 0.9 * clip(0.03 * log pi(a|s), -1, 0) for the action taken "
+                              "and bootstraps softly, sum_a' pi(a'|s') (q(s', a') - 0.03 * log "
+                              "pi(a'|s')), pi = softmax(q / 0.03) of the target network (a "
+                              "distributional head: per sample of the next state's return); "
+                              "with n-step returns the bonus is the first action's; --double "
+                              "then has no effect", "--munchausen")
     augment: bool = _field(False, "random shifts (DrQ) of states and next states at learn time: "
                            "edge-padded by 4 pixels, randomly cropped back to 84x84, each stack "
                            "independently", "--augment")
@@ -286,6 +309,8 @@ class Config:
         if not self.out_dir and self.resume:
             object.__setattr__(self, "out_dir", self.resume)
         need(self.head in HEADS, "head", f"must be one of {', '.join(HEADS)}")
+        need(self.protocol in PROTOCOL_NAMES, "protocol",
+             f"must be one of {', '.join(PROTOCOL_NAMES)}")
         need(self.network in NETWORKS, "network", f"must be one of {', '.join(NETWORKS)}")
         need(self.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}")
         need(self.loss in LOSSES, "loss", f"must be one of {', '.join(LOSSES)}")
@@ -334,7 +359,8 @@ RESUME_MAY_CHANGE = ("total_steps", "device", "threads", "compile", "tensorboard
 # existed (a run from before --head had a scalar head; the default is now the quantile head).
 PREDATED = {"head": "scalar", "n_quantiles": 200, "network": "nature", "augment": False,
             "reset_every_steps": 0, "envs": 1, "env_processes": 0, "offline": "", "loss": "dqn",
-            "actors": 0, "ray_address": "", "precision": "fp32"}
+            "actors": 0, "ray_address": "", "precision": "fp32", "protocol": "deepmind",
+            "munchausen": False}
 
 
 def saved_settings(saved: dict[str, Any]) -> dict[str, Any]:

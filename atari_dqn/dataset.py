@@ -61,6 +61,9 @@ Import rules (the diagram's):
   this project's: sticky actions (repeat probability 0.25), no episodic life (an episode is a
   whole game), rewards clipped to [-1, 1] by Dopamine's runner, and a terminal also at its
   27,000-step game cap.
+- Beside the snapshot, <out>.json (SOURCE_SUFFIX) says where it came from and the protocol its
+  games were played under, machado (docs/protocols.md): an offline run on the snapshot is
+  evaluated under that protocol (recorded_protocol). The snapshot's own format is unchanged.
 
 Headers first: every .npy header is checked before its data is read (the observations' first),
 so no header can make the import allocate what the format does not allow: its declared size must
@@ -91,7 +94,8 @@ from pathlib import Path
 import numpy as np
 
 from atari_dqn.cli import OneLineParser
-from atari_dqn.config import SCREEN_SIZE, STACK
+from atari_dqn.config import PREDATED, PROTOCOL_NAMES, SCREEN_SIZE, STACK
+from atari_dqn.files import DiskError, atomic_write_text
 from atari_dqn.replay import PrioritizedReplayMemory, ReplayMemory, load_snapshot
 
 PROG = "dataset"
@@ -104,6 +108,10 @@ MAX_ITEM_BYTES = 8  # the widest number Dopamine's small arrays hold (int64, flo
 ROWS_PER_CHUNK = 1024  # observation rows decompressed at a time (7 MB of 84x84 frames)
 PROGRESS_EVERY_ROWS = 100_000
 NPY_MAGIC_PREFIX = b"\x93NUMPY"
+SOURCE_SUFFIX = ".json"  # <snapshot>.json: where an imported snapshot came from (import_dopamine)
+# The protocol the DQN Replay Dataset's games were played under: Dopamine's Atari defaults (sticky
+# actions, whole games, no no-ops, no FIRE), Machado et al. 2018's (docs/protocols.md).
+DQN_REPLAY_PROTOCOL = "machado"
 
 STORE_PREFIX = "$store$_"
 ARRAYS = ("observation", "action", "reward", "terminal")  # the buffer's stored arrays
@@ -417,7 +425,42 @@ def import_dopamine(folder: Path, out: Path, suffix: str | None = None, stack: i
         memory.save(out)
     except OSError as e:
         raise DatasetError(f"--out {out}: cannot write ({e.strerror or e})") from None
+    source = {"source": "DQN Replay Dataset (Agarwal et al. 2020), Dopamine's replay buffer",
+              "folder": str(folder.resolve()), "checkpoint": suffix, "stack": stack,
+              "protocol": DQN_REPLAY_PROTOCOL}
+    try:
+        atomic_write_text(source_path(out), json.dumps(source, indent=2) + "\n")
+    except DiskError as e:  # the snapshot alone would be evaluated under the wrong protocol
+        out.unlink(missing_ok=True)
+        raise DatasetError(f"--out {out}: cannot write {source_path(out).name} ({e.cause})") \
+            from None
     return memory
+
+
+def source_path(snapshot: Path) -> Path:
+    """<snapshot>.json, the file that says where an imported snapshot came from."""
+    return snapshot.with_name(snapshot.name + SOURCE_SUFFIX)
+
+
+def recorded_protocol(snapshot: Path) -> tuple[str | None, str]:
+    """(the protocol a snapshot's games were played under, the file that says so): from
+    <snapshot>.json (written by import), else from the config.json beside it (the run that saved
+    it; a run from before --protocol played deepmind); (None, "") where neither is there. A file
+    that says something else than a protocol name is a DatasetError."""
+    for path, default in ((source_path(snapshot), None),
+                          (snapshot.parent / "config.json", PREDATED["protocol"])):
+        if not path.is_file():
+            continue
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise DatasetError(f"{path}: unreadable ({e})") from None
+        name = saved.get("protocol", default) if isinstance(saved, dict) else None
+        if name not in PROTOCOL_NAMES:
+            raise DatasetError(f"{path}: its protocol is {name!r}, not one of "
+                               f"{', '.join(PROTOCOL_NAMES)}")
+        return name, str(path)
+    return None, ""
 
 
 def is_zero_entry(action, reward, terminal, frame: np.ndarray) -> bool:
@@ -573,10 +616,14 @@ def describe(data: Path) -> list[str]:
         lines.append(f"not usable by qvalues or --offline: {problem}")
     size = path.stat().st_size
     lines.append(f"size on disk: {size:,} bytes ({size / 1e9:.2f} GB)")
+    protocol, where = recorded_protocol(path)
+    if protocol:
+        lines.append(f"protocol: {protocol} (from {where})")
     lines.append("note: returns sum the rewards the snapshot stores. A training run's snapshot stores "
-                 "rewards clipped to their sign and ends an episode at every lost life, so its episodes "
-                 "are lives and its returns are not game scores; an imported DQN Replay Dataset stores "
-                 "Dopamine's rewards (clipped to [-1, 1]) and its episodes are whole games.")
+                 "rewards clipped to their sign and, under --protocol deepmind, ends an episode at "
+                 "every lost life, so its episodes are lives and its returns are not game scores; an "
+                 "imported DQN Replay Dataset stores Dopamine's rewards (clipped to [-1, 1]) and its "
+                 "episodes are whole games.")
     return lines
 
 

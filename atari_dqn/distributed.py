@@ -55,8 +55,9 @@ for again, and the actor is asked for nothing until it answers again (a probe ca
 retries until the restarted actor takes it): asked meanwhile, with max_task_retries=0, a chunk
 would fail at once as "temporarily unavailable", again and again. A restarted actor starts fresh
 games: its next chunk carries their first frames, and the learner starts new episodes on its
-streams (start_episode cuts the ones in progress). If the driver dies, --resume continues from
-the last checkpoint: memory, learner and counters continue, the actors start fresh games.
+streams (start_episode cuts the ones in progress; episodes.csv gets no line for the games it
+lost). If the driver dies, --resume continues from the last checkpoint: memory, learner and
+counters continue, the actors start fresh games.
 
 Network: the run's own Ray instance (no --ray-address) puts its node on LOCAL_RAY_HOST, a
 loopback address, and a driver joining a cluster at a loopback HOST:PORT takes that host as its
@@ -67,8 +68,9 @@ gets no colour codes from Ray (plain_ray_output).
 Initial priorities (--prioritized): the actor computes |TD error| with its copy of the online
 network as the learner would with n-step returns: |G_t + gamma^n max_a Q(s_{t+n}, a) - Q(s_t,
 a_t)|, where the episode's end stops G_t (no bootstrap after a terminal, bootstrapping from the
-true last state after a truncation). With a quantile head it is the learner's mean |quantile TD
-error| over all pairs of quantiles, bootstrapping from the greedy action's quantiles, so fresh
+true last state after a truncation). With a distributional head it is the learner's mean
+|quantile TD error| over all pairs of the network's samples (QNetwork.samples: quantiles; IQN's
+at taus its rng names), bootstrapping from the greedy action's samples, so fresh
 and replayed transitions' priorities have one scale. Two documented simplifications: the actor
 has no target network, so it bootstraps with its online copy's greedy value (Ape-X does the
 same); and for the last n - 1 steps of a chunk, whose n steps are not all played yet, it uses
@@ -115,6 +117,7 @@ from atari_dqn.agent import Agent, NonFiniteLoss, epsilon_greedy, network_of
 from atari_dqn.checkpoint import (Progress, RunLock, create_run_dir, has_checkpoint,
                                   load_checkpoint, save_checkpoint, tidy_run_dir)
 from atari_dqn.config import STACK, Config, ConfigError
+from atari_dqn.episodes import GameLog
 from atari_dqn.files import DiskError
 from atari_dqn.learner import Updates
 from atari_dqn.machine import check_machine
@@ -178,10 +181,10 @@ def actor_priorities(q_taken: np.ndarray, next_q: np.ndarray, rewards: np.ndarra
     (i, j) of |G + bootstrap_j - q_i|. rewards (clipped), terminated, truncated: (T, E).
 
     A scalar head: q_taken = Q(s_t, a_t) and next_q = max_a Q(s_{t+1}, a), (T, E), so the
-    priority is |G + gamma^k max_a Q - Q(s_t, a_t)|. A quantile head: q_taken (T, E, N) the
-    quantiles of Q(s_t, a_t), next_q (T, E, N) those of the greedy action (the largest mean) at
-    s_{t+1}, the mean |quantile TD error| of agent.quantile_losses. s_{t+1} is the state after
-    step t: for a step that ended its episode, the stack of its last frames.
+    priority is |G + gamma^k max_a Q - Q(s_t, a_t)|. A distributional head: q_taken (T, E, N)
+    the samples of Q(s_t, a_t), next_q (T, E, N) those of the greedy action (the largest mean)
+    at s_{t+1}, the mean |quantile TD error| of heads/quantile.quantile_losses. s_{t+1} is the
+    state after step t: for a step that ended its episode, the stack of its last frames.
 
     G sums gamma^j r_{t+j} for j < k, where k is n_step, or fewer when the episode ends (a
     terminal: no bootstrap) or the chunk ends first (bootstrap from the newest state); the
@@ -220,7 +223,8 @@ class Actor:
         self.gamma, self.n_step, self.prioritized = config.gamma, config.n_step, config.prioritized
         first = index * games
         self.epsilons = np.array(apex_epsilons(config.streams)[first:first + games])
-        self.games = envs.TrainEnvs(config.env_id, games, actor_seed(config.seed, index))
+        self.games = envs.TrainEnvs(config.env_id, games, actor_seed(config.seed, index),
+                                    protocol=envs.PROTOCOLS[config.protocol])
         self.network = network_of(self.games.action_count, config).requires_grad_(False)
         self.rng = np.random.default_rng([config.seed, ACTOR_SEED_STREAM, index])
         # Stacks states by the learner memory's rule; needs only each game's newest frames.
@@ -297,10 +301,8 @@ class Actor:
                                 n_step=self.n_step)
 
     def _values(self, states: torch.Tensor) -> np.ndarray:
-        """(B, A, N): a quantile head's quantiles, a scalar head's Q-values as N = 1."""
-        if self.network.n_quantiles is None:
-            return self.network(states).numpy()[:, :, None]
-        return self.network.quantiles(states).numpy()
+        """(B, A, N): the network's samples of the return (a scalar head's Q-values: N = 1)."""
+        return self.network.samples(states, self.rng).numpy()
 
     def close(self) -> None:
         self.games.close()
@@ -490,6 +492,7 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
     torch.manual_seed(config.seed)
     action_count = envs.action_count(config.env_id)
     eval_env = envs.EvalEnvs(config.env_id, config.eval_episodes,
+                             protocol=envs.PROTOCOLS[config.protocol],
                              max_steps=config.eval_max_steps, render=config.render)
     try:
         agent = Agent(action_count, config, device)
@@ -497,8 +500,11 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
         if memory is None:
             memory, progress, pending = load_checkpoint(run, config, agent, act_rng, None)
         else:
-            progress, pending = Progress(game_scores=[0.0] * config.streams), None
+            progress = Progress(game_scores=[0.0] * config.streams,
+                                game_steps=[0] * config.streams)
+            pending = None
             tidy_run_dir(run, progress, replay_name=None)
+        episodes = GameLog(run, progress, config.streams)  # game = stream: actor * envs + e
     except BaseException:  # e.g. a damaged checkpoint
         eval_env.close()
         raise
@@ -571,17 +577,16 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
             returning[actors[actor].pid.options(max_task_retries=-1).remote()] = actor
             return
         ids = append_chunk(memory, chunk, config.envs)
-        if chunk.start_frames is not None:
+        if chunk.start_frames is not None:  # fresh games (a restarted actor): the old ones end
             for stream in range(actor * config.envs, (actor + 1) * config.envs):
-                progress.game_scores[stream] = 0.0
+                episodes.new_game(stream)
         if config.prioritized:
             apply_priorities(actor, ids.reshape(-1), chunk.priorities.reshape(-1))
+        # in the order append_chunk stored them: row (t, e) is agent step step + t * envs + e + 1
         for (t, e), reward in np.ndenumerate(chunk.rewards):
-            stream = actor * config.envs + e
-            progress.game_scores[stream] += float(reward)
-            if chunk.game_over[t, e]:
-                progress.last_game_score = progress.game_scores[stream]
-                progress.game_scores[stream] = 0.0
+            episodes.add(actor * config.envs + e, reward, bool(chunk.game_over[t, e]),
+                         progress.step + t * config.envs + e + 1)
+        episodes.flush()
         progress.step += chunk.steps
         rates.steps += chunk.steps
         if on_chunk is not None:
@@ -700,6 +705,7 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
     finally:
         updates.close()
         telemetry.close()
+        episodes.close()
         eval_env.close()
         for handle in actors:
             ray.kill(handle, no_restart=True)

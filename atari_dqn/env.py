@@ -1,15 +1,22 @@
 """The one place that builds Atari environments, for training and for evaluation: one game, or N
-games played side by side (TrainEnvs, EvalEnvs).
+games played side by side (TrainEnvs, EvalEnvs), under a Protocol (DEEPMIND or MACHADO,
+docs/protocols.md) that says everything in which the two differ.
 
-Both variants share the DeepMind preprocessing of gymnasium's AtariPreprocessing on a
-NoFrameskip game without sticky actions:
-  reset: 1..30 random no-ops, then FIRE for games that wait for it (Breakout, ...)
+Every game is gymnasium's AtariPreprocessing on a NoFrameskip game (ALE plays one emulator frame
+per call, without ALE's own sticky actions):
+  reset: protocol.noop_max > 0: 1..noop_max random no-ops; protocol.fire_on_reset: then FIRE for
+         games that wait for it (Breakout, ...). DEEPMIND does both, MACHADO neither.
   step:  the action repeated for FRAME_SKIP emulator frames, observation = pixel-wise max of the
-         last two frames, grayscale, resized to 84x84 (uint8)
-They differ in what an episode is:
-  training:   one life. A lost life returns terminated=True so the learner sees it as the end
-              of the episode, but reset() then only plays a no-op (and FIRE) unless the real game
-              is over. info["game_over"] says which. Games are cut after TRAIN_MAX_FRAMES.
+         last two frames, grayscale, resized to 84x84 (uint8). With
+         protocol.sticky_action_probability p > 0 (MACHADO: 0.25), at every emulator frame the
+         previous frame's action is played instead of the one asked with probability p
+         (StickyActions, below).
+Training and evaluation differ in what an episode is:
+  training:   DEEPMIND (protocol.life_loss_ends_episode): one life. A lost life returns
+              terminated=True so the learner sees it as the end of the episode, but reset() then
+              only plays a no-op (and FIRE) unless the real game is over. MACHADO: the whole
+              game. info["game_over"] says whether the real game ended, under both. Games are cut
+              after TRAIN_MAX_FRAMES.
   evaluation: a whole game (all lives), cut after a caller-chosen number of agent steps.
 Observations are single 84x84 uint8 frames in both. Frames are stacked into states by one rule,
 the replay memory's (ReplayMemory.state(): the last STACK frames of the episode, padded at its
@@ -48,8 +55,33 @@ from atari_dqn.config import FRAME_SKIP, SCREEN_SIZE, STACK, ConfigError, RunErr
 
 gym.register_envs(ale_py)
 
-NOOP_MAX = 30
-TRAIN_MAX_FRAMES = 108_000  # 30 minutes of play at 60 Hz = 27,000 agent steps
+TRAIN_MAX_FRAMES = 108_000  # 30 minutes of play at 60 Hz = 27,000 agent steps, either protocol
+NOOP = 0  # index of NOOP in every game's minimal action set (ALE lists it first)
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+    """How games are played and what a training episode is: the choices in which DeepMind's
+    protocol (Mnih et al. 2015) and Machado et al. 2018's (as Dopamine plays it) differ. The rest
+    is shared: frame skip 4 with a max over the last two frames, 84x84 grayscale, the minimal
+    action set, rewards clipped to their sign for learning (learning_rewards), training games cut
+    at TRAIN_MAX_FRAMES, evaluation games (whole games) at --eval-max-steps. docs/protocols.md
+    has the table and the sources."""
+
+    name: str
+    sticky_action_probability: float  # per emulator frame: the previous frame's action is played
+    #                                   instead of the one asked (0: never; StickyActions)
+    noop_max: int  # a real reset plays 1..noop_max random no-ops (0: none)
+    fire_on_reset: bool  # press FIRE after every reset, in games that have a FIRE action
+    life_loss_ends_episode: bool  # training: a lost life is terminal for the learner (EpisodicLife)
+
+
+DEEPMIND = Protocol("deepmind", sticky_action_probability=0.0, noop_max=30, fire_on_reset=True,
+                    life_loss_ends_episode=True)
+MACHADO = Protocol("machado", sticky_action_probability=0.25, noop_max=0, fire_on_reset=False,
+                   life_loss_ends_episode=False)
+# By the names of --protocol (config.PROTOCOL_NAMES: config.py imports no environment code).
+PROTOCOLS = {protocol.name: protocol for protocol in (DEEPMIND, MACHADO)}
 
 
 def _atari_ids() -> dict[str, str]:
@@ -87,6 +119,37 @@ def learning_reward(reward: float) -> float:
 def learning_rewards(rewards: np.ndarray) -> np.ndarray:
     """learning_reward() of every row: (N,) float32, as the replay memory's append_batch takes."""
     return np.sign(rewards).astype(np.float32)
+
+
+class StickyActions(gym.Wrapper):
+    """Sticky actions (Machado et al. 2018, section 5), below the frame skip: at every emulator
+    frame, with probability p the previous frame's action is played again instead of the one
+    asked; after a reset the previous action is NOOP. This is exactly what ALE's
+    repeat_action_probability does (StellaEnvironment::act), drawn here from the game's own
+    numpy RNG (seeded by reset(seed=...)) instead of ALE's.
+
+    Why not ALE's own: ALE keeps the last action it played outside the state cloneState() saves
+    (ale-py 0.12.1, measured: two ALEs that last played different actions, restored to one
+    cloned state with its RNG, go on differently in about a quarter of the cases), so a game
+    could not be saved and restored exactly (snapshot()/restore(), for resume and for restarted
+    game processes). Here the RNG is the one snapshot() already saves, and the last action is
+    this wrapper's `last`, saved with it."""
+
+    def __init__(self, env: gym.Env, probability: float) -> None:
+        super().__init__(env)
+        if env.unwrapped.get_action_meanings()[NOOP] != "NOOP":
+            raise ValueError(f"StickyActions: action {NOOP} of {env.spec.id} is not NOOP")
+        self.probability = probability
+        self.last = NOOP  # the action the emulator played last
+
+    def reset(self, **kwargs: Any):
+        self.last = NOOP  # as ALE's reset does (StellaEnvironment::softReset)
+        return self.env.reset(**kwargs)
+
+    def step(self, action: int):
+        if self.env.unwrapped.np_random.random() >= self.probability:
+            self.last = action
+        return self.env.step(self.last)
 
 
 class FireOnReset(gym.Wrapper):
@@ -139,39 +202,60 @@ class EpisodicLife(gym.Wrapper):
         return obs, info
 
 
-def _base_env(name: str, *, max_frames: int, render: bool) -> gym.Env:
+class WholeGames(gym.Wrapper):
+    """A training game whose learning episodes are whole games (protocol.life_loss_ends_episode
+    False): adds info["game_over"], as EpisodicLife does, so that the loop reads one flag
+    whatever the protocol."""
+
+    def step(self, action: int):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        info["game_over"] = bool(terminated or truncated)
+        return obs, reward, terminated, truncated, info
+
+
+def _base_env(name: str, protocol: Protocol, *, max_frames: int, render: bool) -> gym.Env:
     env = gym.make(resolve_env_id(name), frameskip=1, repeat_action_probability=0.0,
                    max_num_frames_per_episode=max_frames,
                    render_mode="rgb_array" if render else None)
-    return AtariPreprocessing(env, noop_max=NOOP_MAX, frame_skip=FRAME_SKIP,
+    if protocol.sticky_action_probability > 0:
+        env = StickyActions(env, protocol.sticky_action_probability)
+    return AtariPreprocessing(env, noop_max=protocol.noop_max, frame_skip=FRAME_SKIP,
                               screen_size=SCREEN_SIZE, terminal_on_life_loss=False,
                               grayscale_obs=True)
 
 
-def _needs_fire(env: gym.Env) -> bool:
-    return "FIRE" in env.unwrapped.get_action_meanings()
+def _with_fire(env: gym.Env, protocol: Protocol) -> gym.Env:
+    """FIRE after every reset where the protocol presses it and the game has it."""
+    if protocol.fire_on_reset and "FIRE" in env.unwrapped.get_action_meanings():
+        return FireOnReset(env)
+    return env
 
 
-def make_train_env(name: str) -> gym.Env:
-    """A game whose lost lives end learning episodes; cut after TRAIN_MAX_FRAMES."""
-    env: gym.Env = EpisodicLife(_base_env(name, max_frames=TRAIN_MAX_FRAMES, render=False))
-    return FireOnReset(env) if _needs_fire(env) else env
+def make_train_env(name: str, protocol: Protocol = DEEPMIND) -> gym.Env:
+    """A training game of the protocol (DEEPMIND: lost lives end learning episodes; MACHADO:
+    whole games), cut after TRAIN_MAX_FRAMES."""
+    env = _base_env(name, protocol, max_frames=TRAIN_MAX_FRAMES, render=False)
+    return _with_fire(EpisodicLife(env) if protocol.life_loss_ends_episode else WholeGames(env),
+                      protocol)
 
 
-def make_eval_env(name: str, *, max_steps: int, render: bool = False) -> gym.Env:
+def make_eval_env(name: str, *, max_steps: int, render: bool = False,
+                  protocol: Protocol = DEEPMIND) -> gym.Env:
     """Whole games cut after max_steps agent steps; env.render() gives the RGB screen if render."""
-    env: gym.Env = _base_env(name, max_frames=max_steps * FRAME_SKIP, render=render)
-    return FireOnReset(env) if _needs_fire(env) else env
+    return _with_fire(_base_env(name, protocol, max_frames=max_steps * FRAME_SKIP,
+                                render=render), protocol)
 
 
 # --- exact save and restore of a training environment in mid-episode ---------------------------
 # What the next step depends on: the emulator (ALE state incl. its RNG), the env's numpy RNG (the
-# number of no-ops at the next real reset), AtariPreprocessing's two-frame max buffer, and the
-# life counter of EpisodicLife. FireOnReset keeps no state.
+# number of no-ops at the next real reset; StickyActions' draws), AtariPreprocessing's two-frame
+# max buffer, the life counter of EpisodicLife, and the action StickyActions played last (ALE's
+# state would not hold it: StickyActions' doc). FireOnReset and WholeGames keep no state.
 
 def snapshot(env: gym.Env) -> dict[str, Any]:
     """Everything needed to continue this env's episode exactly; only plain types and bytes."""
     prep, life = _find(env, AtariPreprocessing), _find(env, EpisodicLife)
+    sticky = _find(env, StickyActions)
     return {
         "ale": pickle.dumps(env.unwrapped.ale.cloneState(include_rng=True)),
         "np_random": env.unwrapped.np_random.bit_generator.state,
@@ -180,11 +264,12 @@ def snapshot(env: gym.Env) -> dict[str, Any]:
         "prep_game_over": bool(prep.game_over),
         "life_lives": int(life.lives) if life else None,
         "life_game_over": bool(life.game_over) if life else None,
+        "sticky_last": int(sticky.last) if sticky else None,
     }
 
 
 def restore(env: gym.Env, snap: dict[str, Any]) -> None:
-    """Put a freshly made env of the same game into the state snapshot() saw."""
+    """Put a freshly made env of the same game and protocol into the state snapshot() saw."""
     env.reset(seed=0)  # gymnasium refuses step() before a first reset; everything is overwritten
     env.unwrapped.ale.restoreState(pickle.loads(snap["ale"]))
     env.unwrapped.np_random.bit_generator.state = snap["np_random"]
@@ -194,6 +279,11 @@ def restore(env: gym.Env, snap: dict[str, Any]) -> None:
     prep.lives, prep.game_over = snap["prep_lives"], snap["prep_game_over"]
     if life is not None:
         life.lives, life.game_over = snap["life_lives"], snap["life_game_over"]
+    sticky = _find(env, StickyActions)
+    if sticky is not None:
+        if snap.get("sticky_last") is None:
+            raise ValueError("the snapshot is of a game without sticky actions")
+        sticky.last = snap["sticky_last"]
 
 
 def _find(env: gym.Env, kind: type) -> Any:
@@ -257,9 +347,9 @@ class StepResult:
 class _Games:
     """Training games stepped one after another in this process."""
 
-    def __init__(self, name: str, seeds: list[int]) -> None:
+    def __init__(self, name: str, seeds: list[int], protocol: Protocol) -> None:
         self.seeds = seeds
-        self.envs = [make_train_env(name) for _ in seeds]
+        self.envs = [make_train_env(name, protocol) for _ in seeds]
 
     def reset(self) -> np.ndarray:
         return np.stack([env.reset(seed=seed)[0] for env, seed in zip(self.envs, self.seeds)])
@@ -296,7 +386,7 @@ class _Games:
             env.close()
 
 
-def _serve_games(pipe: Connection, name: str, seeds: list[int]) -> None:
+def _serve_games(pipe: Connection, name: str, seeds: list[int], protocol: Protocol) -> None:
     """A child process's loop: run each (method, args) received on _Games, send back
     (True, value) or (False, traceback), until close or until the parent is gone (its end of the
     pipe closes). SIGINT and SIGTERM are the parent's to handle (train.StopOnSignal checkpoints,
@@ -304,7 +394,7 @@ def _serve_games(pipe: Connection, name: str, seeds: list[int]) -> None:
     process group, and the child must outlive the parent's checkpoint."""
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
-    games = _Games(name, seeds)
+    games = _Games(name, seeds, protocol)
     while True:
         try:
             method, args = pipe.recv()
@@ -327,10 +417,10 @@ class _GamesProcess:
     result(), so that the processes work at the same time. Both raise GameProcessDied when the
     process is gone."""
 
-    def __init__(self, context: Any, name: str, seeds: list[int]) -> None:
+    def __init__(self, context: Any, name: str, seeds: list[int], protocol: Protocol) -> None:
         self.pipe, child_end = context.Pipe()
-        self.process = context.Process(target=_serve_games, args=(child_end, name, seeds),
-                                       daemon=True)
+        self.process = context.Process(target=_serve_games,
+                                       args=(child_end, name, seeds, protocol), daemon=True)
         self.process.start()
         child_end.close()
 
@@ -404,7 +494,7 @@ def checked_actions(actions: np.ndarray, games: int, action_count: int, who: str
 class TrainEnvs:
     """N training games (make_train_env) stepped together, each reset as soon as it ends.
 
-        envs = TrainEnvs("Breakout", n, seed)
+        envs = TrainEnvs("Breakout", n, seed, protocol=MACHADO)  # protocol: DEEPMIND if not given
         frames = envs.reset()                                 # (N, 84, 84), once per run
         result = envs.step(actions)                           # actions: (N,) ints
         memory.append_batch(actions, rewards, result.frames, result.terminated, result.truncated)
@@ -433,10 +523,11 @@ class TrainEnvs:
     """
 
     def __init__(self, name: str, n: int, seed: int, *, processes: int = 0,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None,
+                 protocol: Protocol = DEEPMIND) -> None:
         if processes < 0:
             raise ValueError(f"TrainEnvs: processes must be >= 0, got {processes}")
-        self.name = name
+        self.name, self.protocol = name, protocol
         self.seeds = game_seeds(seed, n)
         self.action_count = action_count(name)
         self.log = log or _write_line
@@ -447,7 +538,7 @@ class TrainEnvs:
         self._reset = False
         self._since: list[np.ndarray] = []
         if processes == 0:
-            self._local: _Games | None = _Games(name, self.seeds)
+            self._local: _Games | None = _Games(name, self.seeds, protocol)
             self._parts: list[_GamesProcess] = []
         else:
             self._local = None
@@ -461,7 +552,7 @@ class TrainEnvs:
 
     def _start(self, k: int) -> _GamesProcess:
         start, stop = self._bounds[k]
-        return _GamesProcess(self._context, self.name, self.seeds[start:stop])
+        return _GamesProcess(self._context, self.name, self.seeds[start:stop], self.protocol)
 
     def _call(self, method: str, per_part: list[Any] | None = None) -> list[Any]:
         """method on every part; per_part[k] (a tuple of arguments) goes to part k. A part
@@ -566,7 +657,7 @@ class TrainEnvs:
 class EvalEnvs:
     """N evaluation games (make_eval_env) played side by side, each once, from reset to its end.
 
-        games = EvalEnvs("Breakout", n, max_steps=...)
+        games = EvalEnvs("Breakout", n, max_steps=..., protocol=MACHADO)  # DEEPMIND if not given
         frames = games.reset(seed)                  # game i: seed game_seeds(seed, n)[i]
         while games.playing.any():
             result = games.step(actions)            # (N,) ints; only playing games move
@@ -577,10 +668,12 @@ class EvalEnvs:
     row i's actions up to its end. The games step in this process, one after another.
     """
 
-    def __init__(self, name: str, n: int, *, max_steps: int, render: bool = False) -> None:
+    def __init__(self, name: str, n: int, *, max_steps: int, render: bool = False,
+                 protocol: Protocol = DEEPMIND) -> None:
         if n < 1:
             raise ValueError(f"EvalEnvs: need at least one game, got {n}")
-        self.envs = [make_eval_env(name, max_steps=max_steps, render=render) for _ in range(n)]
+        self.envs = [make_eval_env(name, max_steps=max_steps, render=render, protocol=protocol)
+                     for _ in range(n)]
         self.action_count = int(self.envs[0].action_space.n)
         self.playing = np.zeros(n, dtype=bool)
         self._frames = np.zeros((n, SCREEN_SIZE, SCREEN_SIZE), dtype=np.uint8)

@@ -1,11 +1,11 @@
 """Look inside a run: what a saved policy does, and what its prioritized memory samples.
 
     python -m atari_dqn.inspect_run actions <run>
-        plays games of the run's last evaluation (its seeds, its epsilon) with its final model
-        (final_model.pt, the weights that evaluation scored; without one, its newest model_NNN.pt)
-        and prints, per game, its length, score, how often each action was taken and the mean
-        Q-value of each action. A degenerate greedy policy (one action nearly always) shows at
-        a glance. --model 3: evaluation 3 with model_003.pt.
+        plays games of the run's last evaluation (its seeds, its epsilon, its --protocol) with
+        its final model (final_model.pt, the weights that evaluation scored; without one, its
+        newest model_NNN.pt) and prints, per game, its length, score, how often each action was
+        taken and the mean Q-value of each action. A degenerate greedy policy (one action nearly
+        always) shows at a glance. --model 3: evaluation 3 with model_003.pt.
     python -m atari_dqn.inspect_run weights <run>/replay-000200000.bin   (or <run>: its latest)
         quantiles of the priorities (p^alpha) in a prioritized replay snapshot, and the
         importance weights of sampled batches as the memory returns them (Agent.learn rescales
@@ -24,7 +24,7 @@ import torch
 from atari_dqn.agent import epsilon_greedy
 from atari_dqn.config import Config
 from atari_dqn.dataset import DatasetError, snapshot_path
-from atari_dqn.env import EvalEnvs
+from atari_dqn.env import PROTOCOLS, EvalEnvs
 from atari_dqn.evaluate import NullFrameWriter, evaluate, evaluation_seeds
 from atari_dqn.network import QNetwork
 from atari_dqn.policy import FINAL_MODEL, MODEL_NAME, PolicyLoadError, load, model_file
@@ -99,7 +99,8 @@ def action_report(run: Path, model_index: int | None, games: int) -> list[str]:
     config = Config(**settings)
     file, index = chosen_model(run, model_index)
     network = load(file)
-    env = EvalEnvs(config.env_id, games, max_steps=config.eval_max_steps)
+    env = EvalEnvs(config.env_id, games, max_steps=config.eval_max_steps,
+                   protocol=PROTOCOLS[config.protocol])
     try:
         if network.n_actions != env.action_count:
             raise InspectError(f"{file}: {network.n_actions} actions, but {config.env_id} has "

@@ -1,22 +1,32 @@
 """Q-networks: an encoder, the Nature CNN (Mnih et al. 2015) or the Impala ResNet (Espeholt et
-al. 2018), then a head: scalar or quantile (QR-DQN, Dabney et al. 2018), each optionally dueling
-(Wang et al. 2016). Every head starts with its own 512-unit hidden layer.
+al. 2018), then output streams, optionally dueling (Wang et al. 2016), each with its own 512-unit
+hidden layer.
 
 Input: (B, 4, 84, 84) uint8 frame stacks, scaled to [0, 1] inside forward so that replay batches
-travel to the device as bytes. forward() returns (B, n_actions) Q-values: what acting needs.
-A quantile head predicts n_quantiles values of the return's distribution per action;
-quantiles() returns them, (B, n_actions, n_quantiles), for learning, and forward() their mean.
+travel to the device as bytes. forward() returns (B, n_actions) Q-values.
+
+QNetwork as it stands is the scalar head: one Q-value per action. The heads that predict a
+distribution of the return subclass it (atari_dqn/learn/heads/: quantile, iqn) and give each
+action `per_action` outputs; every network answers the same three calls:
+  forward(states)            (B, n_actions) Q-values, a pure function of the weights and states
+  q_values(states, rng)      what acting takes the argmax of (a head that samples takes its
+                             samples from the rng's state, without advancing it: IQN)
+  samples(states, rng)       (B, n_actions, S) samples of the return whose mean is the Q-value
+                             (a scalar head: S = 1); Ape-X actors' priorities compare them
 
 State-dict keys (loaders read the architecture from them, atari_dqn/policy.py):
   features.*                      the encoder: Nature features.0.weight (32, 4, 8, 8), ...;
                                   Impala features.0.conv.weight (16, 4, 3, 3), ...
-  head.*                          without dueling: hidden layer, then n_actions [x n_quantiles]
+  head.*                          without dueling: hidden layer, then n_actions [x per_action]
   value.*, advantage.*            with dueling: the two streams
-  quantile_fractions              quantile head only: the (n_quantiles,) midpoints tau_hat
+  and a head's own (its OWN_KEYS: quantile_fractions, tau_embedding.*)
 """
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 from torch import nn
 
@@ -96,53 +106,51 @@ def _mlp(n_in: int, n_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(n_in, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, n_out))
 
 
-def quantile_midpoints(n_quantiles: int) -> torch.Tensor:
-    """tau_hat_i = (2i + 1) / (2N), i = 0..N-1: the quantile levels a QR-DQN head regresses on
-    (the midpoints of N equal probability bins, Dabney et al. 2018, Lemma 2)."""
-    return (2 * torch.arange(n_quantiles, dtype=torch.float32) + 1) / (2 * n_quantiles)
-
-
 class QNetwork(nn.Module):
-    """n_quantiles None: a scalar head (one Q-value per action); N: a quantile head."""
+    """The encoder and the output streams; as it stands, the scalar head (per_action = ()).
+    A subclass passes per_action = (N,) for N outputs per action, or calls streams() on features
+    of its own (IQN: one row of features per sampled quantile level)."""
 
     def __init__(self, n_actions: int, *, dueling: bool = False, in_channels: int = STACK,
-                 n_quantiles: int | None = None, encoder_name: str = "nature") -> None:
+                 encoder_name: str = "nature", per_action: tuple[int, ...] = ()) -> None:
         super().__init__()
-        if n_quantiles is not None and n_quantiles < 1:
-            raise ValueError(f"n_quantiles must be a positive integer or None, got {n_quantiles}")
         self.n_actions = n_actions
-        self.n_quantiles = n_quantiles
         self.encoder_name = encoder_name
-        self.features, n_features = encoder(encoder_name, in_channels)
-        per_action = n_quantiles or 1
+        self.per_action = per_action
+        self.features, self.n_features = encoder(encoder_name, in_channels)
+        outputs = math.prod(per_action)
         self.dueling = dueling
         if dueling:
-            self.value = _mlp(n_features, per_action)
-            self.advantage = _mlp(n_features, n_actions * per_action)
+            self.value = _mlp(self.n_features, outputs)
+            self.advantage = _mlp(self.n_features, n_actions * outputs)
         else:
-            self.head = _mlp(n_features, n_actions * per_action)
-        if n_quantiles is not None:
-            self.register_buffer("quantile_fractions", quantile_midpoints(n_quantiles))
+            self.head = _mlp(self.n_features, n_actions * outputs)
 
-    def _outputs(self, states: torch.Tensor) -> torch.Tensor:
-        """(B, n_actions) for a scalar head, (B, n_actions, n_quantiles) for a quantile head."""
-        x = self.features(states.float() / 255.0)
-        batch = x.shape[0]
-        per_action = () if self.n_quantiles is None else (self.n_quantiles,)
+    def encode(self, states: torch.Tensor) -> torch.Tensor:
+        """(B, n_features): the encoder on uint8 states, scaled to [0, 1]."""
+        return self.features(states.float() / 255.0)
+
+    def streams(self, x: torch.Tensor) -> torch.Tensor:
+        """features (*lead, n_features) -> (*lead, n_actions, *per_action)."""
+        lead = x.shape[:-1]
         if not self.dueling:
-            return self.head(x).view(batch, self.n_actions, *per_action)
-        value = self.value(x).view(batch, 1, *per_action)
-        advantage = self.advantage(x).view(batch, self.n_actions, *per_action)
+            return self.head(x).view(*lead, self.n_actions, *self.per_action)
+        value = self.value(x).view(*lead, 1, *self.per_action)
+        advantage = self.advantage(x).view(*lead, self.n_actions, *self.per_action)
         # Subtracting the mean advantage makes value and advantage identifiable (Wang et al. eq. 9);
-        # a quantile head does it per quantile: value quantiles + advantage quantiles - their mean.
-        return value + advantage - advantage.mean(dim=1, keepdim=True)
+        # a distributional head does it per output: value + advantage - their mean over actions.
+        return value + advantage - advantage.mean(dim=len(lead), keepdim=True)
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:
-        outputs = self._outputs(states)
-        return outputs if self.n_quantiles is None else outputs.mean(dim=2)
+        return self.streams(self.encode(states))
 
-    def quantiles(self, states: torch.Tensor) -> torch.Tensor:
-        """(B, n_actions, n_quantiles) return quantiles at the levels quantile_fractions."""
-        if self.n_quantiles is None:
-            raise TypeError("quantiles(): this network has a scalar head")
-        return self._outputs(states)
+    def q_values(self, states: torch.Tensor, rng: np.random.Generator | None = None
+                 ) -> torch.Tensor:
+        """(B, n_actions): what acting takes the argmax of. rng: the caller's (epsilon-greedy's),
+        for a head that samples; this one does not look at it."""
+        return self(states)
+
+    def samples(self, states: torch.Tensor, rng: np.random.Generator | None = None
+                ) -> torch.Tensor:
+        """(B, n_actions, S) samples of the return whose mean over S is q_values(): here S = 1."""
+        return self(states)[:, :, None]

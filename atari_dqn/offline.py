@@ -12,7 +12,11 @@ read-only) and a run keeps no copy of it. config.json records its path, size in 
 and transitions; a checkpoint records the same, and resume reopens the file and refuses it if its
 checksum changed. The snapshot fixes n-step and gamma (the memory computes n-step returns from
 them at sample time): they are taken from it, and --n-step or --gamma given with other values
-is an error.
+is an error. So does the protocol its games were played under (docs/protocols.md), which the
+evaluation games then use: an imported DQN Replay Dataset's is machado (its <snapshot>.json, which
+the import writes), a run's snapshot's is its run's (the config.json beside it); --protocol
+given with another is an error. A snapshot with neither file beside it (a replay-*.bin copied
+away from its run) is played under --protocol (default deepmind).
 
 Sampling. Update u (counted from 1) samples its batch with the memory's RNG reseeded from
 (--seed, SAMPLE_STREAM, u), so a batch is a pure function of the seed and the update count: a
@@ -52,7 +56,7 @@ from atari_dqn.checkpoint import (UPDATE_UNIT, Progress, RunLock, create_run_dir
                                   has_checkpoint, load_offline_checkpoint,
                                   save_offline_checkpoint, tidy_run_dir)
 from atari_dqn.config import Config, ConfigError, default_run_dir, flag_of
-from atari_dqn.dataset import DatasetError, snapshot_path
+from atari_dqn.dataset import DatasetError, recorded_protocol, snapshot_path
 from atari_dqn.files import DiskError
 from atari_dqn.machine import GB, available_ram_bytes, check_machine
 from atari_dqn.replay import PrioritizedReplayMemory, ReplayMemory, load_snapshot
@@ -140,15 +144,24 @@ def open_dataset(data: str, batch_size: int,
 
 def with_dataset(config: Config, memory: ReplayMemory, dataset: Dataset,
                  given: dict[str, Any]) -> Config:
-    """config with the snapshot's n-step, gamma and size and the dataset's record; a
-    ConfigError if --n-step or --gamma was given with another value than the snapshot's."""
+    """config with the snapshot's n-step, gamma, size and protocol (where a file beside it
+    records one: recorded_protocol) and the dataset's record; a ConfigError if --n-step, --gamma
+    or --protocol was given with another value than the snapshot's."""
     for name, fixed in (("n_step", memory.n_step), ("gamma", memory.gamma)):
         if name in given and given[name] != fixed:
             raise ConfigError(f"{flag_of(name)} {given[name]!r}: the snapshot {dataset.path} "
                               f"was built with {flag_of(name)} {fixed!r}, which fixes its "
                               f"returns; leave {flag_of(name)} out to take it")
+    try:
+        protocol, source = recorded_protocol(dataset.path)
+    except DatasetError as e:
+        raise ConfigError(f"--offline {e}") from None
+    if protocol and given.get("protocol", protocol) != protocol:
+        raise ConfigError(f"--protocol {given['protocol']}: the snapshot {dataset.path} was "
+                          f"played under --protocol {protocol} ({source} says so), and its "
+                          f"evaluations are too; leave --protocol out to take it")
     return dataclasses.replace(
-        config, n_step=memory.n_step, gamma=memory.gamma,
+        config, protocol=protocol or config.protocol, n_step=memory.n_step, gamma=memory.gamma,
         memory_capacity_transitions=memory.capacity, offline=str(dataset.path),
         offline_bytes=dataset.size_bytes, offline_sha256=dataset.sha256,
         offline_transitions=dataset.transitions)
@@ -255,6 +268,7 @@ def train_offline(config: Config, given: dict[str, Any] | None = None, *,
         raise ConfigError(f"--offline {dataset.path} lies in the run folder {run}, which a run "
                           f"tidies: keep the dataset elsewhere")
     eval_env = envs.EvalEnvs(config.env_id, config.eval_episodes,
+                             protocol=envs.PROTOCOLS[config.protocol],
                              max_steps=config.eval_max_steps, render=config.render)
     try:
         actions = memory.export_log()["actions"]

@@ -4,11 +4,12 @@
     python -m atari_dqn.play rewards/breakout-seed0/final_model.pt --games 3 --gif best.gif
 
 The games are evaluation games (atari_dqn/evaluate.py, the code that scores a run): whole games,
-all lives, epsilon-greedy with --eps, each cut after --max-steps agent steps. The game and the cap
-default to the run's (its config.json), else Breakout and 27,000 agent steps. Prints each game's
-raw score as the game ends (the games play side by side, so not always in their order), then their
-mean. --gif writes the best game as an animated GIF; a file already there is replaced only with
---force.
+all lives, epsilon-greedy with --eps, each cut after --max-steps agent steps, played under
+--protocol (docs/protocols.md). The game, the cap and the protocol default to the run's (its
+config.json; a run from before --protocol: deepmind), else Breakout, 27,000 agent steps and
+deepmind. Prints each game's raw score as the game ends (the games play side by side, so not
+always in their order), then their mean. --gif writes the best game as an animated GIF; a file
+already there is replaced only with --force.
 
 Bad input (a missing path, a file that is no model, a model for another game's actions, a bad
 value, a --gif that cannot be written) prints one line, `play: error: ...`, and exits with status
@@ -31,7 +32,8 @@ import torch
 from atari_dqn import env as envs
 from atari_dqn import policy
 from atari_dqn.cli import OneLineParser
-from atari_dqn.config import FRAME_SKIP, MAX_EPISODE_FRAMES, MAX_SEED, ConfigError, RunError
+from atari_dqn.config import (FRAME_SKIP, MAX_EPISODE_FRAMES, MAX_SEED, PREDATED,
+                              PROTOCOL_NAMES, ConfigError, RunError)
 from atari_dqn.evaluate import (NullFrameWriter, PngFrameWriter, evaluate, evaluation_seeds,
                                 ignore_game_end)
 
@@ -64,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-steps", type=int, default=0,
                         help="cap on one game in agent steps (default: the run's "
                              "--eval-max-steps, else 27000)")
+    parser.add_argument("--protocol", default="", choices=("", *PROTOCOL_NAMES),
+                        metavar="{" + ",".join(PROTOCOL_NAMES) + "}",
+                        help="how the games are played (default: the run's --protocol, else "
+                             "deepmind)")
     parser.add_argument("--device", default="cpu", help="where the network runs (default cpu)")
     return parser
 
@@ -145,6 +151,16 @@ def game_and_cap(args: argparse.Namespace, settings: dict, source: Path) -> tupl
     return game, max_steps
 
 
+def protocol_of(args: argparse.Namespace, settings: dict, source: Path) -> envs.Protocol:
+    """The protocol the games are played under: --protocol, else the run's (checked; a run from
+    before the setting played deepmind), else deepmind."""
+    name = args.protocol or settings.get("protocol", PREDATED["protocol"])
+    if not isinstance(name, str) or name not in envs.PROTOCOLS:
+        raise PlayError(f"{source}: protocol must be one of {', '.join(envs.PROTOCOLS)}, "
+                        f"got {name!r}")
+    return envs.PROTOCOLS[name]
+
+
 def play(args: argparse.Namespace,
          on_game_end: Callable[[int, float], None] = ignore_game_end) -> list[float]:
     """Check, load, play; returns each game's raw score. on_game_end(game, score) is called as
@@ -162,9 +178,12 @@ def play(args: argparse.Namespace,
     device = checked_device(args.device)
     gif = checked_gif(args.gif, args.force)
     model = policy.model_file(args.path)
-    game, max_steps = game_and_cap(args, run_settings(model), model.parent / "config.json")
+    settings, source = run_settings(model), model.parent / "config.json"
+    game, max_steps = game_and_cap(args, settings, source)
+    protocol = protocol_of(args, settings, source)
     network = policy.load(model, device)
-    env = envs.EvalEnvs(game, args.games, max_steps=max_steps, render=gif is not None)
+    env = envs.EvalEnvs(game, args.games, max_steps=max_steps, render=gif is not None,
+                        protocol=protocol)
     try:
         if env.action_count != network.n_actions:
             raise PlayError(f"the model has {network.n_actions} actions, {game} has "

@@ -12,7 +12,10 @@ What it accepts:
 The architecture (encoder, head, dueling) is read from the config.json of the file's folder (a
 run folder's); settings that config lacks (runs from before --head and --network) are those runs'
 only choices, a scalar head on the Nature CNN. Without a config.json it is inferred from the
-state_dict's keys and shapes (atari_dqn/network.py lists them). n_actions comes from the shapes.
+state_dict's keys and shapes (atari_dqn/network.py lists them; the head is the registered one
+whose OWN_KEYS the weights have, the most of them). n_actions comes from the shapes.
+An IQN network's Q-values are the mean over 32 fixed taus (atari_dqn/learn/heads/iqn.py):
+net(frames) is a pure function of the weights and the frames, like every other head's.
 
 Anything else (a missing path, a folder without models, a file that is no model, weights that do
 not fit the architecture, a network whose input is not a state of STACK = 4 stacked 84x84 frames)
@@ -39,6 +42,8 @@ import torch
 from atari_dqn.agent import epsilon_greedy
 from atari_dqn.config import STACK, saved_settings
 from atari_dqn.files import DiskError, atomic_write
+from atari_dqn.learn import registry
+from atari_dqn.learn.parts import Head
 from atari_dqn.network import QNetwork
 
 FINAL_MODEL = "final_model.pt"
@@ -102,17 +107,41 @@ def _weights_and_config(file: Path) -> tuple[dict[str, torch.Tensor], dict[str, 
     return state, config
 
 
+def _weights_head(state: dict[str, torch.Tensor]) -> str:
+    """The registered head whose OWN_KEYS these weights have (the most of them: a scalar head
+    has none of its own)."""
+    heads = registry.head_classes()
+    fitting = [name for name, head in heads.items() if all(k in state for k in head.OWN_KEYS)]
+    return max(fitting, key=lambda name: len(heads[name].OWN_KEYS))
+
+
 def architecture(state: dict[str, torch.Tensor],
-                 config: dict[str, Any] | None) -> dict[str, Any]:
-    """QNetwork's arguments for these weights: from the run's settings when known, else from the
-    state_dict's keys and shapes."""
+                 config: dict[str, Any] | None) -> tuple[type[Head], int, dict[str, Any]]:
+    """(the head class, n_actions, the settings its network() takes) of these weights: from the
+    run's settings when known, else from the state_dict's keys and shapes."""
     # the first convolution's weight, (out, in_channels, k, k), names the encoder
     first_conv = {"nature": "features.0.weight", "impala": "features.0.conv.weight"}
     inferred_encoder = next((name for name, key in first_conv.items() if key in state), None)
     if inferred_encoder is None:
         raise PolicyLoadError("not a Q-network of this project (no features.0 layer)")
-    fractions = state.get("quantile_fractions")
-    per_action = 1 if fractions is None else fractions.numel()
+    weights_head = _weights_head(state)
+    implied = registry.head_class(weights_head).settings_from_weights(state)
+    if config is None:
+        settings = {"network": inferred_encoder, "dueling": "value.0.weight" in state,
+                    "head": weights_head, **implied}
+    else:
+        settings = saved_settings(config)  # a run from before --head had a scalar head
+        if settings["head"] != weights_head or any(settings.get(k) != v
+                                                   for k, v in implied.items()):
+            # before building it: a config's n_quantiles of 10**12 would be terabytes
+            said = ", ".join(f"{k} {settings.get(k)!r}" for k in implied)
+            have = ", ".join(f"{k} {v!r}" for k, v in implied.items())
+            raise PolicyLoadError(
+                f"the weights do not fit the run's settings (head {settings['head']!r}"
+                f"{', ' + said if said else ''}; the weights are a {weights_head!r} head's"
+                f"{' with ' + have if have else ''})")
+    head = registry.head_class(weights_head)  # the settings' head, checked above
+    per_action = head.outputs_per_action(settings)
     output = state.get("advantage.2.weight", state.get("head.2.weight"))
     if output is None or output.ndim != 2 or output.shape[0] % per_action:
         raise PolicyLoadError("not a Q-network of this project (no head.2 or advantage.2 layer)")
@@ -120,7 +149,7 @@ def architecture(state: dict[str, torch.Tensor],
         raise PolicyLoadError("not a Q-network of this project (no actions)")
     # The network acts on states, STACK frames each, as the replay memory stacks them; the
     # first convolution's weight (out, in_channels, k, k) says what it was trained on. Other
-    # shapes than the input's are checked by load_state_dict against QNetwork's own.
+    # shapes than the input's are checked by load_state_dict against the network's own.
     conv = state[first_conv[inferred_encoder]]
     if conv.ndim != 4:
         raise PolicyLoadError(f"not a Q-network of this project ({first_conv[inferred_encoder]} "
@@ -128,34 +157,24 @@ def architecture(state: dict[str, torch.Tensor],
     if conv.shape[1] != STACK:
         raise PolicyLoadError(f"the network takes {conv.shape[1]} input channels, but a state "
                               f"is {STACK} stacked frames")
-    if config is None:
-        encoder, dueling = inferred_encoder, "value.0.weight" in state
-        n_quantiles = None if fractions is None else per_action
-    else:
-        settings = saved_settings(config)  # a run from before --head had a scalar head
-        encoder, dueling = settings["network"], bool(settings.get("dueling"))
-        n_quantiles = settings.get("n_quantiles") if settings["head"] == "quantile" else None
-        if n_quantiles != (None if fractions is None else per_action):  # before building it
-            raise PolicyLoadError(
-                f"the weights do not fit the run's settings (head {settings['head']!r}, "
-                f"n_quantiles {settings.get('n_quantiles')!r}; the weights have "
-                f"{'no quantiles' if fractions is None else f'{per_action} quantiles'})")
-    return dict(n_actions=output.shape[0] // per_action, dueling=dueling, in_channels=STACK,
-                n_quantiles=n_quantiles, encoder_name=encoder)
+    return head, output.shape[0] // per_action, {**settings, "dueling": bool(settings["dueling"])}
 
 
 def load(path: str | Path, device: str | torch.device = "cpu") -> QNetwork:
     """The online network of a run folder or model file, in eval mode, without gradients:
-    uint8 (B, 4, 84, 84) -> Q-values (B, n_actions); a quantile head's are the quantiles' mean."""
+    uint8 (B, 4, 84, 84) -> Q-values (B, n_actions); a distributional head's are its samples'
+    mean (IQN: over its fixed taus)."""
     file = model_file(path)
     state, config = _weights_and_config(file)
     try:
-        arch = architecture(state, config)
+        head, n_actions, settings = architecture(state, config)
     except PolicyLoadError as e:
         raise PolicyLoadError(f"{file}: {e}") from None
+    arch = {"head": settings["head"], "n_actions": n_actions, "dueling": settings["dueling"],
+            "network": settings["network"], **head.settings_from_weights(state)}
     try:
-        network = QNetwork(**arch)
-    except (TypeError, ValueError) as e:  # e.g. a config.json naming an unknown encoder
+        network = head.network(n_actions, settings)
+    except (TypeError, ValueError, KeyError) as e:  # e.g. a config.json naming an unknown encoder
         raise PolicyLoadError(f"{file}: unusable architecture {arch} ({e})") from None
     try:
         network.load_state_dict(state)
@@ -165,7 +184,6 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> QNetwork:
     return network.to(device).eval().requires_grad_(False)
 
 
-KEEP_FLOAT32 = ("quantile_fractions",)  # the quantile levels: exact values, not weights
 
 
 def save_half(path: str | Path, out: str | Path) -> Path:
@@ -178,7 +196,9 @@ def save_half(path: str | Path, out: str | Path) -> Path:
     if out.exists():
         raise PolicyLoadError(f"{out}: already exists; write the float16 model elsewhere")
     network = load(path)
-    state = {k: v if k in KEEP_FLOAT32 or not v.is_floating_point() else v.half()
+    # weights only: buffers (a quantile head's levels) are exact values, kept float32
+    weights = dict(network.named_parameters())
+    state = {k: v.half() if k in weights and v.is_floating_point() else v
              for k, v in network.state_dict().items()}
     atomic_write(out, lambda tmp: torch.save(state, tmp))
     return out

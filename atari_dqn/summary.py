@@ -3,6 +3,8 @@
     python -m atari_dqn.summary rewards/*/ --out summary.png          # one curve per run
     python -m atari_dqn.summary rewards/*/ --arms --out summary.png   # one per arm
     python -m atari_dqn.summary rewards/*/ --table    # last and best scores, arm means (Markdown)
+    python -m atari_dqn.summary suites/dqn5 --suite   # a suite of games (atari_dqn.suite): tables,
+                                                      # aggregates, Dopamine's agents; suite.png
 
 Each argument is a run folder holding a rewards.txt; the folder's name labels its curve (its path
 as given, where two runs share a name). A folder without a rewards.txt that holds run folders
@@ -19,13 +21,18 @@ Offline runs count gradient updates where online runs count agent steps. Drawn t
 x axis is gradient updates, and an online run's evaluation at agent step s is placed at the
 updates it had made by then: one every --train-every agent steps past --learning-starts
 (online_updates()). So an offline arm can be read against the online run that made its data.
+
+With --suite, the one folder given is a suite (python -m atari_dqn.suite): its runs' games and
+seeds come from their config.json, the games and seeds it should have from its suite.json. What
+it prints and draws, and how each number is computed, is under "a suite" below and in
+docs/suite.md.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,9 +40,14 @@ from pathlib import Path
 import numpy as np
 
 from atari_dqn.checkpoint import UPDATE_UNIT
-from atari_dqn.config import PRESETS, RESUME_MAY_CHANGE, Config, flag_of, saved_settings
+from atari_dqn.cli import OneLineParser
+from atari_dqn.config import (FRAME_SKIP, PRESETS, RESUME_MAY_CHANGE, Config, ConfigError, flag_of,
+                              saved_settings)
+from atari_dqn.episodes import EPISODES, HEADER
 from atari_dqn.evaluate import X_LABEL, parse_rewards, plt  # plt: Agg, files only
 from atari_dqn.files import DiskError, atomic_write
+from atari_dqn.scores import (DOPAMINE_ITERATION_STEPS, RANDOM_HUMAN, dopamine_returns,
+                              human_normalized)
 
 NOT_AN_ARM = {"seed", *RESUME_MAY_CHANGE}  # settings in which the runs of one arm may differ
 REWARDS, CONFIG = "rewards.txt", "config.json"
@@ -265,29 +277,462 @@ def out_problem(out: Path, force: bool) -> str | None:
     return None
 
 
+# --- a suite: several games, human-normalized aggregates, Dopamine's agents -------------------
+#
+# The statistics are those of Agarwal et al. 2021 ("Deep Reinforcement Learning at the Edge of
+# the Statistical Precipice"), computed by their library, rliable: over every (game, run) of
+# human-normalized scores, arranged as a (runs, games) matrix,
+#   IQM             the mean of the middle half of all runs x games scores (25% cut each end);
+#   median, mean    of the per-game means over runs;
+#   optimality gap  1 - the mean of min(score, 1): how far below human level, on average;
+# each with a 95% stratified-bootstrap interval (runs resampled within each game, percentile
+# method), seeded so that a summary is the same each time it is made. A training return is
+# Dopamine's: the mean raw score of the training games that ended in an iteration of 250,000
+# agent steps (1M emulator frames), one value per run and iteration.
+
+EPISODE_COLUMNS = tuple(HEADER.strip().split(","))  # agent_step,game,score,steps
+AGGREGATES = ("IQM", "median", "mean", "optimality gap")
+BOOTSTRAP_REPS = 2_000  # rliable's figures use 2,000; its own default, 50,000, takes minutes here
+BOOTSTRAP_SEED = 0
+DOPAMINE_AGENTS = ("DQN", "C51", "QR-DQN", "IQN", "Rainbow")  # the table's order; others after
+DOPAMINE_NETWORKS = ("nature", "impala")
+RUN_NAME = re.compile(r"^(?P<game>.+)-seed(?P<seed>\d+)$")  # atari_dqn.suite's run folders
+
+
+def read_episodes(file: Path) -> list[tuple[int, float]]:
+    """episodes.csv's rows (atari_dqn/episodes.py) as (agent_step, score), each line checked:
+    the header, then integers but for a finite score; anything else is a RunFileError naming
+    the file and line. An empty file (a run killed as it wrote the header) has no rows."""
+    try:
+        lines = file.read_bytes().decode("ascii").splitlines()
+    except OSError as e:
+        raise RunFileError(f"{file}: unreadable ({e.strerror or e})") from None
+    except UnicodeDecodeError:
+        raise RunFileError(f"{file}: not a text file") from None
+    if not lines:
+        return []
+    if tuple(lines[0].strip().split(",")) != EPISODE_COLUMNS:
+        raise RunFileError(f"{file}: line 1: not the header {','.join(EPISODE_COLUMNS)}")
+    rows = []
+    for number, line in enumerate(lines[1:], start=2):
+        try:
+            step, game, score, length = line.split(",")
+            row = (int(step), int(game), float(score), int(length))
+            if not math.isfinite(row[2]) or row[0] < 0 or row[1] < 0 or row[3] < 0:
+                raise ValueError
+        except ValueError:
+            raise RunFileError(f"{file}: line {number}: not 'agent_step,game,score,steps' "
+                               f"({line[:40]!r})") from None
+        rows.append((row[0], row[2]))
+    return rows
+
+
+def iteration_returns(episodes: list[tuple[int, float]], steps_reached: int,
+                      iteration_steps: int = DOPAMINE_ITERATION_STEPS) -> dict[int, float]:
+    """Iteration i -> the mean score of the games that ended in agent steps
+    (iteration_steps * i, iteration_steps * (i + 1)], for each iteration the run completed
+    (steps_reached at or past its end) in which a game ended."""
+    scores: dict[int, list[float]] = {}
+    for step, score in episodes:
+        if step >= 1:
+            scores.setdefault((step - 1) // iteration_steps, []).append(score)
+    return {i: float(np.mean(values)) for i, values in sorted(scores.items())
+            if (i + 1) * iteration_steps <= steps_reached}
+
+
+def aggregate_point(scores: np.ndarray) -> np.ndarray:
+    """[IQM, median, mean, optimality gap] of a (runs, games) matrix of normalized scores."""
+    from rliable import metrics
+
+    return np.array([metrics.aggregate_iqm(scores), metrics.aggregate_median(scores),
+                     metrics.aggregate_mean(scores), metrics.aggregate_optimality_gap(scores)])
+
+
+def interval_estimates(scores: np.ndarray, aggregate=aggregate_point, reps: int = BOOTSTRAP_REPS
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(points, lows, highs) of aggregate over a (runs, games) matrix: rliable's 95%
+    stratified-bootstrap percentile intervals. rliable draws its resamples from numpy's global
+    generator (its random_state argument reaches only arch, which does not draw them), so that
+    generator is seeded with BOOTSTRAP_SEED for the call, and put back as it was after it."""
+    from rliable import library as rly
+
+    state = np.random.get_state()
+    np.random.seed(BOOTSTRAP_SEED)
+    try:
+        points, intervals = rly.get_interval_estimates(
+            {"x": np.asarray(scores, dtype=float)}, aggregate, reps=reps)
+    finally:
+        np.random.set_state(state)
+    return points["x"], intervals["x"][0], intervals["x"][1]
+
+
+def normalized_matrix(values: dict[str, list[float]], games: list[str]) -> np.ndarray:
+    """(runs, games) human-normalized: column g holds values[g] (each game the same count)."""
+    return np.array([[human_normalized(game, value) for value in values[game]]
+                     for game in games]).T
+
+
+def dopamine_values(table: dict, games: list[str], network: str, agent: str,
+                    iteration: int) -> dict[str, list[float]] | None:
+    """Each game's runs' training returns of one Dopamine agent at an iteration; None if the
+    table lacks any of the games or runs there."""
+    values = {}
+    for game in games:
+        runs = table.get((game, network, agent), {}).get(iteration)
+        if not runs:
+            return None
+        values[game] = runs
+    return values
+
+
+def dopamine_agents(table: dict) -> list[tuple[str, str]]:
+    """(network, agent) pairs of the table, in DOPAMINE_NETWORKS x DOPAMINE_AGENTS order."""
+    found = {(network, agent) for _, network, agent in table}
+    order = {name: i for i, name in enumerate(DOPAMINE_AGENTS)}
+    return sorted(found, key=lambda pair: (DOPAMINE_NETWORKS.index(pair[0])
+                                           if pair[0] in DOPAMINE_NETWORKS else 99,
+                                           order.get(pair[1], 99), pair[1]))
+
+
+def dopamine_label(network: str, agent: str) -> str:
+    return f"Dopamine {agent} ({'Nature CNN' if network == 'nature' else network.capitalize()})"
+
+
+@dataclass(frozen=True)
+class SuiteRun:
+    run: Run
+    game: str
+    seed: int
+    episodes: list[tuple[int, float]] | None  # episodes.csv; None without one
+
+    @property
+    def steps_reached(self) -> int:
+        """Agent steps at its last evaluation (and checkpoint)."""
+        return max((step for _, step, _ in self.run.rows), default=0)
+
+
+def suite_run(run: Run) -> SuiteRun:
+    """The run's game and seed (its config.json, else its folder's name Game-seedS) and its
+    episodes.csv."""
+    if run.settings is not None:
+        from atari_dqn.env import game_name
+
+        try:
+            game = game_name(run.settings["env_id"])
+        except ConfigError as e:
+            raise RunFileError(f"{run.folder / CONFIG}: {e}") from None
+        seed = run.settings["seed"]
+    else:
+        match = RUN_NAME.match(run.name)
+        if not match:
+            raise RunFileError(f"{run.folder}: no {CONFIG}, and its name is not <Game>-seed<S>: "
+                               f"its game and seed are unknown")
+        game, seed = match["game"], int(match["seed"])
+    episodes = run.folder / EPISODES
+    return SuiteRun(run, game, seed, read_episodes(episodes) if episodes.is_file() else None)
+
+
+def suite_settings(run: SuiteRun) -> dict:
+    """The run's settings that all runs of a suite share: all but the game, the seed and what a
+    resume may change."""
+    return {k: v for k, v in run.run.settings.items() if k not in NOT_AN_ARM and k != "env_id"}
+
+
+def read_suite(folder: Path) -> tuple[list[SuiteRun], list[str]]:
+    """The runs of a suite folder, checked, and notes on what is missing. A folder without
+    runs, two runs of one game and seed, and runs of other learning settings are RunFileErrors."""
+    if not folder.is_dir():
+        raise RunFileError(f"{folder}: {'not a folder' if folder.exists() else 'no such folder'}")
+    runs = [suite_run(read_run(path)) for path in run_folders([folder])]
+    seen: dict[tuple[str, int], Path] = {}
+    for run in runs:
+        other = seen.setdefault((run.game, run.seed), run.run.folder)
+        if other != run.run.folder:
+            raise RunFileError(f"{other} and {run.run.folder} are both {run.game} seed {run.seed}")
+    arms = {json.dumps(suite_settings(run), sort_keys=True): run
+            for run in runs if run.run.settings is not None}
+    if len(arms) > 1:
+        a, b = list(arms.values())[:2]
+        raise RunFileError(f"the runs of {folder} differ in settings ({a.run.name}: "
+                           f"{_flags(suite_settings(a))}; {b.run.name}: "
+                           f"{_flags(suite_settings(b))}): a suite is one set of settings")
+    record_file = folder / "suite.json"
+    notes = []
+    if record_file.is_file():
+        from atari_dqn.suite import SuiteError, read_record
+
+        try:
+            record = read_record(folder)
+        except SuiteError as e:
+            raise RunFileError(str(e)) from None
+        expected = {(game, seed) for game in record["games"] for seed in range(record["seeds"])}
+    else:
+        expected = {(run.game, seed) for run in runs for seed in {r.seed for r in runs}}
+    missing = sorted(expected - set(seen))
+    if missing:
+        notes.append(f"a partial suite: no evaluation yet from {len(missing)} of its "
+                     f"{len(expected)} runs ({', '.join(f'{g} seed {s}' for g, s in missing)}); "
+                     f"what is there is summarised")
+    return sorted(runs, key=lambda r: (r.game, r.seed)), notes
+
+
+def _range(values: list[float], digits: int) -> str:
+    return (f"{np.mean(values):.{digits}f} ({min(values):.{digits}f} to "
+            f"{max(values):.{digits}f})")
+
+
+def _estimate(point: float, low: float, high: float) -> str:
+    return f"{point:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def _iteration(i: int) -> str:
+    steps, frames = DOPAMINE_ITERATION_STEPS, DOPAMINE_ITERATION_STEPS * FRAME_SKIP
+    return (f"iteration {i} (agent steps {i * steps:,}-{(i + 1) * steps:,}, "
+            f"{i * frames / 1e6:g}M-{(i + 1) * frames / 1e6:g}M frames)")
+
+
+@dataclass
+class SuiteSummary:
+    """What summary --suite prints and draws."""
+    games: list[str]                     # every game of the suite's runs
+    normalized_games: list[str]          # those of the 57 with human and random scores
+    per_game: list[str]                  # the per-game table's rows
+    aggregates: list[str]                # the aggregate table's rows
+    notes: list[str]
+    curve_iterations: list[int] = dataclasses.field(default_factory=list)
+    # iteration -> (IQM, low, high) of our training returns; (network, agent) -> IQMs
+    ours_curve: list[tuple[float, float, float]] = dataclasses.field(default_factory=list)
+    dopamine_curves: dict[tuple[str, str], list[float]] = dataclasses.field(default_factory=dict)
+
+    def markdown(self) -> str:
+        lines = ["| game | runs | evaluation: agent step | score: mean (range) | "
+                 "human-normalized | training return: iteration | return: mean (range) | "
+                 "human-normalized |", "|---|---|---|---|---|---|---|---|", *self.per_game]
+        if self.aggregates:
+            lines += ["", "| agent | scores | runs x games | IQM [95% CI] | median [95% CI] | "
+                          "mean [95% CI] | optimality gap [95% CI] |",
+                      "|---|---|---|---|---|---|---|", *self.aggregates]
+        lines += [""] + [f"Note: {note}" for note in self.notes]
+        return "\n".join(lines).rstrip()
+
+
+def summarise_suite(runs: list[SuiteRun], notes: list[str], dopamine: dict,
+                    reps: int = BOOTSTRAP_REPS) -> SuiteSummary:
+    """The per-game rows, the aggregates (ours and Dopamine's agents) and the curves."""
+    notes = list(notes)
+    by_game: dict[str, list[SuiteRun]] = {}
+    for run in runs:
+        by_game.setdefault(run.game, []).append(run)
+    games = sorted(by_game)
+    normalized_games = [g for g in games if g in RANDOM_HUMAN]
+    unscaled = [g for g in games if g not in RANDOM_HUMAN]
+    if unscaled:
+        notes.append(f"{', '.join(unscaled)}: not one of the 57 games with human and random "
+                     f"scores (atari_dqn/scores.py): raw scores only, left out of the aggregates")
+    without = [run.run.name for run in runs if run.episodes is None]
+    if without:
+        notes.append(f"no {EPISODES} in {', '.join(without)} (runs made before training games "
+                     f"were recorded): evaluation scores only, no training returns or Dopamine "
+                     f"comparison")
+    # Our training returns per run and iteration; the last iteration every run completed.
+    returns = {} if without else {id(run): iteration_returns(run.episodes, run.steps_reached)
+                                  for run in runs}
+    shared = sorted(set.intersection(*(set(r) for r in returns.values()))) if returns else []
+    iteration = shared[-1] if shared else None
+    if returns and iteration is None:
+        notes.append(f"no iteration of {DOPAMINE_ITERATION_STEPS:,} agent steps completed by "
+                     f"every run: no training returns or Dopamine comparison yet")
+
+    def norm(game: str, values: list[float]) -> str:
+        return (_range([human_normalized(game, v) for v in values], 3) if game in RANDOM_HUMAN
+                else "-")
+
+    per_game, eval_values, eval_steps, train_values = [], {}, {}, {}
+    for game in games:
+        members = by_game[game]
+        curves = [{step: score for _, step, score in run.run.rows} for run in members]
+        common = sorted(set.intersection(*(set(c) for c in curves)))
+        if common:
+            eval_steps[game] = common[-1]
+            eval_values[game] = [c[common[-1]] for c in curves]
+            evaluation = (f"{common[-1]} | {_range(eval_values[game], 1)} "
+                          f"| {norm(game, eval_values[game])}")
+        else:
+            evaluation = "- | - | -"
+        if iteration is not None:
+            train_values[game] = [returns[id(run)][iteration] for run in members]
+            training = (f"{iteration} | {_range(train_values[game], 1)} "
+                        f"| {norm(game, train_values[game])}")
+        else:
+            training = "- | - | -"
+        per_game.append(f"| {game} | {len(members)} | {evaluation} | {training} |")
+
+    # Aggregates: a (runs, games) matrix needs as many runs of each game; the first k by seed.
+    summary = SuiteSummary(games, normalized_games, per_game, [], notes)
+    agg_games = [g for g in normalized_games if g in eval_values]
+    if not agg_games:
+        if normalized_games:
+            notes.append("no evaluation step shared by all runs of a game: no aggregates")
+        return summary
+    k = min(len(by_game[g]) for g in agg_games)
+    if any(len(by_game[g]) > k for g in agg_games):
+        notes.append(f"the aggregates take the first {k} seeds of each game (as many runs of "
+                     f"each game as the game with the fewest has)")
+    with_settings = [run for run in runs if run.run.settings is not None]
+    label = f"ours ({_flags(suite_settings(with_settings[0]))})" if with_settings else "ours"
+    shape = f"{k} x {len(agg_games)}"
+    rows = summary.aggregates
+
+    def row(agent: str, what: str, runs_x_games: str, matrix: np.ndarray) -> None:
+        points, lows, highs = interval_estimates(matrix, reps=reps)
+        rows.append(f"| {agent} | {what} | {runs_x_games} | "
+                    + " | ".join(_estimate(*x) for x in zip(points, lows, highs)) + " |")
+
+    if iteration is not None:
+        row(label, f"training return, {_iteration(iteration)}", shape, normalized_matrix(
+            {g: train_values[g][:k] for g in agg_games}, agg_games))
+    steps = {eval_steps[g] for g in agg_games}
+    at = f"agent step {steps.pop()}" if len(steps) == 1 else "each game's last shared step"
+    row(label, f"final evaluation ({at})", shape,
+        normalized_matrix({g: eval_values[g][:k] for g in agg_games}, agg_games))
+    if iteration is None:
+        notes.append(f"95% stratified-bootstrap intervals: rliable, percentile method, {reps:,} "
+                     f"resamples, seed {BOOTSTRAP_SEED}")
+        return summary
+    # Dopamine's agents at the same iteration, on the same games.
+    compared = [g for g in agg_games if any((g, n, a) in dopamine for n, a in
+                                            dopamine_agents(dopamine))]
+    missing = [g for g in agg_games if g not in compared]
+    if missing:
+        notes.append(f"Dopamine's returns (atari_dqn/data/dopamine_returns.csv) lack "
+                     f"{', '.join(missing)}: its agents are aggregated over the other games")
+    for network, agent in dopamine_agents(dopamine) if compared else []:
+        values = dopamine_values(dopamine, compared, network, agent, iteration)
+        if values is None:
+            continue
+        n = min(len(v) for v in values.values())
+        row(dopamine_label(network, agent), f"training return, {_iteration(iteration)}",
+            f"{n} x {len(compared)}", normalized_matrix({g: v[:n] for g, v in values.items()},
+                                                        compared))
+    protocols = {(r.run.settings or {}).get("protocol", "deepmind") for r in runs}
+    if protocols != {"machado"}:
+        notes.append(f"these runs played --protocol {', '.join(sorted(protocols))}; Dopamine's "
+                     f"played Machado et al. 2018's (sticky actions with p = 0.25, no life-loss "
+                     f"signal): the games differ, so the comparison is indicative only")
+    notes.append(f"95% stratified-bootstrap intervals: rliable, percentile method, {reps:,} "
+                 f"resamples, seed {BOOTSTRAP_SEED}; training returns are the mean raw score of "
+                 f"the training games (epsilon-greedy) that ended in an iteration, as Dopamine "
+                 f"reports them; frames are emulator frames (4 per agent step)")
+    # The curves: our IQM (with its interval) and each Dopamine agent's, per shared iteration.
+    iqm = lambda scores: np.array([aggregate_point(scores)[0]])  # noqa: E731
+    for i in shared:
+        matrix = normalized_matrix({g: [returns[id(r)][i] for r in by_game[g][:k]]
+                                    for g in agg_games}, agg_games)
+        point, low, high = interval_estimates(matrix, iqm, reps=reps)
+        summary.ours_curve.append((float(point[0]), float(low[0]), float(high[0])))
+        for network, agent in dopamine_agents(dopamine) if compared else []:
+            values = dopamine_values(dopamine, compared, network, agent, i)
+            if values is not None:
+                n = min(len(v) for v in values.values())
+                summary.dopamine_curves.setdefault((network, agent), []).append(float(
+                    aggregate_point(normalized_matrix({g: v[:n] for g, v in values.items()},
+                                                      compared))[0]))
+    summary.curve_iterations = shared
+    summary.dopamine_curves = {key: curve for key, curve in summary.dopamine_curves.items()
+                               if len(curve) == len(shared)}
+    return summary
+
+
+def plot_suite(summary: SuiteSummary, png: Path, title: str) -> None:
+    """Our IQM of human-normalized training returns per iteration (band: 95% interval) beside
+    each Dopamine agent's (solid: Nature CNN, dashed: Impala), against emulator frames."""
+    frames = [(i + 1) * DOPAMINE_ITERATION_STEPS * FRAME_SKIP / 1e6
+              for i in summary.curve_iterations]
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
+    colours = {agent: f"C{i}" for i, agent in enumerate(
+        dict.fromkeys(agent for _, agent in summary.dopamine_curves))}
+    for (network, agent), curve in summary.dopamine_curves.items():
+        ax.plot(frames, curve, color=colours[agent], marker=".",
+                linestyle="-" if network == "nature" else "--",
+                label=dopamine_label(network, agent), linewidth=1)
+    iqm, low, high = (np.array(column) for column in zip(*summary.ours_curve))
+    ax.plot(frames, iqm, color="black", marker="o", linewidth=2, label="ours")
+    ax.fill_between(frames, low, high, color="black", alpha=0.15)
+    ax.set_xlabel("emulator frames (millions) at the end of each iteration "
+                  f"({DOPAMINE_ITERATION_STEPS:,} agent steps)")
+    ax.set_ylabel("IQM of human-normalized training return")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="x-small", ncol=2)
+    fig.tight_layout()
+    try:
+        atomic_write(png, lambda tmp: fig.savefig(tmp, format="png"))
+    finally:
+        plt.close(fig)
+
+
+def suite_main(folder: Path, out: Path, force: bool, table_only: bool, reps: int,
+               title: str | None) -> int:
+    """summary DIR --suite: print the tables, draw the figure (not with --table)."""
+    problem = None if table_only else out_problem(out, force)
+    if problem:
+        raise RunFileError(problem)
+    runs, notes = read_suite(folder)
+    summary = summarise_suite(runs, notes, dopamine_returns(), reps=reps)
+    print(summary.markdown())
+    if table_only:
+        return 0
+    if not summary.curve_iterations:
+        print(f"no figure: it draws training returns per iteration of "
+              f"{DOPAMINE_ITERATION_STEPS:,} agent steps, and there are none (see the notes)")
+        return 0
+    plot_suite(summary, out, title or f"{folder.name}: {len(summary.games)} games, "
+                                      f"IQM over runs and games")
+    print(f"wrote {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m atari_dqn.summary",
-                                     description=__doc__.splitlines()[0].rstrip(":"))
+    parser = OneLineParser(prog="summary", description=__doc__.splitlines()[0].rstrip(":"))
     parser.add_argument("runs", nargs="+", type=Path,
                         help="run folders (each with a rewards.txt). A folder without one that "
                              "holds run folders (rewards/offline) stands for the runs in it, so "
-                             "rewards/*/ names every run; a run named twice counts once")
-    parser.add_argument("--out", type=Path, default=Path("summary.png"),
-                        help="the PNG to write (default: %(default)s); an existing file is "
-                             "refused unless --force")
+                             "rewards/*/ names every run; a run named twice counts once. With "
+                             "--suite: one suite folder (python -m atari_dqn.suite's --out)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="the PNG to write (default: summary.png, with --suite suite.png, "
+                             "in the working folder); an existing file is refused unless --force")
     parser.add_argument("--force", action="store_true", help="replace an existing --out")
-    parser.add_argument("--title", default="evaluation score (whole games, eps 0.05)",
-                        help="the figure's title (default: %(default)s)")
+    parser.add_argument("--title", default=None,
+                        help="the figure's title (default: 'evaluation score (whole games, eps "
+                             "0.05)'; with --suite, the suite folder's name)")
     parser.add_argument("--arms", action="store_true",
                         help="one curve per arm (runs alike but for the seed): the mean over its "
                              "seeds, the range shaded")
     parser.add_argument("--table", action="store_true",
                         help="print a Markdown table instead of drawing (--out is not written): "
                              "each run's last and best score, and each arm's mean and range at "
-                             "the last step its runs all reached")
+                             "the last step its runs all reached (with --suite: its tables)")
+    parser.add_argument("--suite", action="store_true",
+                        help="a suite of games: per game the mean and range over seeds of the "
+                             "final evaluation and of the training return, human-normalized; "
+                             "IQM, median, mean and optimality gap over all runs and games with "
+                             "95%% bootstrap intervals (rliable), beside Dopamine's agents at "
+                             "equal frames; the figure: IQM of the training return per "
+                             "iteration (docs/suite.md)")
+    parser.add_argument("--reps", type=int, default=BOOTSTRAP_REPS,
+                        help="bootstrap resamples of each interval, with --suite "
+                             "(default: %(default)s)")
     args = parser.parse_args(argv)
+    out = args.out or Path("suite.png" if args.suite else "summary.png")
     try:
-        problem = None if args.table else out_problem(args.out, args.force)
+        if args.suite:
+            if len(args.runs) != 1 or args.arms:
+                raise RunFileError("--suite takes one suite folder, without --arms")
+            if args.reps < 1:
+                raise RunFileError(f"--reps must be a positive integer, got {args.reps}")
+            return suite_main(args.runs[0], out, args.force, args.table, args.reps, args.title)
+        problem = None if args.table else out_problem(out, args.force)
         if problem:
             raise RunFileError(problem)
         runs = [read_run(folder) for folder in run_folders(args.runs)]
@@ -296,11 +741,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         arms = (arms_of(runs) if args.arms
                 else {label: [run] for label, run in zip(labels(runs), runs)})
-        plot_arms(arms, args.out, title=args.title)
+        plot_arms(arms, out, title=args.title or "evaluation score (whole games, eps 0.05)")
     except (RunFileError, DiskError) as e:  # DiskError: the figure could not be written
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
     return 0
 
 

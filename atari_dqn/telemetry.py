@@ -25,7 +25,7 @@ from atari_dqn.agent import LearnStats
 from atari_dqn.config import GAME_START_SECONDS, Config
 
 if TYPE_CHECKING:
-    from atari_dqn.checkpoint import Progress
+    from atari_dqn.progress import Progress
 
 LOG_EVERY_STEPS = 1_000  # agent steps between TensorBoard points and progress-bar updates
 # Agent steps between plain progress lines, printed instead of the bar when the output is not a

@@ -1,8 +1,9 @@
 """The training loop: act, step, store, learn, sync, evaluate.
 
 The parts live elsewhere: the run folder, checkpoints and resume in checkpoint.py, the learner's
-schedule in learner.py, the progress bar and TensorBoard in
-telemetry.py, evaluation games in evaluate.py. Training and evaluation act through the same call,
+schedule in learner.py, the progress bar and TensorBoard in telemetry.py, evaluation games in
+evaluate.py, the training games' scores (episodes.csv) in episodes.py, and the games themselves,
+played under the run's --protocol, in env.py. Training and evaluation act through the same call,
 Agent.act_batch, on states stacked by the replay memory.
 
 One iteration of the loop plays one agent step in each of the --envs games (env.TrainEnvs; the
@@ -36,6 +37,7 @@ from atari_dqn.checkpoint import (Progress, RunLock, create_run_dir, has_checkpo
                                   load_checkpoint, record_evaluation, save_checkpoint,
                                   tidy_run_dir)
 from atari_dqn.config import Config, ConfigError, RunError
+from atari_dqn.episodes import GameLog
 from atari_dqn.evaluate import NullFrameWriter, PngFrameWriter, evaluate, evaluation_seeds
 from atari_dqn.files import DiskError
 from atari_dqn.learner import Updates
@@ -145,14 +147,6 @@ def non_finite_loss(error: NonFiniteLoss, at: str, run: Path) -> RunError:
                     f"may help")
 
 
-def count_game_scores(progress: Progress, result: envs.StepResult) -> None:
-    """Add a step's raw rewards to each game's score; a game that is over reports its score."""
-    for row, (reward, over) in enumerate(zip(result.rewards, result.game_over)):
-        progress.game_scores[row] += float(reward)
-        if over:
-            progress.last_game_score, progress.game_scores[row] = progress.game_scores[row], 0.0
-
-
 def _train(config: Config, run: Path, device: torch.device, memory: Any,
            stop_when: Callable[[int], bool]) -> RunResult:
     """train() on a locked run folder; memory: a new one, or None to load the checkpoint's."""
@@ -160,8 +154,10 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
     torch.manual_seed(config.seed)
     n = config.envs  # one loop iteration: one agent step in each of n games, n agent steps
     starting_games(n, config.eval_episodes, config.env_processes)
-    games = envs.TrainEnvs(config.env_id, n, config.seed, processes=config.env_processes)
-    eval_env = envs.EvalEnvs(config.env_id, config.eval_episodes,
+    protocol = envs.PROTOCOLS[config.protocol]
+    games = envs.TrainEnvs(config.env_id, n, config.seed, processes=config.env_processes,
+                           protocol=protocol)
+    eval_env = envs.EvalEnvs(config.env_id, config.eval_episodes, protocol=protocol,
                              max_steps=config.eval_max_steps, render=config.render)
     try:
         agent = Agent(games.action_count, config, device)
@@ -170,10 +166,11 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
             say(f"loading the checkpoint of {run}")
             memory, progress, pending = load_checkpoint(run, config, agent, act_rng, games)
         else:
-            progress, pending = Progress(game_scores=[0.0] * n), None
+            progress, pending = Progress(game_scores=[0.0] * n, game_steps=[0] * n), None
             tidy_run_dir(run, progress, replay_name=None)  # what a run stopped early left
             for stream, frame in enumerate(games.reset()):
                 memory.start_episode(frame, stream=stream)
+        episodes = GameLog(run, progress, n)  # after the folder is tidied to the checkpoint
     except BaseException:  # e.g. a damaged checkpoint: the games' processes end with it
         games.close()
         eval_env.close()
@@ -210,8 +207,8 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
                 memory.append_batch(actions, envs.learning_rewards(result.rewards),
                                     result.frames, result.terminated, result.truncated,
                                     reset_frames=result.reset_frames)
-                count_game_scores(progress, result)
                 first, progress.step = progress.step + 1, progress.step + n
+                episodes.step(result.rewards, result.game_over, first)  # scores, episodes.csv
                 step = progress.step
 
                 # The boundaries of every agent step of the iteration, in step order, so that
@@ -247,6 +244,7 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
             raise non_finite_loss(e, f"agent step {progress.step}", run) from None
         finally:
             telemetry.close()
+            episodes.close()
             games.close()
             eval_env.close()
     return RunResult(run, progress.step, stopped_early=False)

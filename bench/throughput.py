@@ -126,7 +126,7 @@ def bench_config(args: argparse.Namespace, prioritized: bool, out_dir: str, envs
 def run_plain(config: Config, *, fused: bool, channels_last: bool) -> float:
     """Agent steps per second of the timed window of a strictly serial loop."""
     torch.manual_seed(config.seed)
-    env = envs.make_train_env(config.env_id)
+    env = envs.make_train_env(config.env_id, envs.PROTOCOLS[config.protocol])
     agent = Agent(int(env.action_space.n), config, torch.device("cpu"))
     layout = torch.channels_last if channels_last else torch.contiguous_format
     agent.online.to(memory_format=layout)
@@ -173,7 +173,7 @@ def run_plain_sb3(config: Config) -> float:
     from stable_baselines3.common.buffers import ReplayBuffer
 
     torch.manual_seed(config.seed)
-    env = FrameStackObservation(envs.make_train_env(config.env_id), envs.STACK)
+    env = FrameStackObservation(envs.make_train_env(config.env_id, envs.PROTOCOLS[config.protocol]), envs.STACK)
     agent = Agent(int(env.action_space.n), config, torch.device("cpu"))
     agent.optimizer = torch.optim.Adam(agent.online.parameters(), lr=config.lr,
                                        eps=config.adam_eps)

@@ -207,34 +207,6 @@ def test_a_non_finite_loss_raises_before_the_step_and_changes_nothing():
 
 # --- QR-DQN (--head quantile) and --augment ---------------------------------------------------
 
-from atari_dqn.agent import quantile_huber_loss  # noqa: E402
-
-
-def test_quantile_huber_loss_on_a_case_worked_out_by_hand():
-    # two predicted quantiles at tau 1/4 and 3/4, both 0; targets 2 and -0.5:
-    #   u = 2:    huber 1.5,   weight |tau - 0|  -> 0.25 * 1.5 = 0.375   and 0.75 * 1.5 = 1.125
-    #   u = -0.5: huber 0.125, weight |tau - 1|  -> 0.75 * 0.125 = 0.09375 and 0.25 * 0.125 = 0.03125
-    # mean over targets, sum over predictions: (0.375 + 0.09375) / 2 + (1.125 + 0.03125) / 2
-    loss = quantile_huber_loss(torch.zeros(1, 2), torch.tensor([[2.0, -0.5]]),
-                               torch.tensor([0.25, 0.75]))
-    assert loss.shape == (1,)
-    assert loss.item() == pytest.approx(0.8125)
-
-
-def test_one_median_quantile_is_half_the_huber_loss():
-    predicted, targets = torch.tensor([[0.3], [-2.0]]), torch.tensor([[1.0], [4.0]])
-    loss = quantile_huber_loss(predicted, targets, torch.tensor([0.5]))
-    huber = F.smooth_l1_loss(predicted, targets, reduction="none").squeeze(1)
-    torch.testing.assert_close(loss, 0.5 * huber)
-
-
-def test_the_quantile_loss_pulls_a_quantile_towards_its_level():
-    """With targets 0..99, the tau = 0.9 quantile's gradient points towards the 90th value."""
-    predicted = torch.full((1, 1), 50.0, requires_grad=True)
-    quantile_huber_loss(predicted, torch.arange(100.0)[None], torch.tensor([0.9])).sum().backward()
-    assert predicted.grad.item() < 0  # raising it lowers the loss
-
-
 import torch.nn.functional as F  # noqa: E402
 
 
@@ -248,7 +220,7 @@ def reference_quantile_learn(agent: Agent, batch, weights=None) -> tuple[float, 
     n = len(taus)
     losses, td_errors = [], []
     for b in range(len(batch.actions)):
-        chooser = q_next_online[b] if agent.double else z_next[b].mean(axis=1)
+        chooser = q_next_online[b] if agent.config.double else z_next[b].mean(axis=1)
         target = batch.rewards[b] + batch.discounts[b] * z_next[b, int(np.argmax(chooser))]
         total, abs_sum = 0.0, 0.0
         for i in range(n):

@@ -81,7 +81,9 @@ def test_config_is_a_plain_value_that_imports_no_environment_code():
             "('gymnasium', 'ale_py', 'torch', 'atari_dqn')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
-    assert done.stdout.strip() == "['atari_dqn', 'atari_dqn.config']"
+    # and the torch-free registry of heads and loss terms, whose names --head takes
+    assert done.stdout.strip() == ("['atari_dqn', 'atari_dqn.config', 'atari_dqn.learn', "
+                                   "'atari_dqn.learn.registry']")
     assert Config(env_id="NoSuchGame", out_dir="x").env_id == "NoSuchGame"  # checked elsewhere
 
 

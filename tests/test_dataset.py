@@ -1,6 +1,7 @@
 """dataset import / info: Dopamine replay checkpoints written here, imported, checked entry by entry."""
 import gzip
 import hashlib
+import json
 import subprocess
 import sys
 
@@ -162,6 +163,26 @@ def test_unwrapped_buffer_imports_every_transition(tmp_path, capsys):
     counts = np.bincount([t["action"] for t in transitions])
     assert "actions: " + ", ".join(f"{a}: {n:,} ({n / 130:.1%})" for a, n in enumerate(counts)) in out
     assert f"size on disk: {(tmp_path / 'data.bin').stat().st_size:,} bytes" in out
+    # beside the snapshot: where it came from, and the protocol its games were played under
+    source = json.loads((tmp_path / "data.bin.json").read_text())
+    assert source["protocol"] == "machado" and source["folder"] == str(folder.resolve())
+    assert source["checkpoint"] == "0" and source["stack"] == 4
+    assert f"protocol: machado (from {tmp_path / 'data.bin.json'})" in out
+
+
+def test_an_import_whose_source_file_cannot_be_written_leaves_nothing(small_dataset, tmp_path,
+                                                                      monkeypatch, capsys):
+    import errno
+
+    from atari_dqn.files import DiskError
+
+    def full_disk(path, text):
+        raise DiskError(path, OSError(errno.ENOSPC, "No space left on device"))
+
+    monkeypatch.setattr(dataset, "atomic_write_text", full_disk)
+    out = tmp_path / "data.bin"
+    assert_refused(run_import(small_dataset, out), capsys, out, "data.bin.json",
+                   "No space left on device")
 
 
 @pytest.mark.parametrize("lengths, first_episode", [

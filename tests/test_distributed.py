@@ -27,10 +27,9 @@ import pytest
 import torch
 
 import main
-from atari_dqn.agent import quantile_losses
 from atari_dqn.checkpoint import read_checkpoint
 from atari_dqn.config import Config
-from atari_dqn.network import quantile_midpoints
+from atari_dqn.learn.heads.quantile import quantile_losses, quantile_midpoints
 from atari_dqn.schedule import apex_epsilons
 
 ray = pytest.importorskip("ray")
@@ -110,6 +109,7 @@ def ray_addresses() -> tuple[str, set[str]]:
 def test_two_nodes_train_resume_and_store_exactly_what_the_actors_played(cluster, tmp_path):
     played: dict[int, tuple] = {}  # id -> what the actor acted on and got
     memories, addresses = [], []
+    games, finished = {}, ["agent_step,game,score,steps"]  # stream -> [score, steps]; its lines
 
     def record(memory, ids, chunk):
         memories[:1] = [memory]
@@ -118,6 +118,14 @@ def test_two_nodes_train_resume_and_store_exactly_what_the_actors_played(cluster
             played[transition] = (chunk.states[t, e], chunk.actions[t, e],
                                   np.sign(chunk.rewards[t, e]), chunk.terminated[t, e],
                                   chunk.actor * 1 + e)
+            # episodes.csv's line of a game that ended: its stream, and the agent step of the
+            # transition (ids count agent steps from 0 in a fresh run)
+            game = games.setdefault(chunk.actor * 1 + e, [0.0, 0])
+            game[0] += chunk.rewards[t, e]
+            game[1] += 1
+            if chunk.game_over[t, e]:
+                finished.append(f"{transition + 1},{chunk.actor * 1 + e},{game[0]:.1f},{game[1]}")
+                game[:] = [0.0, 0]
 
     run = tmp_path / "run"
     config = config_for(cluster, run, total_steps=200, n_step=1, prioritized=True)
@@ -132,6 +140,7 @@ def test_two_nodes_train_resume_and_store_exactly_what_the_actors_played(cluster
         assert (run / name).is_file(), name
     checkpoint = read_checkpoint(run)
     assert checkpoint["progress"]["step"] == 200 and checkpoint["env"] == []
+    assert (run / "episodes.csv").read_text().splitlines() == finished  # the actors' games
     # the one-process replay ratio at the checkpoint: an update at each multiple of 4 in
     # (60, 200], 35 of them (Adam counts its steps)
     adam = checkpoint["agent"]["optimizer"]["state"]
@@ -288,7 +297,7 @@ def test_actor_priorities_by_hand():
 
 
 def test_actor_priorities_of_a_quantile_head_are_the_learners():
-    """The mean |quantile TD error| over all pairs, as agent.quantile_losses gives the learner's
+    """The mean |quantile TD error| over all pairs, as quantile_losses gives the learner's
     priorities: fresh and replayed transitions are on one scale."""
     rng = np.random.default_rng(0)
     q_taken, next_q = rng.normal(size=(3, 2, 5)), rng.normal(size=(3, 2, 5))  # T=3, E=2, N=5

@@ -35,6 +35,22 @@ def test_actions_plays_the_evaluation_games_and_counts_every_action(old, tmp_pat
         assert steps <= 40  # the evaluation's cap on a game
 
 
+@pytest.mark.parametrize("protocol", ["deepmind", "machado"])
+def test_actions_plays_under_the_run_s_protocol(protocol, tmp_path, monkeypatch, capsys):
+    made, real = [], inspect_run.EvalEnvs.__init__
+
+    def recording(self, *args, protocol, **kwargs):
+        made.append(protocol.name)
+        real(self, *args, protocol=protocol, **kwargs)
+
+    monkeypatch.setattr(inspect_run.EvalEnvs, "__init__", recording)
+    config = Config(out_dir=str(tmp_path), eval_max_steps=20, protocol=protocol)
+    (tmp_path / "config.json").write_text(config.to_json())
+    torch.save(network_of(4, config).state_dict(), tmp_path / "model_001.pt")
+    assert inspect_run.main(["actions", str(tmp_path), "--model", "1", "--games", "1"]) == 0
+    assert made == [protocol]
+
+
 def test_weights_reports_priorities_and_the_memory_weights(tmp_path, capsys):
     rng = np.random.default_rng(0)
     memory = PrioritizedReplayMemory(500, alpha=0.5, frame_shape=(8, 8))

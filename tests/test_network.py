@@ -1,6 +1,8 @@
+import numpy as np
 import pytest
 import torch
 
+from atari_dqn.learn.heads.quantile import QuantileNetwork
 from atari_dqn.network import QNetwork, conv_output_size
 
 NATURE_BODY_PARAMS = 1_684_128  # three convolutions and the 3136 -> 512 layer
@@ -45,7 +47,7 @@ def test_dueling_advantages_are_mean_subtracted():
 
 @pytest.mark.parametrize("dueling", [False, True])
 def test_quantile_head_shapes_and_q_is_the_mean_over_quantiles(dueling):
-    net = QNetwork(6, dueling=dueling, n_quantiles=7)
+    net = QuantileNetwork(6, dueling=dueling, n_quantiles=7)
     frames = torch.randint(0, 256, (5, 4, 84, 84), dtype=torch.uint8)
     quantiles = net.quantiles(frames)
     assert quantiles.shape == (5, 6, 7)
@@ -57,18 +59,19 @@ def test_quantile_head_shapes_and_q_is_the_mean_over_quantiles(dueling):
 
 
 def test_dueling_quantiles_are_value_quantiles_plus_mean_subtracted_advantages():
-    net = QNetwork(3, dueling=True, n_quantiles=5)
+    net = QuantileNetwork(3, dueling=True, n_quantiles=5)
     frames = torch.randint(0, 256, (2, 4, 84, 84), dtype=torch.uint8)
     features = net.features(frames.float() / 255.0)
     # per quantile, the mean over actions is the value stream's quantile
     torch.testing.assert_close(net.quantiles(frames).mean(dim=1), net.value(features))
 
 
-def test_a_scalar_head_has_no_quantiles():
+def test_a_scalar_head_has_no_quantiles_and_its_samples_are_its_q_values():
     net = QNetwork(4)
-    assert "quantile_fractions" not in net.state_dict()
-    with pytest.raises(TypeError):
-        net.quantiles(torch.zeros(1, 4, 84, 84, dtype=torch.uint8))
+    assert "quantile_fractions" not in net.state_dict() and not hasattr(net, "quantiles")
+    frames = torch.randint(0, 256, (2, 4, 84, 84), dtype=torch.uint8)
+    assert torch.equal(net.samples(frames), net(frames)[:, :, None])
+    assert torch.equal(net.q_values(frames, np.random.default_rng(0)), net(frames))
 
 
 def test_impala_encoder_halves_84_three_times_to_11():
@@ -83,7 +86,8 @@ def test_impala_encoder_halves_84_three_times_to_11():
 @pytest.mark.parametrize("dueling", [False, True])
 @pytest.mark.parametrize("n_quantiles", [None, 3])
 def test_impala_network_shapes(dueling, n_quantiles):
-    net = QNetwork(6, dueling=dueling, n_quantiles=n_quantiles, encoder_name="impala")
+    net = (QNetwork(6, dueling=dueling, encoder_name="impala") if n_quantiles is None else
+           QuantileNetwork(6, dueling=dueling, n_quantiles=n_quantiles, encoder_name="impala"))
     frames = torch.randint(0, 256, (2, 4, 84, 84), dtype=torch.uint8)
     assert net(frames).shape == (2, 6)
     if n_quantiles:

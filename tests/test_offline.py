@@ -16,9 +16,11 @@ import torch
 import main
 from atari_dqn import dataset as datasets
 from atari_dqn import policy
-from atari_dqn.agent import Agent, bc_losses, cql_penalty
+from atari_dqn.agent import Agent
 from atari_dqn.checkpoint import read_checkpoint
 from atari_dqn.config import Config
+from atari_dqn.learn.losses.bc import bc_losses
+from atari_dqn.learn.losses.cql import cql_penalty
 from atari_dqn.offline import sha256_of, train_offline
 from atari_dqn.replay import PrioritizedReplayMemory, ReplayMemory
 from tests.test_train_e2e import sigterm_at_the_first_evaluation
@@ -225,6 +227,65 @@ def test_bad_offline_flags_exit_2_with_one_line(args, message, data, tmp_path, c
     err = capsys.readouterr().err
     assert err.startswith("main.py: error: ") and message in err and err.count("\n") == 1, err
     assert not run.exists()
+
+
+@pytest.fixture
+def evaluated_under(monkeypatch) -> list[str]:
+    """The protocols of the evaluation games made (recorded as EvalEnvs is built)."""
+    from atari_dqn import env as envs
+
+    made, real = [], envs.EvalEnvs.__init__
+
+    def recording(self, *args, protocol=envs.DEEPMIND, **kwargs):
+        made.append(protocol.name)
+        real(self, *args, protocol=protocol, **kwargs)
+
+    monkeypatch.setattr(envs.EvalEnvs, "__init__", recording)
+    return made
+
+
+@pytest.mark.parametrize("beside, given, expected", [
+    ({"data.bin.json": {"source": "DQN Replay Dataset", "protocol": "machado"}}, [], "machado"),
+    ({"config.json": {"protocol": "machado"}}, [], "machado"),   # a run's snapshot: its run's
+    ({"config.json": {"protocol": "machado"}}, ["--protocol", "machado"], "machado"),
+    ({"config.json": {"seed": 1}}, [], "deepmind"),  # a run from before --protocol
+    ({}, [], "deepmind"),  # nothing says: --protocol, default deepmind
+    ({}, ["--protocol", "machado"], "machado"),
+], ids=["imported", "run", "run-agreeing-flag", "old-run", "unknown", "unknown-flag"])
+def test_an_offline_run_evaluates_under_its_datasets_protocol(beside, given, expected, data,
+                                                              tmp_path, evaluated_under):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    snapshot = folder / "data.bin"
+    snapshot.write_bytes(data.read_bytes())
+    for name, content in beside.items():
+        (folder / name).write_text(json.dumps(content))
+    run = tmp_path / "run"
+    args = ["--offline", str(snapshot), *TINY, "--updates", "2", "--eval-every", "2", *given]
+    assert main.main([*args, "--out", str(run)]) == 0
+    assert json.loads((run / "config.json").read_text())["protocol"] == expected
+    assert evaluated_under == [expected]
+    assert not (run / "episodes.csv").exists()  # offline runs play no training games
+    assert main.main(["--resume", str(run), "--updates", "4"]) == 0  # the run keeps it
+    assert evaluated_under == [expected, expected]
+
+
+def test_a_protocol_other_than_the_datasets_is_refused_before_a_run_folder(data, tmp_path,
+                                                                             capsys):
+    snapshot = tmp_path / "data.bin"
+    snapshot.write_bytes(data.read_bytes())
+    (tmp_path / "data.bin.json").write_text(json.dumps({"protocol": "machado"}))
+    run = tmp_path / "run"
+    assert main.main(["--offline", str(snapshot), *TINY, "--protocol", "deepmind",
+                      "--out", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--protocol deepmind: the snapshot" in err
+    assert "played under --protocol machado" in err and "data.bin.json says so" in err
+    assert not run.exists()
+    (tmp_path / "data.bin.json").write_text(json.dumps({"protocol": "atari"}))
+    assert main.main(["--offline", str(snapshot), *TINY, "--out", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "its protocol is 'atari'" in err and not run.exists()
 
 
 def test_offline_flags_without_offline_are_refused(tmp_path, capsys):

@@ -14,6 +14,7 @@ from PIL import Image
 
 from atari_dqn import play
 from atari_dqn.config import Config
+from atari_dqn.learn.heads.quantile import QuantileNetwork
 from atari_dqn.network import QNetwork
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +27,7 @@ def run(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("runs") / "breakout"
     folder.mkdir()
     torch.manual_seed(0)
-    network = QNetwork(4, dueling=True, n_quantiles=3)
+    network = QuantileNetwork(4, dueling=True, n_quantiles=3)
     torch.save(network.state_dict(), folder / "final_model.pt")
     config = Config(out_dir=str(folder), head="quantile", n_quantiles=3, eval_max_steps=40)
     (folder / "config.json").write_text(config.to_json())
@@ -51,17 +52,46 @@ def test_the_same_seed_plays_the_same_games(run, capsys):
     assert outputs[0] == outputs[1]
 
 
-def test_the_run_config_caps_the_games(run, monkeypatch):
+def spy_on_games(monkeypatch) -> dict:
+    """What the games play.py makes are made with (updated as each is made)."""
     seen = {}
     original = play.envs.make_eval_env
 
-    def spy(game, *, max_steps, render=False):
-        seen.update(game=game, max_steps=max_steps, render=render)
-        return original(game, max_steps=max_steps, render=render)
+    def spy(game, *, max_steps, render=False, protocol):
+        seen.update(game=game, max_steps=max_steps, render=render, protocol=protocol.name)
+        return original(game, max_steps=max_steps, render=render, protocol=protocol)
 
     monkeypatch.setattr(play.envs, "make_eval_env", spy)
+    return seen
+
+
+def test_the_run_config_caps_the_games(run, monkeypatch):
+    seen = spy_on_games(monkeypatch)
     assert play.main([str(run), "--games", "1", "--eps", "1"]) == 0
-    assert seen == dict(game="Breakout", max_steps=40, render=False)
+    assert seen == dict(game="Breakout", max_steps=40, render=False, protocol="deepmind")
+
+
+def test_the_games_are_played_under_the_run_s_protocol_or_protocol(run, tmp_path, monkeypatch,
+                                                                   capsys):
+    seen = spy_on_games(monkeypatch)
+    folder = tmp_path / "machado"
+    folder.mkdir()
+    (folder / "final_model.pt").write_bytes((run / "final_model.pt").read_bytes())
+    settings = json.loads((run / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**settings, "protocol": "machado"}))
+    assert play.main([str(folder), *FAST, "--eps", "1"]) == 0
+    assert seen["protocol"] == "machado"
+    assert play.main([str(folder), *FAST, "--eps", "1", "--protocol", "deepmind"]) == 0
+    assert seen["protocol"] == "deepmind"
+    del settings["protocol"]  # a run from before --protocol: deepmind
+    (folder / "config.json").write_text(json.dumps(settings))
+    assert play.main([str(folder), *FAST, "--eps", "1"]) == 0
+    assert seen["protocol"] == "deepmind"
+    (folder / "config.json").write_text(json.dumps({**settings, "protocol": "atari"}))
+    assert play.main([str(folder), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert err.endswith(f"{folder / 'config.json'}: protocol must be one of deepmind, machado, "
+                        f"got 'atari'\n") and err.count("\n") == 1
 
 
 def test_gif_of_the_best_game(run, tmp_path, capsys):

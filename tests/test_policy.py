@@ -9,6 +9,8 @@ import torch
 
 from atari_dqn import policy
 from atari_dqn.config import Config
+from atari_dqn.learn.heads.iqn import IQNNetwork
+from atari_dqn.learn.heads.quantile import QuantileNetwork
 from atari_dqn.network import QNetwork
 from atari_dqn.policy import PolicyLoadError
 
@@ -48,19 +50,29 @@ ARCHITECTURES = [
     dict(n_quantiles=3),
     dict(encoder_name="impala", dueling=True),
     dict(encoder_name="impala", n_quantiles=2),
+    dict(head="iqn"),
+    dict(head="iqn", dueling=True, encoder_name="impala"),
 ]
+NETWORKS = {"scalar": QNetwork, "quantile": QuantileNetwork, "iqn": IQNNetwork}
+
+
+def head_of(arch: dict) -> str:
+    return arch.get("head", "quantile" if "n_quantiles" in arch else "scalar")
+
+
+def build(n_actions: int, arch: dict) -> QNetwork:
+    return NETWORKS[head_of(arch)](n_actions, **{k: v for k, v in arch.items() if k != "head"})
 
 
 def settings_of(arch: dict) -> dict:
     return dict(dueling=arch.get("dueling", False), network=arch.get("encoder_name", "nature"),
-                head="quantile" if "n_quantiles" in arch else "scalar",
-                n_quantiles=arch.get("n_quantiles", 200))
+                head=head_of(arch), n_quantiles=arch.get("n_quantiles", 200))
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 @pytest.mark.parametrize("with_config", [True, False])
 def test_any_architecture_loads_from_its_run_folder(arch, with_config, tmp_path):
-    network = QNetwork(6, **arch)
+    network = build(6, arch)
     save_run(tmp_path / "run", network, config_json(**settings_of(arch)) if with_config else None)
     loaded = policy.load(tmp_path / "run")
     assert loaded.n_actions == 6 and not loaded.training
@@ -147,7 +159,7 @@ def test_weights_that_do_not_fit_the_run_config_raise(tmp_path):
 
 
 def test_save_half_writes_float16_weights_that_act_like_the_float32_ones(tmp_path):
-    network = QNetwork(4, dueling=True, n_quantiles=8)
+    network = QuantileNetwork(4, dueling=True, n_quantiles=8)
     model = save_run(tmp_path / "run", network, config_json(head="quantile", n_quantiles=8),
                      name="final_model.pt")
     out = tmp_path / "committed" / "final_model.pt"
@@ -195,10 +207,10 @@ def test_a_config_with_other_quantiles_than_the_weights_raises_before_building(t
     would be a layer of terabytes."""
     config = config_json(head="quantile", n_quantiles=3)
     config["n_quantiles"] = 10**12
-    save_run(tmp_path / "run", QNetwork(4, n_quantiles=3), config)
+    save_run(tmp_path / "run", QuantileNetwork(4, n_quantiles=3), config)
     with pytest.raises(PolicyLoadError, match="do not fit the run's settings"):
         policy.load(tmp_path / "run")
-    save_run(tmp_path / "scalar", QNetwork(4, n_quantiles=3), config_json(head="scalar"))
+    save_run(tmp_path / "scalar", QuantileNetwork(4, n_quantiles=3), config_json(head="scalar"))
     with pytest.raises(PolicyLoadError, match="do not fit the run's settings"):
         policy.load(tmp_path / "scalar")
 
@@ -216,3 +228,28 @@ def test_a_pickle_of_other_objects_is_refused_in_our_words(tmp_path):
         message = str(error.value)
         assert message == f"{tmp_path / name}: not a model file, or a damaged one"
         assert "weights_only" not in message
+
+
+def test_an_iqn_run_loads_and_its_q_values_are_the_mean_over_its_fixed_taus(tmp_path):
+    """config.json says head iqn: the network maps frames to (B, n_actions), the same every call
+    (forward's K fixed taus, not a draw), the mean of its quantile values at those taus."""
+    network = IQNNetwork(5, dueling=True)
+    save_run(tmp_path / "run", network, config_json(head="iqn", dueling=True),
+             name="final_model.pt")
+    loaded = policy.load(tmp_path / "run")
+    assert isinstance(loaded, IQNNetwork)
+    with torch.no_grad():
+        q = loaded(FRAMES)
+        assert q.shape == (3, 5) and torch.equal(q, loaded(FRAMES))
+        taus = loaded.fixed_taus.expand(3, -1)
+        assert taus.shape == (3, 32)
+        torch.testing.assert_close(q, network.eval().at(FRAMES, taus).mean(dim=2))
+
+
+def test_iqn_weights_do_not_load_as_another_head(tmp_path):
+    save_run(tmp_path / "run", IQNNetwork(4), config_json(head="quantile"))
+    with pytest.raises(PolicyLoadError, match="do not fit the run's settings"):
+        policy.load(tmp_path / "run")
+    save_run(tmp_path / "scalar", QNetwork(4), config_json(head="iqn"))
+    with pytest.raises(PolicyLoadError, match="do not fit the run's settings"):
+        policy.load(tmp_path / "scalar")

@@ -3,11 +3,15 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
+from atari_dqn import scores
 from atari_dqn.config import PRESETS, Config
-from atari_dqn.summary import arm_curve, arms_of, main, online_updates, read_run, x_axis
+from atari_dqn.summary import (RunFileError, aggregate_point, arm_curve, arms_of,
+                               interval_estimates, iteration_returns, main, online_updates,
+                               read_episodes, read_run, read_suite, summarise_suite, x_axis)
 
 COMMITTED_RUNS = Path(__file__).resolve().parent.parent / "rewards"
 
@@ -143,7 +147,7 @@ def test_an_online_run_without_settings_cannot_join_offline_runs(tmp_path, capsy
 def one_error(capsys, *expected):
     """The one-line error summary printed (no traceback), and that it says each of expected."""
     err = capsys.readouterr().err
-    assert err.startswith("python -m atari_dqn.summary: error: ") and err.count("\n") == 1, err
+    assert err.startswith("summary: error: ") and err.count("\n") == 1, err
     for text in expected:
         assert text in err, err
     return err
@@ -247,3 +251,182 @@ def test_the_readme_commands_work_on_the_committed_runs(mode, tmp_path, capsys):
     else:
         with Image.open(out) as image:
             assert image.format == "PNG"
+
+
+# --- summary DIR --suite ---------------------------------------------------------------------
+
+REPS = 200  # bootstrap resamples in these tests: intervals are checked for shape, not width
+
+
+def test_the_aggregates_are_those_computed_by_hand():
+    # (runs, games): 2 runs of 4 games
+    matrix = np.array([[0.0, 0.4, 2.0, -0.5],
+                       [0.2, 0.8, 1.0, 0.1]])
+    # IQM: the 8 values sorted are -0.5 0.0 0.1 0.2 0.4 0.8 1.0 2.0; the middle 4 average 0.375.
+    # Per-game means 0.1 0.6 1.5 -0.2: median (0.1 + 0.6) / 2 = 0.35, mean 0.5.
+    # Optimality gap: 1 - mean(min(x, 1)) = 1 - (0 + .4 + 1 - .5 + .2 + .8 + 1 + .1) / 8 = 0.625.
+    expected = [0.375, 0.35, 0.5, 0.625]
+    assert aggregate_point(matrix) == pytest.approx(expected)
+    points, lows, highs = interval_estimates(matrix, reps=REPS)
+    assert points == pytest.approx(expected)
+    assert all(lows <= points + 1e-12) and all(points <= highs + 1e-12) and all(lows < highs)
+    again = interval_estimates(matrix, reps=REPS)  # seeded: the same intervals each time
+    assert np.array_equal(again[1], lows) and np.array_equal(again[2], highs)
+
+
+def episodes_text(rows):
+    return "agent_step,game,score,steps\n" + "".join(f"{s},0,{x},{n}\n" for s, x, n in rows)
+
+
+def test_training_returns_are_the_mean_score_of_the_games_ended_in_each_iteration(tmp_path):
+    file = tmp_path / "episodes.csv"
+    file.write_text(episodes_text([(100_000, 10.0, 900), (250_000, 20.0, 800),  # iteration 0
+                                   (250_001, 30.0, 700), (400_000, 50.0, 600),  # iteration 1
+                                   (600_000, 7.0, 500)]))  # iteration 2: not completed
+    episodes = read_episodes(file)
+    assert episodes == [(100_000, 10.0), (250_000, 20.0), (250_001, 30.0), (400_000, 50.0),
+                        (600_000, 7.0)]
+    assert iteration_returns(episodes, steps_reached=700_000) == {0: 15.0, 1: 40.0}
+    assert iteration_returns(episodes, steps_reached=750_000) == {0: 15.0, 1: 40.0, 2: 7.0}
+    assert iteration_returns(episodes, steps_reached=499_999) == {0: 15.0}
+    file.write_text(episodes_text([(100, 1.0, 10)]) + "200,0,nan,10\n")
+    with pytest.raises(RunFileError, match="episodes.csv: line 3:"):
+        read_episodes(file)
+
+
+def make_suite_run(suite, game, seed, rewards, episodes=None):
+    """A run folder of a suite as atari_dqn.suite would make it, written by hand."""
+    folder = make_run(suite / f"{game}-seed{seed}", rewards,
+                      Config(env_id=game, seed=seed, out_dir="x", threads=1))
+    if episodes is not None:
+        (folder / "episodes.csv").write_text(episodes_text(episodes))
+    return folder
+
+
+def write_hand_suite(suite):
+    """2 games x 2 seeds at 500,000 agent steps. Normalized: Breakout (1.7, 30.5), Pong
+    (-20.7, 14.6): 16.1 and 30.5 are 0.5 and 1.0; -20.7 and 49.9 are 0.0 and 2.0."""
+    make_suite_run(suite, "Breakout", 0, "  1   250000 3.0\n  2   500000 16.1\n",
+                   [(200_000, 1.0, 9), (300_000, 10.0, 9), (500_000, 22.2, 9)])  # 16.1
+    make_suite_run(suite, "Breakout", 1, "  1   250000 2.0\n  2   500000 30.5\n",
+                   [(250_000, 1.0, 9), (499_000, 30.5, 9)])
+    make_suite_run(suite, "Pong", 0, "  1   250000 -21.0\n  2   500000 -20.7\n",
+                   [(100_000, -21.0, 9), (260_000, -20.7, 9)])
+    make_suite_run(suite, "Pong", 1, "  1   250000 -21.0\n  2   500000 49.9\n",
+                   [(100_000, -21.0, 9), (260_000, 40.0, 9), (270_000, 59.8, 9)])  # 49.9
+
+
+def dopamine_csv(path, rows):
+    """A made-up Dopamine table: rows of (game, network, agent, [iteration 0 and 1 returns of
+    each run])."""
+    lines = ["game,network,agent,run,iteration,return"]
+    for game, network, agent, runs in rows:
+        for iteration in (0, 1):
+            for run, values in enumerate(runs):
+                lines.append(f"{game},{network},{agent},{run},{iteration},{values[iteration]}")
+    path.write_text("\n".join(lines) + "\n")
+    return scores.dopamine_returns(path)
+
+
+def test_the_suite_tables_and_dopamine_rows_match_a_hand_computation(tmp_path):
+    write_hand_suite(tmp_path / "suite")
+    table = dopamine_csv(tmp_path / "dopamine.csv", [
+        ("Breakout", "nature", "DQN", [(1.7, 16.1), (1.7, 30.5)]),      # iteration 1: 0.5, 1.0
+        ("Pong", "nature", "DQN", [(-20.7, -20.7), (-20.7, 49.9)]),     # iteration 1: 0.0, 2.0
+        ("Breakout", "impala", "DQN", [(1.7, 1.7), (1.7, 1.7)]),        # no Pong: no row
+    ])
+    runs, notes = read_suite(tmp_path / "suite")
+    assert notes == []
+    summary = summarise_suite(runs, notes, table, reps=REPS)
+    # Evaluations at 500000 are the scores above; training returns of iteration 1 are the same
+    # numbers, by construction (the mean of the games ended in (250000, 500000]).
+    assert summary.per_game == [
+        "| Breakout | 2 | 500000 | 23.3 (16.1 to 30.5) | 0.750 (0.500 to 1.000) "
+        "| 1 | 23.3 (16.1 to 30.5) | 0.750 (0.500 to 1.000) |",
+        "| Pong | 2 | 500000 | 14.6 (-20.7 to 49.9) | 1.000 (0.000 to 2.000) "
+        "| 1 | 14.6 (-20.7 to 49.9) | 1.000 (0.000 to 2.000) |"]
+    # Normalized (runs, games) = [[0.5, 0.0], [1.0, 2.0]] for ours and for Dopamine's DQN:
+    # IQM of 0 .5 1 2 = 0.75; game means .75 and 1: median = mean = 0.875;
+    # optimality gap = 1 - (.5 + 0 + 1 + 1) / 4 = 0.375.
+    cells = ["0.750 [", "0.875 [", "0.875 [", "0.375 ["]
+    rows = summary.aggregates
+    assert [row.split(" | ")[:3] for row in rows] == [
+        ["| ours (defaults)", "training return, iteration 1 (agent steps 250,000-500,000, "
+                              "1M-2M frames)", "2 x 2"],
+        ["| ours (defaults)", "final evaluation (agent step 500000)", "2 x 2"],
+        ["| Dopamine DQN (Nature CNN)", "training return, iteration 1 (agent steps "
+                                        "250,000-500,000, 1M-2M frames)", "2 x 2"]]
+    for row in rows:
+        assert [cell[:7] for cell in row.split(" | ")[3:]] == cells, row
+    assert summary.curve_iterations == [0, 1]
+    assert summary.dopamine_curves == {("nature", "DQN"): [pytest.approx(0.0), 0.75]}
+    assert summary.ours_curve[1][0] == pytest.approx(0.75)
+    assert any("--protocol deepmind" in note for note in summary.notes)
+
+
+def test_summary_suite_prints_the_tables_and_draws_the_figure(tmp_path, capsys):
+    write_hand_suite(tmp_path / "suite")
+    out = tmp_path / "suite.png"
+    assert main([str(tmp_path / "suite"), "--suite", "--reps", str(REPS), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "| Pong | 2 | 500000 | 14.6 (-20.7 to 49.9) | 1.000 (0.000 to 2.000) |" in text
+    assert "| Dopamine QR-DQN (Impala) | training return, iteration 1" in text  # the real table
+    assert f"wrote {out}" in text
+    with Image.open(out) as image:
+        assert image.format == "PNG" and image.size == (800, 500)
+    assert main([str(tmp_path / "suite"), "--suite", "--out", str(out)]) == 2  # exists
+    one_error(capsys, f"--out {out} already exists", "--force")
+    assert main([str(tmp_path / "suite"), "--suite", "--table", "--reps", str(REPS)]) == 0
+    assert "| ours (defaults) | final evaluation" in capsys.readouterr().out
+
+
+def test_a_partial_suite_is_summarised_with_a_note_naming_what_is_missing(tmp_path):
+    suite = tmp_path / "suite"
+    write_hand_suite(suite)
+    (suite / "suite.json").write_text(json.dumps({
+        "version": 1, "games": ["Breakout", "Pong", "Qbert"], "seeds": 3, "steps": 500000,
+        "protocol": "deepmind", "flags": [], "settings": {}}))
+    runs, notes = read_suite(suite)
+    assert len(runs) == 4 and len(notes) == 1
+    assert "5 of its 9 runs" in notes[0]
+    assert "Breakout seed 2, Pong seed 2, Qbert seed 0, Qbert seed 1, Qbert seed 2" in notes[0]
+
+
+def test_runs_without_episodes_or_of_a_game_without_human_scores_say_so(tmp_path, capsys):
+    suite = tmp_path / "suite"
+    make_suite_run(suite, "Breakout", 0, "  1   250000 16.1\n")  # no episodes.csv
+    make_suite_run(suite, "Pooyan", 0, "  1   250000 5.0\n", [(100, 5.0, 100)])
+    assert main([str(suite), "--suite", "--reps", str(REPS), "--out",
+                 str(tmp_path / "s.png")]) == 0
+    text = capsys.readouterr().out
+    assert "| Pooyan | 1 | 250000 | 5.0 (5.0 to 5.0) | - | - | - | - |" in text
+    assert "Pooyan: not one of the 57 games" in text and "raw scores only" in text
+    assert "no episodes.csv in Breakout-seed0" in text and "evaluation scores only" in text
+    assert "| ours (defaults) | final evaluation (agent step 250000) | 1 x 1 | 0.500 [" in text
+    assert "no figure" in text and not (tmp_path / "s.png").exists()
+
+
+def test_a_folder_without_runs_or_with_two_suites_is_one_error(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main([str(tmp_path / "empty"), "--suite", "--out", str(tmp_path / "s.png")]) == 2
+    one_error(capsys, "no rewards.txt in")
+    suite = tmp_path / "suite"
+    make_suite_run(suite, "Breakout", 0, "  1   250000 16.1\n")
+    make_run(suite / "other", "  1   250000 16.1\n",
+             Config(env_id="Breakout", seed=1, out_dir="x", lr=1e-3))
+    assert main([str(suite), "--suite", "--out", str(tmp_path / "s.png")]) == 2
+    one_error(capsys, "differ in settings", "--lr 0.001")
+    assert main([str(suite), str(suite), "--suite"]) == 2
+    one_error(capsys, "--suite takes one suite folder")
+    assert not (tmp_path / "s.png").exists()
+
+
+def test_our_row_is_labelled_by_the_suites_flags_not_by_its_first_game(tmp_path):
+    suite = tmp_path / "suite"
+    for seed in (0, 1):
+        make_run(suite / f"Pong-seed{seed}", "  1   250000 -20.7\n",
+                 Config(env_id="Pong", seed=seed, out_dir="x", prioritized=True))
+    runs, notes = read_suite(suite)
+    rows = summarise_suite(runs, notes, {}, reps=REPS).aggregates
+    assert [row.split(" | ")[:3] for row in rows] == [
+        ["| ours (--prioritized)", "final evaluation (agent step 250000)", "2 x 1"]]

@@ -23,6 +23,7 @@ from atari_dqn import telemetry
 from atari_dqn.agent import network_of
 from atari_dqn.checkpoint import read_checkpoint
 from atari_dqn.config import Config
+from atari_dqn.learn.heads.quantile import QuantileNetwork
 from atari_dqn.network import QNetwork
 from atari_dqn.train import train
 
@@ -41,6 +42,11 @@ def default_network() -> QNetwork:
 
 def tiny_config(out: Path, *extra: str) -> Config:
     return Config(**vars(main.build_parser().parse_args([*TINY, *extra, "--out", str(out)])))
+
+
+def assert_same_episodes(run: Path, reference: Path) -> None:
+    """episodes.csv (every finished training game) equals the reference's, byte for byte."""
+    assert (run / "episodes.csv").read_bytes() == (reference / "episodes.csv").read_bytes()
 
 
 def assert_same_models(run_a: Path, run_b: Path) -> None:
@@ -76,6 +82,21 @@ def test_training_writes_rewards_models_curve_and_checkpoint(reference):
     assert not list(reference.glob(".*tmp*")), "temporary files left behind"
 
 
+def test_episodes_csv_has_a_line_per_finished_training_game(reference):
+    lines = (reference / "episodes.csv").read_text().splitlines()
+    assert lines[0] == "agent_step,game,score,steps"
+    rows = [line.split(",") for line in lines[1:]]
+    assert len(rows) >= 2  # the stop at 220 in the resume tests falls between two games' ends
+    assert any(int(r[0]) < 220 for r in rows) and any(220 < int(r[0]) <= 300 for r in rows)
+    # one game (--envs 1): each begins where the last ended, and lasts its steps
+    ends = [int(r[0]) for r in rows]
+    assert [int(r[3]) for r in rows] == [b - a for a, b in zip([0, *ends], ends)]
+    assert all(r[1] == "0" for r in rows)
+    progress = read_checkpoint(reference)["progress"]  # what the progress line showed last
+    assert float(rows[-1][2]) == progress["last_game_score"]
+    assert progress["episodes_bytes"] == (reference / "episodes.csv").stat().st_size
+
+
 def test_render_writes_every_frame_and_a_gif_of_the_best_game(reference):
     for index in (1, 2):
         frames = sorted((reference / f"eval_{index:03d}").glob("*.png"))
@@ -108,6 +129,9 @@ def test_interrupted_and_resumed_run_equals_the_uninterrupted_one(reference, tmp
     assert len((run / "rewards.txt").read_text().splitlines()) == 1
     wall_at_stop = read_checkpoint(run)["progress"]["wall_seconds"]
     assert wall_at_stop > 0
+    # a trainer killed after the checkpoint may have written games past it: the resume drops them
+    with open(run / "episodes.csv", "a") as f:
+        f.write("233,0,3.0,85\n")
     assert main.main(["--resume", str(run)]) == 0
     out = capsys.readouterr().out
     assert "resumed the episode in progress" in out
@@ -115,6 +139,7 @@ def test_interrupted_and_resumed_run_equals_the_uninterrupted_one(reference, tmp
                      r"\d+:\d\d:\d\d of wall clock so far", out)
     assert read_checkpoint(run)["progress"]["wall_seconds"] > wall_at_stop  # summed over resumes
     assert (run / "rewards.txt").read_text() == (reference / "rewards.txt").read_text()
+    assert_same_episodes(run, reference)
     assert_same_models(run, reference)
 
 
@@ -134,12 +159,13 @@ def test_resume_from_a_checkpoint_taken_at_an_evaluation(reference, tmp_path):
     assert train(tiny_config(run), stop_when=lambda step: step == 150).steps == 150
     assert main.main(["--resume", str(run)]) == 0
     assert (run / "rewards.txt").read_text() == (reference / "rewards.txt").read_text()
+    assert_same_episodes(run, reference)
     assert_same_models(run, reference)
 
 
-def sigterm_at_the_first_evaluation(args: list[str]) -> str:
-    """Run main.py with args, send SIGTERM when evaluation 1 is printed; its whole output, after
-    checking it stopped by the signal (exit 143) without a traceback."""
+def sigterm_at_the_first_evaluation(args: list[str], signum: int = signal.SIGTERM) -> str:
+    """Run main.py with args, send SIGTERM (or signum) when evaluation 1 is printed; its whole
+    output, after checking it stopped by the signal (exit 128 + signum) without a traceback."""
     child = subprocess.Popen([sys.executable, "main.py", *args], cwd=ROOT,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -147,18 +173,20 @@ def sigterm_at_the_first_evaluation(args: list[str]) -> str:
     for line in child.stdout:
         output.append(line)
         if line.startswith("evaluation 1"):
-            child.send_signal(signal.SIGTERM)
+            child.send_signal(signum)
             break
     output += child.stdout.readlines()
-    assert child.wait() == 128 + signal.SIGTERM, "".join(output)
+    assert child.wait() == 128 + signum, "".join(output)
     assert "Traceback" not in "".join(output)
     return "".join(output)
 
 
-def test_sigterm_writes_a_checkpoint_that_resumes_exactly(reference, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_sigterm_writes_a_checkpoint_that_resumes_exactly(reference, tmp_path, signum):
     run = tmp_path / "sigterm"
     # 100,000 steps: the signal, sent at the first evaluation (step 150), lands mid-run
-    output = sigterm_at_the_first_evaluation([*TINY, "--steps", "100000", "--out", str(run)])
+    output = sigterm_at_the_first_evaluation([*TINY, "--steps", "100000", "--out", str(run)],
+                                             signum)
     stops = [int(m.group(1)) for m in map(re.compile(r"^stopped at agent step (\d+);").match,
                                           output.splitlines()) if m]
     assert len(stops) == 1 and 150 <= stops[0] < 300, output
@@ -166,6 +194,7 @@ def test_sigterm_writes_a_checkpoint_that_resumes_exactly(reference, tmp_path):
     # the reference's length: epsilon and (uniform) replay do not depend on --steps
     assert main.main(["--resume", str(run), "--steps", "300"]) == 0
     assert (run / "rewards.txt").read_text() == (reference / "rewards.txt").read_text()
+    assert_same_episodes(run, reference)
     assert_same_models(run, reference)
 
 
@@ -260,7 +289,7 @@ def test_quantile_augmented_prioritized_run_stopped_and_resumed_equals_the_strai
     assert (run / "rewards.txt").read_text() == (straight / "rewards.txt").read_text()
     assert_same_models(run, straight)
     state = torch.load(run / "model_002.pt", weights_only=True)
-    QNetwork(4, dueling=True, n_quantiles=8).load_state_dict(state)
+    QuantileNetwork(4, dueling=True, n_quantiles=8).load_state_dict(state)
 
 
 def test_run_with_resets_stopped_and_resumed_equals_the_straight_one(tmp_path, monkeypatch):
@@ -329,6 +358,7 @@ def test_three_games_stopped_and_resumed_in_child_processes_equal_the_straight_r
     assert train(tiny_config(run, *ENVS3), stop_when=lambda step: step == 219).steps == 219
     assert main.main(["--resume", str(run), "--env-processes", "2"]) == 0
     assert (run / "rewards.txt").read_text() == (straight / "rewards.txt").read_text()
+    assert_same_episodes(run, straight)
     assert_same_models(run, straight)
 
 
@@ -341,6 +371,7 @@ def test_sigterm_to_three_games_in_child_processes_resumes_exactly(three_games, 
     assert 150 <= step < 300 and step % 3 == 0
     assert main.main(["--resume", str(run), "--steps", "300", "--env-processes", "0"]) == 0
     assert (run / "rewards.txt").read_text() == (straight / "rewards.txt").read_text()
+    assert_same_episodes(run, straight)
     assert_same_models(run, straight)
 
 

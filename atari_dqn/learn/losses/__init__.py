@@ -1,0 +1,1 @@
+"""Loss terms, one module each: what one update minimises, composed (parts.LossTerm)."""
