@@ -93,7 +93,7 @@ from pathlib import Path
 
 import numpy as np
 
-from atari_dqn.cli import OneLineParser
+from atari_dqn.cli import OneLineParser, run_tool
 from atari_dqn.config import PREDATED, PROTOCOL_NAMES, SCREEN_SIZE, STACK
 from atari_dqn.files import DiskError, atomic_write_text
 from atari_dqn.replay import PrioritizedReplayMemory, ReplayMemory, load_snapshot
@@ -817,4 +817,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_tool(main)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from atari_dqn.agent import epsilon_greedy
+from atari_dqn.cli import run_tool
 from atari_dqn.config import Config
 from atari_dqn.dataset import DatasetError, snapshot_path
 from atari_dqn.env import PROTOCOLS, EvalEnvs
@@ -196,4 +197,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_tool(main)

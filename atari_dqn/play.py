@@ -31,7 +31,7 @@ import torch
 
 from atari_dqn import env as envs
 from atari_dqn import policy
-from atari_dqn.cli import OneLineParser
+from atari_dqn.cli import OneLineParser, run_tool
 from atari_dqn.config import (FRAME_SKIP, MAX_EPISODE_FRAMES, MAX_SEED, PREDATED,
                               PROTOCOL_NAMES, ConfigError, RunError)
 from atari_dqn.evaluate import (NullFrameWriter, PngFrameWriter, evaluate, evaluation_seeds,
@@ -218,4 +218,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_tool(main)

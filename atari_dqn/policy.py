@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from atari_dqn.agent import epsilon_greedy
+from atari_dqn.cli import run_tool
 from atari_dqn.config import STACK, saved_settings
 from atari_dqn.files import DiskError, atomic_write
 from atari_dqn.learn import registry
@@ -234,4 +235,4 @@ class Actor:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_tool(main)

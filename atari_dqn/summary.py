@@ -40,12 +40,13 @@ from pathlib import Path
 import numpy as np
 
 from atari_dqn.checkpoint import UPDATE_UNIT
-from atari_dqn.cli import OneLineParser
+from atari_dqn.cli import OneLineParser, run_tool
 from atari_dqn.config import (FRAME_SKIP, PRESETS, RESUME_MAY_CHANGE, Config, ConfigError, flag_of,
                               saved_settings)
 from atari_dqn.episodes import EPISODES, HEADER
-from atari_dqn.evaluate import X_LABEL, parse_rewards, plt  # plt: Agg, files only
+from atari_dqn.curve import X_LABEL, parse_rewards, plt  # plt: Agg, files only
 from atari_dqn.files import DiskError, atomic_write
+from atari_dqn.schedule import updates_made
 from atari_dqn.scores import (DOPAMINE_ITERATION_STEPS, RANDOM_HUMAN, dopamine_returns,
                               human_normalized)
 
@@ -166,9 +167,9 @@ def _flags(settings: dict, offline: bool = False) -> str:
 
 def online_updates(settings: dict, step: int) -> int:
     """The gradient updates an online run with these settings has made by agent step `step`:
-    one at every multiple of --train-every past --learning-starts (train.py's loop)."""
-    every, starts = settings["train_every_steps"], settings["learning_starts_steps"]
-    return max(0, step // every - starts // every)
+    one at every multiple of --train-every past --learning-starts (schedule.updates_made)."""
+    return updates_made(step, train_every_steps=settings["train_every_steps"],
+                        learning_starts_steps=settings["learning_starts_steps"])
 
 
 def scores_of(run: Run, in_updates: bool = False) -> dict[int, float]:
@@ -750,4 +751,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_tool(main)
