@@ -30,14 +30,13 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from atari_dqn import seeds
 from atari_dqn.augment import random_shift
 from atari_dqn.config import Config
 from atari_dqn.learn import registry
 from atari_dqn.learn.parts import Part, Step
 from atari_dqn.network import QNetwork
 
-AUGMENT_STREAM = 1  # seeds the augmentation generator apart from torch's global one (same seed)
-RESET_STREAM = 2    # seeds the fresh weights of reset(), with the step
 SHRINK = 0.5        # reset(): encoder weights <- SHRINK * weights + PERTURB * fresh weights (BBF)
 PERTURB = 0.5
 
@@ -127,7 +126,7 @@ class Agent:
             self.head.compile((self.online, self.target))  # what its learning runs beyond forward
         self.augment_rng: torch.Generator | None = None
         if config.augment:
-            seed = int(np.random.SeedSequence([config.seed, AUGMENT_STREAM]).generate_state(1)[0])
+            seed = int(np.random.SeedSequence([config.seed, seeds.AUGMENT]).generate_state(1)[0])
             self.augment_rng = torch.Generator(device=device).manual_seed(seed)
         # The same Adam, in one kernel instead of a Python loop over tensors: 4-5x faster a step.
         self.optimizer = torch.optim.Adam(self.online.parameters(), lr=config.lr,
@@ -212,7 +211,7 @@ class Agent:
         network is left alone: it keeps the weights of the last sync, so TD targets stay those of
         the trained network until the next --target-update copies the reset one in.
         """
-        seed = int(np.random.SeedSequence([self.config.seed, RESET_STREAM, step])
+        seed = int(np.random.SeedSequence([self.config.seed, seeds.RESET, step])
                    .generate_state(1)[0])
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)

@@ -8,7 +8,7 @@ seeded from the run's seed and its number), so they need nothing in the checkpoi
 
 Files of a run folder:
   config.json               the settings (written once, when the run starts)
-  rewards.txt               one line per evaluation (evaluate.rewards_line), rewritten atomically
+  rewards.txt               one line per evaluation (curve.rewards_line), rewritten atomically
   episodes.csv              one line per finished training game, appended (atari_dqn/episodes.py)
   rewards.png               the learning curve so far
   model_NNN.pt              the online network's state_dict after evaluation NNN
@@ -69,10 +69,11 @@ import torch
 
 from atari_dqn.agent import Agent
 from atari_dqn.config import RESUME_MAY_CHANGE, Config, ConfigError, flag_of, saved_settings
+from atari_dqn.curve import rewards_line, write_rewards
 from atari_dqn.episodes import EPISODES, UNKNOWN_STEPS, tidy_episodes
-from atari_dqn.evaluate import plot_curve, rewards_line
 from atari_dqn.files import DiskError, atomic_torch_save, atomic_write_text, writing
 from atari_dqn.progress import Progress  # noqa: F401 (part of this module's face: checkpoint.Progress)
+from atari_dqn.replay import load_snapshot
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_VERSION = 1
@@ -92,12 +93,6 @@ REPLAY_NAME = re.compile(r"^replay-\d+\.bin$")
 
 
 UPDATE_UNIT = "gradient updates"  # an offline run's step (rewards.png's x axis)
-
-
-def load_memory(config: Config, path: Path) -> Any:
-    from atari_dqn.replay import PrioritizedReplayMemory, ReplayMemory
-
-    return (PrioritizedReplayMemory if config.prioritized else ReplayMemory).load(str(path))
 
 
 def _finite(value: Any) -> bool:
@@ -488,19 +483,8 @@ def tidy_run_dir(run: Path, progress: Progress, replay_name: str | None) -> None
                     shutil.rmtree(path)
                 else:
                     path.unlink()
-    write_rewards(run, progress)
+    write_rewards(run, progress.rewards_lines, progress.unit)
     tidy_episodes(run, progress)
-
-
-def write_rewards(run: Path, progress: Progress) -> None:
-    """rewards.txt and the curve, from progress.rewards_lines (none: neither file)."""
-    if not progress.rewards_lines:
-        for name in ("rewards.txt", "rewards.png"):
-            with writing(run / name):
-                (run / name).unlink(missing_ok=True)
-        return
-    atomic_write_text(run / "rewards.txt", "\n".join(progress.rewards_lines) + "\n")
-    plot_curve(run / "rewards.txt", run / "rewards.png", title=run.name, x_label=progress.unit)
 
 
 def save_checkpoint(run: Path, config: Config, agent: Agent, memory: Any,
@@ -576,7 +560,7 @@ def load_checkpoint(run: Path, config: Config, agent: Agent, act_rng: np.random.
         first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ConfigError(f"--resume: {run / CHECKPOINT} is damaged ({first_line})") from None
     try:
-        memory = load_memory(config, run / checkpoint["replay"])
+        memory = load_snapshot(run / checkpoint["replay"], prioritized=config.prioritized)
     except (OSError, ValueError, RuntimeError) as e:
         raise ConfigError(f"--resume: cannot load the replay memory {checkpoint['replay']} "
                           f"({e})") from None
@@ -607,7 +591,7 @@ def record_evaluation(run: Path, agent: Agent, progress: Progress, scores: list[
     progress.evaluations = index
     progress.last_eval_score = float(np.mean(scores))
     progress.rewards_lines.append(rewards_line(index, progress.step, progress.last_eval_score))
-    write_rewards(run, progress)
+    write_rewards(run, progress.rewards_lines, progress.unit)
     model = {k: v.cpu() for k, v in agent.online.state_dict().items()}
     atomic_torch_save(run / f"model_{index:03d}.pt", model)
     if final:

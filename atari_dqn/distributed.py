@@ -25,11 +25,12 @@ each batch one update ahead (below):
     --train-every above --learning-starts, exactly the steps at which the one-process loop
     learns; it runs once the actors have delivered b_u agent steps (over all games). The target
     network is copied after the update whose b_u crosses a multiple of --target-update.
-  - Rate limiter (as Reverb's SampleToInsertRatio): the learner waits (ray.wait) when it has
-    made every update the delivered steps allow; actors are not asked for another chunk when
-    the steps asked for would pass the learner's next b, b_(updates made + 1), by more than one
-    chunk per actor (slack_steps). So at any time (learning started)
-        0 <= delivered - b_(made) < --train-every + slack_steps + one chunk:
+  - Rate limiter (rate_limiter.RateLimiter, as Reverb's SampleToInsertRatio): the learner
+    waits (ray.wait) when it has made every update the delivered steps allow; actors are not
+    asked for another chunk when the steps asked for would pass the learner's next b,
+    b_(updates made + 1), by more than one chunk per actor (its tolerance). So at any time
+    (learning started)
+        0 <= delivered - b_(made) < --train-every + one chunk per actor + one chunk:
     the replay ratio over a run is the one-process run's (batch / --train-every samples per
     agent step) up to that many agent steps. Before an evaluation, and when stopping, the
     learner catches up exactly: evaluations and checkpoints see the one-process ratio.
@@ -113,17 +114,19 @@ import ray  # noqa: E402 (after plain_ray_output)
 from ray.exceptions import RayActorError  # noqa: E402
 
 from atari_dqn import env as envs
+from atari_dqn import seeds
 from atari_dqn.agent import Agent, NonFiniteLoss, epsilon_greedy, network_of
 from atari_dqn.checkpoint import (Progress, RunLock, create_run_dir, has_checkpoint,
                                   load_checkpoint, save_checkpoint, tidy_run_dir)
 from atari_dqn.config import STACK, Config, ConfigError
 from atari_dqn.episodes import GameLog
+from atari_dqn.evaluate import frame_stacker
 from atari_dqn.files import DiskError
 from atari_dqn.learner import Updates
 from atari_dqn.machine import check_machine
-from atari_dqn.replay import ReplayMemory
+from atari_dqn.rate_limiter import ACTORS, LEARNER, NOBODY, RateLimiter
 from atari_dqn.schedule import apex_epsilons
-from atari_dqn.telemetry import LOG_EVERY_STEPS, Telemetry, _crossed
+from atari_dqn.telemetry import LOG_EVERY_STEPS, Telemetry, crossed
 from atari_dqn.train import (RunResult, StopOnSignal, disk_error, make_memory,
                              non_finite_loss, play_evaluation)
 
@@ -143,8 +146,6 @@ LOCAL_RAY_HOST = "127.0.0.2"
 CONNECT_TIMEOUT_S = 10.0  # how long --ray-address HOST:PORT may take to answer
 GCS_CONNECT_TRIES = 1  # ray.init's tries to reach the cluster's GCS (Ray's default: 20)
 WAIT_S = 0.5  # the longest the learner waits for a chunk before it looks at signals again
-ACTOR_SEED_STREAM = 3  # seeds actors' games and epsilon draws apart from the learner's
-STACKER_SLOTS_PER_GAME = 2 * STACK  # the actor's stacking memory keeps each game's newest frames
 
 
 @dataclass
@@ -171,7 +172,7 @@ class Chunk:
 
 def actor_seed(seed: int, actor: int) -> int:
     """The seed of actor `actor`'s games (env.game_seeds spreads it over its E games)."""
-    return int(np.random.SeedSequence([seed, ACTOR_SEED_STREAM, actor]).generate_state(1)[0])
+    return int(np.random.SeedSequence([seed, seeds.APEX_ACTORS, actor]).generate_state(1)[0])
 
 
 def actor_priorities(q_taken: np.ndarray, next_q: np.ndarray, rewards: np.ndarray,
@@ -226,9 +227,9 @@ class Actor:
         self.games = envs.TrainEnvs(config.env_id, games, actor_seed(config.seed, index),
                                     protocol=envs.PROTOCOLS[config.protocol])
         self.network = network_of(self.games.action_count, config).requires_grad_(False)
-        self.rng = np.random.default_rng([config.seed, ACTOR_SEED_STREAM, index])
-        # Stacks states by the learner memory's rule; needs only each game's newest frames.
-        self.stacker = ReplayMemory(games * STACKER_SLOTS_PER_GAME, stack=STACK, streams=games)
+        self.rng = np.random.default_rng([config.seed, seeds.APEX_ACTORS, index])
+        # Stacks states by the learner memory's rule, as evaluation does (the one stacker)
+        self.stacker = frame_stacker(games)
         self.start_frames: np.ndarray | None = self.games.reset()
         for stream, frame in enumerate(self.start_frames):
             self.stacker.start_episode(frame, stream=stream)
@@ -329,19 +330,6 @@ def append_chunk(memory: Any, chunk: Chunk, games: int) -> np.ndarray:
                 memory.start_episode(chunk.reset_frames[reset_row], stream=stream)
                 reset_row += 1
     return ids
-
-
-def updates_due(step: int, config: Config) -> int:
-    """Updates the one-process loop has made after `step` agent steps: one at each multiple of
-    --train-every above --learning-starts."""
-    every, starts = config.train_every_steps, config.learning_starts_steps
-    return max(0, step // every - starts // every)
-
-
-def update_step(update: int, config: Config) -> int:
-    """The agent step update number `update` (1, 2, ...) stands for: b_update."""
-    every = config.train_every_steps
-    return (config.learning_starts_steps // every + update) * every
 
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -446,8 +434,8 @@ class Rates:
         """waits: 'learner' when it waited for chunks over half the window, else 'actors (rate
         limiter)' when the limiter held a chunk request back in it, else '-'."""
         seconds = max(now - self.started, 1e-9)
-        waits = ("learner" if self.learner_idle_s > 0.5 * seconds
-                 else "actors (rate limiter)" if self.limiter_held else "-")
+        waits = (LEARNER if self.learner_idle_s > 0.5 * seconds
+                 else ACTORS if self.limiter_held else NOBODY)
         return {"actor_steps_s": f"{self.steps / seconds:.0f}",
                 "updates_s": f"{self.updates / seconds:.1f}",
                 "learner_idle": f"{self.learner_idle_s / seconds:.0%}", "waits": waits}
@@ -515,8 +503,12 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
     actors = start_actors(config, actor_options, keep_states)
     mean_eps = float(np.mean(apex_epsilons(config.streams)))
     started, wall_before = time.perf_counter(), progress.wall_seconds
-    made = updates_due(progress.step, config)  # a checkpoint is taken with every update made
-    slack_steps = config.actors * config.envs * CHUNK_STEPS
+    # its tolerance: one chunk per actor; a checkpoint is taken with every update made, so the
+    # updates the stored steps allow are counted as made
+    limiter = RateLimiter(train_every_steps=config.train_every_steps,
+                          learning_starts_steps=config.learning_starts_steps,
+                          tolerance_steps=config.actors * config.envs * CHUNK_STEPS,
+                          batch_size=config.batch_size, stored=progress.step)
     publish_every = max(1, WEIGHTS_EVERY_STEPS // config.train_every_steps)
     weights, version = [], 0
     # chunk ref -> (actor, agent steps, the actor's deaths logged when it was asked)
@@ -537,34 +529,31 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
         weights, version = [ray.put(state)], version + 1
 
     def learn_one(pause_step: int) -> None:
-        """Make update number made + 1; pause_step: the next evaluation (or the run's end)."""
-        nonlocal made
-        made += 1
-        boundary = update_step(made, config)
+        """Make the limiter's next update; pause_step: the next evaluation (or the run's end)."""
+        boundary = limiter.update()
         if len(memory) >= config.batch_size:  # as the one-process loop: skipped, not deferred
-            # Sample ahead: the batch of update made + 1 is drawn on the pool while this one
+            # Sample ahead: the batch of the next update is drawn on the pool while this one
             # learns, when that update comes before the next pause (the memory holds a batch
             # from now on, so that update samples too). Staleness: that batch is drawn before
             # the chunks received during this update are stored and before this update's
             # priorities are applied: at most one update's worth of data and priorities. It
             # still runs at its own boundary (the rate limiter is unchanged); only its sampling
             # moved earlier.
-            following = update_step(made + 1, config)
+            following = limiter.step_of(limiter.updates + 1)
             updates.start(boundary, following if following <= pause_step else None)
             rates.updates += 1
         if boundary // config.target_update_steps != (boundary - config.train_every_steps) \
                 // config.target_update_steps:
             agent.sync_target()
-        if made % publish_every == 0:
+        if limiter.updates % publish_every == 0:
             publish()
 
     def receive(ref: Any) -> None:
-        nonlocal requested
         actor, steps, deaths_when_asked = in_flight.pop(ref)
         try:
             chunk: Chunk = ray.get(ref)
         except RayActorError as e:
-            requested -= steps
+            limiter.lost(steps)
             deferred.pop(actor, None)
             if deaths_when_asked < deaths[actor]:
                 return  # of a death already logged
@@ -588,12 +577,13 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
                          progress.step + t * config.envs + e + 1)
         episodes.flush()
         progress.step += chunk.steps
+        limiter.store(chunk.steps)
         rates.steps += chunk.steps
         if on_chunk is not None:
             on_chunk(memory, ids, chunk)
         line = rates.line(time.perf_counter())
         telemetry.stepped(progress, mean_eps, chunk.steps, line)
-        if _crossed(progress.step, chunk.steps, LOG_EVERY_STEPS):
+        if crossed(progress.step, chunk.steps, LOG_EVERY_STEPS):
             for name, value in line.items():
                 if name != "waits":
                     telemetry.logger.scalar(f"dist/{name}", float(value.rstrip("%")),
@@ -641,7 +631,6 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
         progress.wall_seconds = wall_before + time.perf_counter() - started
         save_checkpoint(run, config, agent, memory, act_rng, progress, None, updates.pending())
 
-    requested = progress.step  # agent steps delivered or in flight
     # A checkpoint at a multiple of --eval-every is taken after that evaluation: not again.
     evaluated_at = progress.step
     publish()
@@ -654,32 +643,30 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
                 boundary = min(config.total_steps, (evaluated_at // config.eval_every_steps + 1)
                                * config.eval_every_steps)
                 stopping = stopping or stop.signum is not None or stop_when(step)
-                # Ask for chunks: up to the boundary, CHUNKS_IN_FLIGHT per actor, and no more
-                # than slack_steps past the step of the learner's next update. (Past the next
-                # update, not the last: with nothing in flight and the limit reached, that
+                # Ask for chunks: up to the boundary, CHUNKS_IN_FLIGHT per actor, and while
+                # the rate limiter allows (no more than its tolerance past the step of the
+                # learner's next update: with nothing in flight and the limit reached, that
                 # update is due, so the loop always has something to do, whatever
-                # --train-every.)
-                limit = max(update_step(made + 1, config),
-                            config.learning_starts_steps) + slack_steps
+                # --train-every).
                 for actor, handle in enumerate(actors):
                     if stopping:
                         break
                     if actor in returning.values():
                         continue  # restarting
                     while (sum(a == actor for a, _, _ in in_flight.values()) < CHUNKS_IN_FLIGHT
-                           and requested < boundary):
-                        if requested >= limit:
+                           and limiter.requested < boundary):
+                        if not limiter.may_request():
                             rates.limiter_held = True
                             break
-                        per_game = min(CHUNK_STEPS, (boundary - requested) // config.envs)
+                        per_game = min(CHUNK_STEPS, (boundary - limiter.requested) // config.envs)
                         ref = handle.play.remote(per_game, weights, version)
                         in_flight[ref] = (actor, per_game * config.envs, deaths[actor])
-                        requested += per_game * config.envs
-                if made < updates_due(progress.step, config):
+                        limiter.request(per_game * config.envs)
+                if limiter.may_update():
                     receive_ready(timeout_s=0.0)
                     learn_one(pause_step=boundary)
                     continue
-                if in_flight or (returning and requested < boundary and not stopping):
+                if in_flight or (returning and limiter.requested < boundary and not stopping):
                     receive_ready(timeout_s=WAIT_S)
                     continue
                 # Nothing in flight, every update made: at a boundary, or stopping.

@@ -1,4 +1,4 @@
-"""Evaluation games, the rewards.txt line format, the learning curve and rendered frames.
+"""Evaluation games and rendered frames (the rewards.txt format and the curve: curve.py).
 
 Evaluation acts as training does: its frames are stacked by a replay memory (the one stacking
 rule, see frame_stacker) and actions are chosen by the actor's act_batch() on a batch of states,
@@ -13,58 +13,19 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
-import matplotlib
+import numpy as np
+from PIL import Image
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from atari_dqn.config import FRAME_SKIP, SCREEN_SIZE, STACK  # noqa: E402
-from atari_dqn.env import EvalEnvs  # noqa: E402
-from atari_dqn.files import atomic_write, writing  # noqa: E402
-from atari_dqn.replay import ReplayMemory  # noqa: E402
+# the run folder's rewards.txt and learning curve (curve.py), importable from here as before
+from atari_dqn.curve import (X_LABEL, parse_rewards, plot_curve, plot_curves,  # noqa: F401
+                             rewards_line)
+from atari_dqn.config import FRAME_SKIP, SCREEN_SIZE, STACK
+from atari_dqn.env import EvalEnvs
+from atari_dqn.files import atomic_write, writing
+from atari_dqn.replay import ReplayMemory
 
 GIF_MAX_FRAMES = 4_500           # longer games are subsampled so the GIF stays a few MB
 FRAME_MS = 1000 * FRAME_SKIP / 60  # one agent step of play at the emulator's 60 Hz
-
-
-def rewards_line(index: int, step: int, score: float) -> str:
-    """The established rewards.txt format: evaluation number, agent steps trained, mean score."""
-    return f"{index:3d} {step:8d} {score:.1f}"
-
-
-def parse_rewards(text: str) -> list[tuple[int, int, float]]:
-    rows = []
-    for line in text.splitlines():
-        index, step, score = line.split()
-        rows.append((int(index), int(step), float(score)))
-    return rows
-
-
-X_LABEL = f"agent steps (x{FRAME_SKIP} emulator frames)"
-
-
-def plot_curve(rewards_txt: Path, png: Path, title: str, x_label: str = X_LABEL) -> None:
-    """The learning curve of one run; x_label: what rewards.txt's step column counts."""
-    plot_curves({title: rewards_txt}, png, title=title, x_label=x_label)
-
-
-def plot_curves(runs: dict[str, Path], png: Path, title: str, x_label: str = X_LABEL) -> None:
-    """Learning curves of several runs (label -> rewards.txt) in one figure."""
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    for label, rewards_txt in runs.items():
-        rows = parse_rewards(rewards_txt.read_text())
-        ax.plot([r[1] for r in rows], [r[2] for r in rows], marker="o", label=label)
-    ax.set_xlabel(x_label)
-    ax.set_ylabel("mean evaluation score")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    if len(runs) > 1:
-        ax.legend(fontsize="small")
-    fig.tight_layout()
-    atomic_write(png, lambda tmp: fig.savefig(tmp, format="png"))
-    plt.close(fig)
 
 
 class NullFrameWriter:

@@ -19,7 +19,7 @@ given with another is an error. A snapshot with neither file beside it (a replay
 away from its run) is played under --protocol (default deepmind).
 
 Sampling. Update u (counted from 1) samples its batch with the memory's RNG reseeded from
-(--seed, SAMPLE_STREAM, u), so a batch is a pure function of the seed and the update count: a
+(--seed, seeds.OFFLINE_SAMPLE, u), so a batch is a pure function of the seed and the update count: a
 run stopped anywhere and resumed samples what the uninterrupted run samples. A uniform snapshot
 is sampled uniformly. A prioritized snapshot's stored priorities (the online run's stale TD
 errors) are replaced by equal ones at the start, which samples it uniformly; with --prioritized
@@ -51,6 +51,7 @@ import numpy as np
 import torch
 
 from atari_dqn import env as envs
+from atari_dqn import seeds
 from atari_dqn.agent import Agent, NonFiniteLoss
 from atari_dqn.checkpoint import (UPDATE_UNIT, Progress, RunLock, create_run_dir,
                                   has_checkpoint, load_offline_checkpoint,
@@ -71,7 +72,6 @@ ONLINE_ONLY = ("total_steps", "envs", "env_processes", "learning_starts_steps",
                "train_every_steps", "memory_capacity_transitions", "eps_start", "eps_end",
                "eps_decay_steps", "reset_every_steps")
 OFFLINE_ONLY = ("loss", "cql_alpha", "total_updates")
-SAMPLE_STREAM = 3  # seeds the dataset's sampling apart from the agent's streams (agent.py)
 HASH_CHUNK_BYTES = 1 << 20
 SAMPLE_AHEAD = False  # sample the next batch on a worker thread: measured, no gain on a CPU
 INITIAL_PRIORITY = 1.0  # a fresh prioritized memory's max priority: every transition starts there
@@ -188,7 +188,7 @@ class Sampler:
         self.next: tuple[int, Future[Any]] | None = None
 
     def _sample(self, update: int) -> Any:
-        seed = np.random.SeedSequence([self.config.seed, SAMPLE_STREAM, update])
+        seed = np.random.SeedSequence([self.config.seed, seeds.OFFLINE_SAMPLE, update])
         self.memory.reseed(int(seed.generate_state(1, np.uint64)[0]))
         if self.prioritized:  # equal priorities without --prioritized: a uniform draw
             b = beta(update, start=self.config.per_beta_start,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from atari_dqn.evaluate import X_LABEL
+from atari_dqn.curve import X_LABEL
 
 
 @dataclass

@@ -256,14 +256,9 @@ class ReplayMemory:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ReplayMemory":
-        """Reads a snapshot written by save(); the RNG continues where it was saved."""
-        core = _replay.Memory.load(os.fspath(path))
-        if core.prioritized != cls._PRIORITIZED:
-            kind = "PrioritizedReplayMemory" if core.prioritized else "ReplayMemory"
-            raise ValueError(f"{os.fspath(path)!r} holds a {kind}; load it with {kind}.load")
-        memory = cls.__new__(cls)
-        memory._core = core
-        return memory
+        """Reads a snapshot written by save() of this kind (load_snapshot); the RNG continues
+        where it was saved."""
+        return load_snapshot(path, prioritized=cls._PRIORITIZED)
 
     # -- introspection -------------------------------------------------------------
     @property
@@ -394,9 +389,13 @@ class PrioritizedReplayMemory(ReplayMemory):
         return self._core.max_priority
 
 
-def load_snapshot(path: str | os.PathLike) -> ReplayMemory:
-    """Reads a snapshot of either kind: a PrioritizedReplayMemory if it was saved by one."""
+def load_snapshot(path: str | os.PathLike, prioritized: bool | None = None) -> ReplayMemory:
+    """The one reader of snapshots: a PrioritizedReplayMemory if it was saved by one, else a
+    ReplayMemory. prioritized: the kind expected (None: either); another is a ValueError."""
     core = _replay.Memory.load(os.fspath(path))
+    if prioritized is not None and core.prioritized != prioritized:
+        kind = "PrioritizedReplayMemory" if core.prioritized else "ReplayMemory"
+        raise ValueError(f"{os.fspath(path)!r} holds a {kind}; load it with {kind}.load")
     kind = PrioritizedReplayMemory if core.prioritized else ReplayMemory
     memory = kind.__new__(kind)
     memory._core = core

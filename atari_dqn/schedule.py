@@ -32,3 +32,19 @@ def apex_epsilons(n: int) -> list[float]:
     if n == 1:
         return [APEX_EPS_BASE]
     return [APEX_EPS_BASE ** (1 + APEX_EPS_SPREAD * i / (n - 1)) for i in range(n)]
+
+
+def updates_made(step: int, *, train_every_steps: int, learning_starts_steps: int) -> int:
+    """The gradient updates the one-process loop (train.py) has made after `step` agent steps:
+    one at each multiple of train_every_steps above learning_starts_steps. The one formula: the
+    Ape-X rate limiter paces its learner by it, and summary.py counts online runs' updates."""
+    every = train_every_steps
+    return max(0, step // every - learning_starts_steps // every)
+
+
+def update_step(update: int, *, train_every_steps: int, learning_starts_steps: int) -> int:
+    """The agent step update number `update` (1, 2, ...) stands for, b_update: the update-th
+    multiple of train_every_steps above learning_starts_steps (updates_made's inverse:
+    updates_made(update_step(u)) == u)."""
+    every = train_every_steps
+    return (learning_starts_steps // every + update) * every

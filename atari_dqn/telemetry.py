@@ -123,7 +123,7 @@ class Telemetry:
         # before the iteration that learns (that of the next `steps` agent steps, past it)
         if step <= self.learning_starts < min(step + steps, self.total_steps):
             say(f"agent step {step}: {self.playing} done, learning starts{self.compile_note}")
-        if not _crossed(step, steps, LOG_EVERY_STEPS) and step != self.total_steps:
+        if not crossed(step, steps, LOG_EVERY_STEPS) and step != self.total_steps:
             return
         now = self.clock()
         rate = (step - self.window[1]) / max(now - self.window[0] - self.paused_seconds, 1e-9)
@@ -137,7 +137,7 @@ class Telemetry:
             self.q_values.clear()
         self.bar.set_postfix(eps=f"{eps:.3f}", eval=_fmt(progress.last_eval_score),
                              game=_fmt(progress.last_game_score), **extra, refresh=False)
-        if self.bar.disable and _crossed(step, steps, LINE_EVERY_STEPS):
+        if self.bar.disable and crossed(step, steps, LINE_EVERY_STEPS):
             if self.unit == "update":
                 say(f"update {step} of {self.total_steps}: {rate:.1f} updates/s, last "
                     f"evaluation score {_fmt(progress.last_eval_score)}")
@@ -155,7 +155,7 @@ class Telemetry:
         self.logger.close()
 
 
-def _crossed(step: int, steps: int, every: int) -> bool:
+def crossed(step: int, steps: int, every: int) -> bool:
     """Whether the agent steps step - steps + 1 .. step hold a multiple of every."""
     return step // every != (step - steps) // every
 

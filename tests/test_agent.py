@@ -6,6 +6,7 @@ import torch
 
 from atari_dqn.agent import Agent
 from atari_dqn.config import Config
+from learning_batches import random_batch
 
 N_ACTIONS = 4
 
@@ -18,13 +19,7 @@ def make_agent(**overrides) -> Agent:
 
 
 def fixed_batch(size=16, seed=0) -> SimpleNamespace:
-    rng = np.random.default_rng(seed)
-    frames = lambda: rng.integers(0, 256, (size, 4, 84, 84), dtype=np.uint8)  # noqa: E731
-    return SimpleNamespace(
-        states=frames(), next_states=frames(),
-        actions=rng.integers(N_ACTIONS, size=size).astype(np.int64),
-        rewards=rng.choice([-1.0, 0.0, 1.0], size=size).astype(np.float32),
-        discounts=np.where(rng.random(size) < 0.2, 0.0, 0.99).astype(np.float32))
+    return random_batch(N_ACTIONS, size, seed, terminal_rate=0.2, discount=0.99)
 
 
 def td_loss(agent: Agent, batch) -> float:

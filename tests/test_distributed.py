@@ -30,7 +30,7 @@ import main
 from atari_dqn.checkpoint import read_checkpoint
 from atari_dqn.config import Config
 from atari_dqn.learn.heads.quantile import quantile_losses, quantile_midpoints
-from atari_dqn.schedule import apex_epsilons
+from atari_dqn.schedule import apex_epsilons, updates_made
 
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
@@ -145,7 +145,8 @@ def test_two_nodes_train_resume_and_store_exactly_what_the_actors_played(cluster
     # (60, 200], 35 of them (Adam counts its steps)
     adam = checkpoint["agent"]["optimizer"]["state"]
     assert {int(state["step"]) for state in adam.values()} == {35}
-    assert distributed.updates_due(200, config) == 35
+    assert updates_made(200, train_every_steps=config.train_every_steps,
+                        learning_starts_steps=config.learning_starts_steps) == 35
 
     # Every transition the learner's memory returns is one an actor played.
     memory = memories[0]
@@ -273,13 +274,6 @@ def test_bad_distributed_flags_are_refused_before_the_run_folder(args, message, 
     assert main.main([*args, "--out", str(tmp_path / "run")]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
-
-
-def test_updates_stand_for_the_steps_the_one_process_loop_learns_at():
-    config = Config(learning_starts_steps=62, train_every_steps=4, out_dir="x")
-    assert [distributed.updates_due(step, config) for step in (0, 62, 63, 64, 67, 68)] == \
-        [0, 0, 0, 1, 1, 2]
-    assert [distributed.update_step(u, config) for u in (1, 2, 3)] == [64, 68, 72]
 
 
 def test_actor_priorities_by_hand():

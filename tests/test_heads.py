@@ -25,6 +25,7 @@ from atari_dqn.learn.heads.iqn import IQNNetwork, acting_taus
 from atari_dqn.learn.heads.quantile import quantile_huber_loss
 from atari_dqn.learn.heads.scalar import ScalarHead
 from atari_dqn.train import train
+from learning_batches import random_batch
 
 N_ACTIONS = 4
 FRAMES = torch.randint(0, 256, (3, 4, 84, 84), dtype=torch.uint8,
@@ -38,13 +39,7 @@ def make_agent(**overrides) -> Agent:
 
 
 def tiny_batch(size=4, seed=0) -> SimpleNamespace:
-    rng = np.random.default_rng(seed)
-    frames = lambda: rng.integers(0, 256, (size, 4, 84, 84), dtype=np.uint8)  # noqa: E731
-    return SimpleNamespace(
-        states=frames(), next_states=frames(),
-        actions=rng.integers(N_ACTIONS, size=size).astype(np.int64),
-        rewards=rng.choice([-1.0, 0.0, 1.0], size=size).astype(np.float32),
-        discounts=np.where(rng.random(size) < 0.25, 0.0, 0.99 ** 3).astype(np.float32))
+    return random_batch(N_ACTIONS, size, seed, terminal_rate=0.25, discount=0.99 ** 3)
 
 
 def huber(u: float) -> float:

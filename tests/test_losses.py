@@ -21,6 +21,7 @@ from atari_dqn.learn.losses.cql import CQL, cql_penalty
 from atari_dqn.learn.losses.munchausen import Munchausen, munchausen_targets
 from atari_dqn.learn.losses.td import TD
 from atari_dqn.learn.parts import Samples
+from learning_batches import random_batch
 
 N_ACTIONS = 3
 
@@ -32,13 +33,7 @@ def make_agent(**overrides) -> Agent:
 
 
 def tiny_batch(size=4, seed=0) -> SimpleNamespace:
-    rng = np.random.default_rng(seed)
-    frames = lambda: rng.integers(0, 256, (size, 4, 84, 84), dtype=np.uint8)  # noqa: E731
-    return SimpleNamespace(
-        states=frames(), next_states=frames(),
-        actions=rng.integers(N_ACTIONS, size=size).astype(np.int64),
-        rewards=rng.choice([-1.0, 0.0, 1.0], size=size).astype(np.float32),
-        discounts=np.where(rng.random(size) < 0.25, 0.0, 0.99 ** 3).astype(np.float32))
+    return random_batch(N_ACTIONS, size, seed, terminal_rate=0.25, discount=0.99 ** 3)
 
 
 def huber(u: float) -> float:

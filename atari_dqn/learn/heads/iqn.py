@@ -17,7 +17,7 @@ mean over K = ACT_SAMPLES taus. Where a target chooses an action by Q (Double DQ
 online network, Munchausen's policy at s), the head draws K taus. Without Double DQN the greedy
 a* is the argmax of the mean of the N' target samples already drawn (Dopamine draws K separate
 taus for it: one target pass less here, an estimate of the same mean). The taus of learning come
-from a torch.Generator seeded from (--seed, IQN_STREAM) and kept in the agent's state_dict(),
+from a torch.Generator seeded from (--seed, seeds.IQN_TAUS) and kept in the agent's state_dict(),
 so that a resumed run draws what the uninterrupted one draws.
 
 Acting. q_values(states, rng) averages K taus drawn from a stream the caller's numpy rng
@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from atari_dqn import seeds
 from atari_dqn.config import STACK, Config
 from atari_dqn.learn.heads.quantile import quantile_losses
 from atari_dqn.learn.parts import Head, Samples
@@ -49,7 +50,6 @@ EMBEDDING_SIZE = 64  # n: cosines cos(pi i tau), i = 0..n-1, embedding one tau
 LEARN_SAMPLES = 64   # N = N': taus per transition for the online and the target samples
 ACT_SAMPLES = 32     # K: taus averaged into Q-values
 FIXED_TAUS_SEED = 0  # forward()'s K taus when none are given
-IQN_STREAM = 4       # seeds the learning taus' generator apart from the agent's other streams
 
 
 def acting_taus(rng: np.random.Generator, batch: int) -> torch.Tensor:
@@ -110,7 +110,7 @@ class IQNHead(Head):
 
     def __init__(self, config: Config, device: torch.device) -> None:
         super().__init__(config, device)
-        seed = int(np.random.SeedSequence([config.seed, IQN_STREAM]).generate_state(1)[0])
+        seed = int(np.random.SeedSequence([config.seed, seeds.IQN_TAUS]).generate_state(1)[0])
         self.generator = torch.Generator(device=device).manual_seed(seed)
         self.at: dict[QNetwork, Any] = {}  # a network's compiled at(), --compile
         self.losses: Any = quantile_losses
