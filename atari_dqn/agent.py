@@ -244,7 +244,6 @@ class Agent:
         self.online.load_state_dict(state["online"])
         self.target.load_state_dict(state["target"])
         self.optimizer.load_state_dict(state["optimizer"])
-        # checkpoints of --overlap runs (removed) also hold an "actor" network: not needed
         if self.augment_rng is not None and "augment_rng" in state:
             # checkpoints from before --augment have none: the generator keeps its seeded state
             self.augment_rng.set_state(state["augment_rng"])

@@ -38,16 +38,22 @@ With a checkpoint, its config must agree with config.json on every setting a res
 change (a checkpoint copied from another run is refused), and every entry is checked for its type
 and range when read (read_checkpoint): a damaged checkpoint is one line, not a traceback.
 
-Checkpoint format (CHECKPOINT_VERSION 1), a dict saved with torch.save and read back with
+Checkpoint format (CHECKPOINT_VERSION 2), a dict saved with torch.save and read back with
 weights_only=True: version, config (Config as a dict), progress (Progress as a dict), agent
 (Agent.state_dict()), rng ({"torch": torch's RNG state, "act": the epsilon rng's state}), env
-(TrainEnvs.snapshot(): a list, one snapshot per training game; a single dict in checkpoints
-from before --envs, read as a list of one), replay (the snapshot's file name),
+(TrainEnvs.snapshot(): a list, one snapshot per training game), replay (the snapshot's file name),
 pending_priorities (Updates.pending()). An offline run's checkpoint (atari_dqn/offline.py) has
 env [] and replay "" (the dataset is never copied) and adds offline: the dataset's path, size
-and sha256, and the sampler's state; its progress.step counts gradient updates. Progress's per-game scores (game_scores) were one
-game_score before --envs; both load. Progress's game_steps and episodes_bytes (episodes.csv) are
-absent from checkpoints from before episodes.csv: such a run starts the file afresh.
+and sha256, and the sampler's state; its progress.step counts gradient updates. Progress's
+game_steps and episodes_bytes (episodes.csv) are absent from checkpoints from before episodes.csv:
+such a run starts the file afresh.
+
+Older formats are read through explicit migrations (MIGRATIONS: version n -> n + 1, applied in
+turn by read_checkpoint), never by guessing at layouts where they are used. Version 1 (up to
+commit dcfbbb9; tests/data/checkpoint-v1 keeps one) was written over several releases and holds
+their forms: progress.game_score (one game, before --envs) for game_scores, env as one snapshot
+dict (before --envs) for a list, and an agent "actor" network (--overlap, removed). migrate_v1
+rewrites each into version 2's form.
 """
 
 from __future__ import annotations
@@ -76,13 +82,15 @@ from atari_dqn.progress import Progress  # noqa: F401 (part of this module's fac
 from atari_dqn.replay import load_snapshot
 
 CHECKPOINT = "checkpoint.pt"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
 FINAL_MODEL = "final_model.pt"  # the network after the run's last evaluation, at --steps
 CONFIG = "config.json"
 LOCK = ".lock"
-# What a checkpoint must hold, with the type of each entry.
-CHECKPOINT_KEYS = {"version": int, "config": dict, "progress": dict, "agent": dict, "rng": dict,
-                   "env": (list, dict), "replay": str}
+# What a checkpoint of each version must hold, with the type of each entry (checked before
+# migrating it).
+_V2_KEYS = {"version": int, "config": dict, "progress": dict, "agent": dict, "rng": dict,
+            "env": list, "replay": str}
+CHECKPOINT_KEYS = {1: {**_V2_KEYS, "env": (list, dict)}, 2: _V2_KEYS}
 # Files of an evaluation, numbered NNN: removed on resume when NNN is past the checkpoint's.
 EVALUATION_FILE = re.compile(r"^(?:model_|eval_)(\d{3,})(?:\.pt|\.gif)?$")
 # Temporary files of atomic writes (files.py) and of replay snapshots (csrc: <path>.tmp.<pid>).
@@ -108,8 +116,8 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-# Each entry a checkpoint's progress may hold (Progress's fields, and game_score from before
-# --envs): what it must be, and how to say so.
+# Each entry a checkpoint's progress may hold (Progress's fields): what it must be, and how to
+# say so.
 PROGRESS_ENTRIES: dict[str, tuple[Any, str]] = {
     "step": (_count, "a whole number >= 0"),
     "evaluations": (_count, "a whole number >= 0"),
@@ -117,7 +125,6 @@ PROGRESS_ENTRIES: dict[str, tuple[Any, str]] = {
                       "a list of lines"),
     "game_scores": (lambda v: isinstance(v, list) and all(_finite(x) for x in v),
                     "a list of numbers"),
-    "game_score": (_finite, "a number"),
     "game_steps": (lambda v: isinstance(v, list) and all(
         isinstance(x, int) and not isinstance(x, bool) and x >= UNKNOWN_STEPS for x in v),
                    f"a list of whole numbers >= {UNKNOWN_STEPS}"),
@@ -161,10 +168,8 @@ def checkpoint_problem(checkpoint: dict[str, Any]) -> str | None:
     if len(progress.get("rewards_lines", [])) != progress.get("evaluations", 0):
         return (f"its progress has {len(progress.get('rewards_lines', []))} rewards lines for "
                 f"{progress.get('evaluations', 0)} evaluations")
-    env = checkpoint["env"]  # one snapshot per game (a dict from before --envs: one game)
-    games = 1 if isinstance(env, dict) else len(env)  # 0: offline, or Ape-X's actors' games
-    scores = ([progress["game_score"]] if "game_score" in progress
-              else progress.get("game_scores", []))
+    games = len(checkpoint["env"])  # one snapshot per game; 0: offline, or Ape-X's actors'
+    scores = progress.get("game_scores", [])
     if games and len(scores) != games:
         return f"its progress has {len(scores)} game scores for {games} games"
     steps = progress.get("game_steps", [])
@@ -219,26 +224,41 @@ def read_checkpoint(run_dir: Path) -> dict[str, Any]:
     except Exception:  # torch's own message would advise weights_only=False: not for a user
         raise ConfigError(f"--resume: {path} is not a readable checkpoint (damaged, or not "
                           f"a checkpoint)") from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("version") != CHECKPOINT_VERSION:
+    version = checkpoint.get("version") if isinstance(checkpoint, dict) else None
+    if not (isinstance(version, int) and 1 <= version <= CHECKPOINT_VERSION):
         raise ConfigError(f"--resume: {path} was written by an incompatible version")
-    for key, kind in CHECKPOINT_KEYS.items():
+    for key, kind in CHECKPOINT_KEYS[version].items():
         if not isinstance(checkpoint.get(key), kind):
             names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
             raise ConfigError(f"--resume: {path} is damaged (its {key!r} entry is missing or "
                               f"not a {names})")
+    for old in range(version, CHECKPOINT_VERSION):
+        checkpoint = MIGRATIONS[old](checkpoint)
     problem = checkpoint_problem(checkpoint)
     if problem:
         raise ConfigError(f"--resume: {path} is damaged ({problem})")
     return checkpoint
 
 
+def migrate_v1(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 -> 2: progress.game_score (one game, before --envs) becomes game_scores, env as
+    one snapshot dict (before --envs) a list of one, and the agent's "actor" network (of the
+    removed --overlap) is dropped. Settings of old runs are config.saved_settings's to read."""
+    progress, env = dict(checkpoint["progress"]), checkpoint["env"]
+    if "game_score" in progress:
+        progress["game_scores"] = [progress.pop("game_score")]
+    agent = {k: v for k, v in checkpoint["agent"].items() if k != "actor"}
+    return {**checkpoint, "version": 2, "progress": progress, "agent": agent,
+            "env": [env] if isinstance(env, dict) else env}
+
+
+# version n -> the function that rewrites a checkpoint of version n as one of version n + 1
+MIGRATIONS = {1: migrate_v1}
+
+
 def checkpoint_progress(checkpoint: dict[str, Any]) -> Progress:
-    """The Progress of a checkpoint read by read_checkpoint (game_score from before --envs: one
-    game)."""
-    saved = dict(checkpoint["progress"])
-    if "game_score" in saved:
-        saved["game_scores"] = [saved.pop("game_score")]
-    return Progress(**saved)
+    """The Progress of a checkpoint read by read_checkpoint."""
+    return Progress(**checkpoint["progress"])
 
 
 def has_checkpoint(run_dir: Path) -> bool:
@@ -571,7 +591,7 @@ def load_checkpoint(run: Path, config: Config, agent: Agent, act_rng: np.random.
         print(f"resumed {run} at agent step {progress.step}: the actors start fresh games")
         return memory, progress, checkpoint.get("pending_priorities")
     try:
-        games.restore([snaps] if isinstance(snaps, dict) else snaps)
+        games.restore(snaps)
         print(f"resumed {run} at agent step {progress.step}: resumed the episode in progress")
     except Exception as e:  # e.g. an ALE whose state format changed
         for stream, frame in enumerate(games.reset()):

@@ -115,20 +115,17 @@ from ray.exceptions import RayActorError  # noqa: E402
 
 from atari_dqn import env as envs
 from atari_dqn import seeds
-from atari_dqn.agent import Agent, NonFiniteLoss, epsilon_greedy, network_of
-from atari_dqn.checkpoint import (Progress, RunLock, create_run_dir, has_checkpoint,
-                                  load_checkpoint, save_checkpoint, tidy_run_dir)
+from atari_dqn.agent import Agent, epsilon_greedy, network_of
+from atari_dqn.checkpoint import Progress, load_checkpoint, save_checkpoint, tidy_run_dir
 from atari_dqn.config import STACK, Config, ConfigError
 from atari_dqn.episodes import GameLog
 from atari_dqn.evaluate import frame_stacker
-from atari_dqn.files import DiskError
 from atari_dqn.learner import Updates
-from atari_dqn.machine import check_machine
 from atari_dqn.rate_limiter import ACTORS, LEARNER, NOBODY, RateLimiter
 from atari_dqn.schedule import apex_epsilons
 from atari_dqn.telemetry import LOG_EVERY_STEPS, Telemetry, crossed
-from atari_dqn.train import (RunResult, StopOnSignal, disk_error, make_memory,
-                             non_finite_loss, play_evaluation)
+from atari_dqn.run.lifecycle import RunResult, StopRequest, prepare, run_source
+from atari_dqn.train import make_memory
 
 CHUNK_STEPS = 50  # agent steps per game in one chunk: Ape-X's actor-side buffer (B = 50)
 # An actor takes new weights at most every this many of its agent steps per game (Ape-X: every
@@ -450,88 +447,134 @@ def train_distributed(config: Config, *,
     options for the actors (e.g. resources={"actors": 1} to place them); on_chunk(memory, ids,
     chunk) is called after each chunk is stored (tests, benchmarks); keep_states: the actors
     also send the states they acted on (Chunk.states, for tests)."""
-    device = check_machine(config)
-    envs.resolve_env_id(config.env_id)
-    if not config.out_dir:
-        raise ConfigError("--out: no run folder given")
-    run = config.run_dir
-    fresh = not (config.resume and has_checkpoint(run))
+    device, fresh = prepare(config)
     memory = make_memory(config) if fresh else None
     actor_options = dict(actor_options or {})
     connect(config, actor_options.get("resources", {}))
     try:
-        lock = RunLock(run) if config.resume else create_run_dir(config)
-        try:
-            return _train(config, run, device, memory, stop_when, actor_options, on_chunk,
-                          keep_states)
-        except DiskError as e:
-            raise disk_error(e, run, start="step 0") from None
-        finally:
-            lock.close()
+        setup = ActorSetup(actor_options, on_chunk, keep_states)
+        return run_source(config, "step 0", lambda run: ApeX(config, run, device, memory, setup),
+                          stop_when)
     finally:
         ray.shutdown()
 
 
-def _train(config: Config, run: Path, device: torch.device, memory: Any,
-           stop_when: Callable[[int], bool], actor_options: dict[str, Any],
-           on_chunk: Callable[[Any, np.ndarray, Chunk], None] | None,
-           keep_states: bool) -> RunResult:
-    torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
-    action_count = envs.action_count(config.env_id)
-    eval_env = envs.EvalEnvs(config.env_id, config.eval_episodes,
-                             protocol=envs.PROTOCOLS[config.protocol],
-                             max_steps=config.eval_max_steps, render=config.render)
-    try:
-        agent = Agent(action_count, config, device)
-        act_rng = np.random.default_rng(config.seed)  # unused by actors; checkpoints keep one
-        if memory is None:
-            memory, progress, pending = load_checkpoint(run, config, agent, act_rng, None)
-        else:
-            progress = Progress(game_scores=[0.0] * config.streams,
-                                game_steps=[0] * config.streams)
-            pending = None
-            tidy_run_dir(run, progress, replay_name=None)
-        episodes = GameLog(run, progress, config.streams)  # game = stream: actor * envs + e
-    except BaseException:  # e.g. a damaged checkpoint
-        eval_env.close()
-        raise
-    telemetry = Telemetry(config, run, progress.step)
-    updates = Updates(agent, memory, config, telemetry.learned, pending,
-                      ahead=ThreadPoolExecutor(1, thread_name_prefix="sample-ahead"))
-    updates.finish()  # pending priorities of the checkpoint: applied before anything else
-    actors = start_actors(config, actor_options, keep_states)
-    mean_eps = float(np.mean(apex_epsilons(config.streams)))
-    started, wall_before = time.perf_counter(), progress.wall_seconds
-    # its tolerance: one chunk per actor; a checkpoint is taken with every update made, so the
-    # updates the stored steps allow are counted as made
-    limiter = RateLimiter(train_every_steps=config.train_every_steps,
-                          learning_starts_steps=config.learning_starts_steps,
-                          tolerance_steps=config.actors * config.envs * CHUNK_STEPS,
-                          batch_size=config.batch_size, stored=progress.step)
-    publish_every = max(1, WEIGHTS_EVERY_STEPS // config.train_every_steps)
-    weights, version = [], 0
-    # chunk ref -> (actor, agent steps, the actor's deaths logged when it was asked)
-    in_flight: dict[Any, tuple[int, int, int]] = {}
-    # One line per death: a chunk that fails is a new death when it was asked of an incarnation
-    # not yet known dead (asked with deaths[actor] as it is now); the other chunks the dead
-    # process held fail too, asked before the count moved, and are asked again silently. A dead
-    # actor gets no chunk until it answers again (returning: a probe Ray retries until the
-    # restarted actor answers), so none fails because it is still restarting.
-    deaths = [0] * config.actors
-    returning: dict[Any, int] = {}  # probe ref -> the actor, restarting
-    deferred: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # actor -> pending ids, priorities
-    rates = Rates()
+@dataclass(frozen=True)
+class ActorSetup:
+    """How the actors are started and watched (train_distributed's arguments)."""
+    options: dict[str, Any]
+    on_chunk: Callable[[Any, np.ndarray, Chunk], None] | None
+    keep_states: bool
 
-    def publish() -> None:
-        nonlocal weights, version
-        state = {k: v.detach().cpu().numpy() for k, v in agent.online.state_dict().items()}
-        weights, version = [ray.put(state)], version + 1
 
-    def learn_one(pause_step: int) -> None:
+class ApeX:
+    """The Ape-X Source: Ray actors play chunks of agent steps; the learner stores them and
+    learns at the rate limiter's pace. One iteration runs up to the next evaluation (or the
+    run's end), or until a stop is asked and what is in flight has come back."""
+
+    def __init__(self, config: Config, run: Path, device: torch.device, memory: Any,
+                 setup: ActorSetup) -> None:
+        """memory: a new one, or None to load the checkpoint's."""
+        self.config, self.run, self.setup, self.total = config, run, setup, config.total_steps
+        self.eval_env = envs.EvalEnvs(config.env_id, config.eval_episodes,
+                                      protocol=envs.PROTOCOLS[config.protocol],
+                                      max_steps=config.eval_max_steps, render=config.render)
+        try:
+            self.agent = Agent(envs.action_count(config.env_id), config, device)
+            self.act_rng = np.random.default_rng(config.seed)  # unused by actors; checkpoints
+            if memory is None:
+                memory, progress, self.pending = load_checkpoint(run, config, self.agent,
+                                                                 self.act_rng, None)
+            else:
+                progress = Progress(game_scores=[0.0] * config.streams,
+                                    game_steps=[0] * config.streams)
+                self.pending = None
+                tidy_run_dir(run, progress, replay_name=None)
+            self.memory, self.progress = memory, progress
+            self.episodes = GameLog(run, progress, config.streams)  # game = stream: a * envs + e
+        except BaseException:  # e.g. a damaged checkpoint
+            self.eval_env.close()
+            raise
+        self.actors: list[Any] = []
+        self.updates: Updates | None = None
+        # its tolerance: one chunk per actor; a checkpoint is taken with every update made, so
+        # the updates the stored steps allow are counted as made
+        self.limiter = RateLimiter(train_every_steps=config.train_every_steps,
+                                   learning_starts_steps=config.learning_starts_steps,
+                                   tolerance_steps=config.actors * config.envs * CHUNK_STEPS,
+                                   batch_size=config.batch_size, stored=progress.step)
+        self.publish_every = max(1, WEIGHTS_EVERY_STEPS // config.train_every_steps)
+        self.weights: list[Any] = []
+        self.version = 0
+        # chunk ref -> (actor, agent steps, the actor's deaths logged when it was asked)
+        self.in_flight: dict[Any, tuple[int, int, int]] = {}
+        # One line per death: a chunk that fails is a new death when it was asked of an
+        # incarnation not yet known dead (asked with deaths[actor] as it is now); the other
+        # chunks the dead process held fail too, asked before the count moved, and are asked
+        # again silently. A dead actor gets no chunk until it answers again (returning: a probe
+        # Ray retries until the restarted actor answers), so none fails because it is still
+        # restarting.
+        self.deaths = [0] * config.actors
+        self.returning: dict[Any, int] = {}  # probe ref -> the actor, restarting
+        self.deferred: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # actor -> ids, priorities
+        self.rates = Rates()
+        self.mean_eps = float(np.mean(apex_epsilons(config.streams)))
+
+    def start(self, telemetry: Telemetry) -> None:
+        self.telemetry = telemetry
+        self.updates = Updates(self.agent, self.memory, self.config, telemetry.learned,
+                               self.pending,
+                               ahead=ThreadPoolExecutor(1, thread_name_prefix="sample-ahead"))
+        self.updates.finish()  # pending priorities of the checkpoint: applied before anything
+        self.actors = start_actors(self.config, self.setup.options, self.setup.keep_states)
+        self.publish()
+
+    def publish(self) -> None:
+        state = {k: v.detach().cpu().numpy() for k, v in self.agent.online.state_dict().items()}
+        self.weights, self.version = [ray.put(state)], self.version + 1
+
+    def iterate(self, progress: Progress, stop: StopRequest) -> None:
+        """Up to the next evaluation (or the run's end): no chunk is asked across it. Returns
+        with nothing in flight and every update made: at that boundary, or stopping."""
+        every = self.config.eval_every_steps
+        boundary = min(self.total, (progress.step // every + 1) * every)
+        while True:
+            stopping = stop(progress.step)
+            if not stopping:
+                self.ask(boundary)
+            if self.limiter.may_update():
+                self.receive_ready(timeout_s=0.0)
+                self.learn_one(pause_step=boundary)
+            elif self.in_flight or (self.returning and self.limiter.requested < boundary
+                                    and not stopping):
+                self.receive_ready(timeout_s=WAIT_S)
+            else:
+                return
+
+    def ask(self, boundary: int) -> None:
+        """Ask for chunks: up to the boundary, CHUNKS_IN_FLIGHT per actor, and while the rate
+        limiter allows (no more than its tolerance past the step of the learner's next update:
+        with nothing in flight and the limit reached, that update is due, so the loop always
+        has something to do, whatever --train-every)."""
+        envs_per_actor, limiter = self.config.envs, self.limiter
+        for actor, handle in enumerate(self.actors):
+            if actor in self.returning.values():
+                continue  # restarting
+            while (sum(a == actor for a, _, _ in self.in_flight.values()) < CHUNKS_IN_FLIGHT
+                   and limiter.requested < boundary):
+                if not limiter.may_request():
+                    self.rates.limiter_held = True
+                    break
+                per_game = min(CHUNK_STEPS, (boundary - limiter.requested) // envs_per_actor)
+                ref = handle.play.remote(per_game, self.weights, self.version)
+                self.in_flight[ref] = (actor, per_game * envs_per_actor, self.deaths[actor])
+                limiter.request(per_game * envs_per_actor)
+
+    def learn_one(self, pause_step: int) -> None:
         """Make the limiter's next update; pause_step: the next evaluation (or the run's end)."""
+        config, limiter = self.config, self.limiter
         boundary = limiter.update()
-        if len(memory) >= config.batch_size:  # as the one-process loop: skipped, not deferred
+        if len(self.memory) >= config.batch_size:  # as the one-process loop: skipped
             # Sample ahead: the batch of the next update is drawn on the pool while this one
             # learns, when that update comes before the next pause (the memory holds a batch
             # from now on, so that update samples too). Staleness: that batch is drawn before
@@ -540,61 +583,19 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
             # still runs at its own boundary (the rate limiter is unchanged); only its sampling
             # moved earlier.
             following = limiter.step_of(limiter.updates + 1)
-            updates.start(boundary, following if following <= pause_step else None)
-            rates.updates += 1
+            self.updates.start(boundary, following if following <= pause_step else None)
+            self.rates.updates += 1
         if boundary // config.target_update_steps != (boundary - config.train_every_steps) \
                 // config.target_update_steps:
-            agent.sync_target()
-        if limiter.updates % publish_every == 0:
-            publish()
+            self.agent.sync_target()
+        if limiter.updates % self.publish_every == 0:
+            self.publish()
 
-    def receive(ref: Any) -> None:
-        actor, steps, deaths_when_asked = in_flight.pop(ref)
-        try:
-            chunk: Chunk = ray.get(ref)
-        except RayActorError as e:
-            limiter.lost(steps)
-            deferred.pop(actor, None)
-            if deaths_when_asked < deaths[actor]:
-                return  # of a death already logged
-            deaths[actor] += 1
-            rates.restarts += 1
-            telemetry.logger.scalar("dist/actor_restarts", rates.restarts, progress.step)
-            telemetry.message(f"actor {actor} died ({first_line_of(e)[:120]}); Ray restarts it "
-                              f"with fresh games, and the chunks it was playing are asked again "
-                              f"once it answers")
-            returning[actors[actor].pid.options(max_task_retries=-1).remote()] = actor
-            return
-        ids = append_chunk(memory, chunk, config.envs)
-        if chunk.start_frames is not None:  # fresh games (a restarted actor): the old ones end
-            for stream in range(actor * config.envs, (actor + 1) * config.envs):
-                episodes.new_game(stream)
-        if config.prioritized:
-            apply_priorities(actor, ids.reshape(-1), chunk.priorities.reshape(-1))
-        # in the order append_chunk stored them: row (t, e) is agent step step + t * envs + e + 1
-        for (t, e), reward in np.ndenumerate(chunk.rewards):
-            episodes.add(actor * config.envs + e, reward, bool(chunk.game_over[t, e]),
-                         progress.step + t * config.envs + e + 1)
-        episodes.flush()
-        progress.step += chunk.steps
-        limiter.store(chunk.steps)
-        rates.steps += chunk.steps
-        if on_chunk is not None:
-            on_chunk(memory, ids, chunk)
-        line = rates.line(time.perf_counter())
-        telemetry.stepped(progress, mean_eps, chunk.steps, line)
-        if crossed(progress.step, chunk.steps, LOG_EVERY_STEPS):
-            for name, value in line.items():
-                if name != "waits":
-                    telemetry.logger.scalar(f"dist/{name}", float(value.rstrip("%")),
-                                            progress.step)
-            rates.restart_window()
-
-    def receive_ready(timeout_s: float) -> None:
+    def receive_ready(self, timeout_s: float) -> None:
         """Store the chunks that are ready, waiting up to timeout_s for one (or for a restarted
         actor to answer). An actor plays its chunks in the order asked, and they are stored in
         that order: a chunk waits while an older one of its actor is still in flight."""
-        waiting = [*in_flight, *returning]
+        waiting = [*self.in_flight, *self.returning]
         if not waiting:
             return
         waited = time.perf_counter()
@@ -602,98 +603,105 @@ def _train(config: Config, run: Path, device: torch.device, memory: Any,
         if timeout_s > 0:  # the learner's idle wait (the poll between updates is not one)
             # Counted before receive() below, which may close the progress line's window: the
             # wait belongs to the window it happened in, and storing the chunks is not idle.
-            rates.learner_idle_s += time.perf_counter() - waited
+            self.rates.learner_idle_s += time.perf_counter() - waited
         if ready:
             ready, _ = ray.wait(waiting, num_returns=len(waiting), timeout=0)
         ready_set, blocked = set(ready), set()
-        for ref in ready_set.intersection(returning):
-            del returning[ref]  # the actor answers again: it may be asked for chunks
-        for ref in list(in_flight):  # in the order asked
-            actor = in_flight[ref][0]
+        for ref in ready_set.intersection(self.returning):
+            del self.returning[ref]  # the actor answers again: it may be asked for chunks
+        for ref in list(self.in_flight):  # in the order asked
+            actor = self.in_flight[ref][0]
             if ref in ready_set and actor not in blocked:
-                receive(ref)
+                self.receive(ref)
             else:
                 blocked.add(actor)
 
-    def apply_priorities(actor: int, ids: np.ndarray, priorities: np.ndarray) -> None:
+    def receive(self, ref: Any) -> None:
+        actor, steps, deaths_when_asked = self.in_flight.pop(ref)
+        try:
+            chunk: Chunk = ray.get(ref)
+        except RayActorError as e:
+            self.lost(actor, steps, deaths_when_asked, e)
+            return
+        ids = append_chunk(self.memory, chunk, self.config.envs)
+        if self.config.prioritized:
+            self.apply_priorities(actor, ids.reshape(-1), chunk.priorities.reshape(-1))
+        self.log_games(actor, chunk)
+        self.progress.step += chunk.steps
+        self.limiter.store(chunk.steps)
+        self.rates.steps += chunk.steps
+        if self.setup.on_chunk is not None:
+            self.setup.on_chunk(self.memory, ids, chunk)
+        self.report(chunk.steps)
+
+    def lost(self, actor: int, steps: int, deaths_when_asked: int, error: Exception) -> None:
+        """A chunk failed: its actor died (one line per death) and Ray restarts it."""
+        self.limiter.lost(steps)
+        self.deferred.pop(actor, None)
+        if deaths_when_asked < self.deaths[actor]:
+            return  # of a death already logged
+        self.deaths[actor] += 1
+        self.rates.restarts += 1
+        self.telemetry.logger.scalar("dist/actor_restarts", self.rates.restarts,
+                                     self.progress.step)
+        self.telemetry.message(f"actor {actor} died ({first_line_of(error)[:120]}); Ray "
+                               f"restarts it with fresh games, and the chunks it was playing "
+                               f"are asked again once it answers")
+        self.returning[self.actors[actor].pid.options(max_task_retries=-1).remote()] = actor
+
+    def log_games(self, actor: int, chunk: Chunk) -> None:
+        """The chunk's rewards and game ends, to episodes.csv."""
+        n = self.config.envs
+        if chunk.start_frames is not None:  # fresh games (a restarted actor): the old ones end
+            for stream in range(actor * n, (actor + 1) * n):
+                self.episodes.new_game(stream)
+        # in the order append_chunk stored them: row (t, e) is agent step step + t * envs + e + 1
+        for (t, e), reward in np.ndenumerate(chunk.rewards):
+            self.episodes.add(actor * n + e, reward, bool(chunk.game_over[t, e]),
+                              self.progress.step + t * n + e + 1)
+        self.episodes.flush()
+
+    def report(self, steps: int) -> None:
+        """The progress line after a chunk of `steps` agent steps, with the rates."""
+        progress = self.progress
+        line = self.rates.line(time.perf_counter())
+        self.telemetry.stepped(progress, self.mean_eps, steps, line)
+        if crossed(progress.step, steps, LOG_EVERY_STEPS):
+            for name, value in line.items():
+                if name != "waits":
+                    self.telemetry.logger.scalar(f"dist/{name}", float(value.rstrip("%")),
+                                                 progress.step)
+            self.rates.restart_window()
+
+    def apply_priorities(self, actor: int, ids: np.ndarray, priorities: np.ndarray) -> None:
         """The chunk's priorities, and those of the actor's last chunk that were still pending
         (the memory ignored them then)."""
-        old_ids, old_priorities = deferred.pop(actor, (ids[:0], priorities[:0]))
+        old_ids, old_priorities = self.deferred.pop(actor, (ids[:0], priorities[:0]))
         all_ids = np.concatenate([old_ids, ids])
         all_priorities = np.concatenate([old_priorities, priorities])
-        memory.update_priorities(all_ids, all_priorities)
-        pending = np.array([memory.priority(i) == 0.0 for i in ids.tolist()], bool)
+        self.memory.update_priorities(all_ids, all_priorities)
+        pending = np.array([self.memory.priority(i) == 0.0 for i in ids.tolist()], bool)
         if pending.any():
-            deferred[actor] = (ids[pending], priorities[pending])
+            self.deferred[actor] = (ids[pending], priorities[pending])
 
-    def checkpoint() -> None:
-        updates.drop()  # the memory is saved with no sample in flight
-        progress.wall_seconds = wall_before + time.perf_counter() - started
-        save_checkpoint(run, config, agent, memory, act_rng, progress, None, updates.pending())
+    def stepped(self, progress: Progress) -> None:
+        pass  # the progress line moves with each chunk stored (report)
 
-    # A checkpoint at a multiple of --eval-every is taken after that evaluation: not again.
-    evaluated_at = progress.step
-    publish()
-    stopping = False
-    try:
-        with StopOnSignal() as stop:
-            while True:
-                step = progress.step
-                # the next evaluation (or the run's end): no chunk is asked across it
-                boundary = min(config.total_steps, (evaluated_at // config.eval_every_steps + 1)
-                               * config.eval_every_steps)
-                stopping = stopping or stop.signum is not None or stop_when(step)
-                # Ask for chunks: up to the boundary, CHUNKS_IN_FLIGHT per actor, and while
-                # the rate limiter allows (no more than its tolerance past the step of the
-                # learner's next update: with nothing in flight and the limit reached, that
-                # update is due, so the loop always has something to do, whatever
-                # --train-every).
-                for actor, handle in enumerate(actors):
-                    if stopping:
-                        break
-                    if actor in returning.values():
-                        continue  # restarting
-                    while (sum(a == actor for a, _, _ in in_flight.values()) < CHUNKS_IN_FLIGHT
-                           and limiter.requested < boundary):
-                        if not limiter.may_request():
-                            rates.limiter_held = True
-                            break
-                        per_game = min(CHUNK_STEPS, (boundary - limiter.requested) // config.envs)
-                        ref = handle.play.remote(per_game, weights, version)
-                        in_flight[ref] = (actor, per_game * config.envs, deaths[actor])
-                        limiter.request(per_game * config.envs)
-                if limiter.may_update():
-                    receive_ready(timeout_s=0.0)
-                    learn_one(pause_step=boundary)
-                    continue
-                if in_flight or (returning and limiter.requested < boundary and not stopping):
-                    receive_ready(timeout_s=WAIT_S)
-                    continue
-                # Nothing in flight, every update made: at a boundary, or stopping.
-                checkpointed = False
-                if step > evaluated_at and (step % config.eval_every_steps == 0
-                                            or step == config.total_steps):
-                    paused_at = time.perf_counter()
-                    scores = play_evaluation(agent, eval_env, config, run, progress)
-                    checkpoint()
-                    checkpointed, evaluated_at = True, step
-                    telemetry.evaluated(progress, len(scores), time.perf_counter() - paused_at)
-                if step >= config.total_steps:
-                    break
-                if stopping:
-                    if not checkpointed:
-                        checkpoint()
-                    telemetry.message(f"stopped at agent step {step}; continue with --resume "
-                                      f"{run}")
-                    return RunResult(run, step, stopped_early=True, signum=stop.signum)
-    except NonFiniteLoss as e:
-        checkpoint()
-        raise non_finite_loss(e, f"agent step {progress.step}", run) from None
-    finally:
-        updates.close()
-        telemetry.close()
-        episodes.close()
-        eval_env.close()
-        for handle in actors:
+    def settle(self) -> None:
+        pass  # every update is made when an iteration returns; priorities are applied
+
+    def save(self, progress: Progress) -> None:
+        self.updates.drop()  # the memory is saved with no sample in flight
+        save_checkpoint(self.run, self.config, self.agent, self.memory, self.act_rng, progress,
+                        None, self.updates.pending())
+
+    def failed_at(self, progress: Progress) -> str:
+        return f"agent step {progress.step}"
+
+    def close(self) -> None:
+        if self.updates is not None:
+            self.updates.close()
+        self.episodes.close()
+        self.eval_env.close()
+        for handle in self.actors:
             ray.kill(handle, no_restart=True)
-    return RunResult(run, progress.step, stopped_early=False)

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -52,19 +51,16 @@ import torch
 
 from atari_dqn import env as envs
 from atari_dqn import seeds
-from atari_dqn.agent import Agent, NonFiniteLoss
-from atari_dqn.checkpoint import (UPDATE_UNIT, Progress, RunLock, create_run_dir,
-                                  has_checkpoint, load_offline_checkpoint,
+from atari_dqn.agent import Agent
+from atari_dqn.checkpoint import (UPDATE_UNIT, Progress, load_offline_checkpoint,
                                   save_offline_checkpoint, tidy_run_dir)
 from atari_dqn.config import Config, ConfigError, default_run_dir, flag_of
 from atari_dqn.dataset import DatasetError, recorded_protocol, snapshot_path
-from atari_dqn.files import DiskError
-from atari_dqn.machine import GB, available_ram_bytes, check_machine
+from atari_dqn.machine import GB, available_ram_bytes
 from atari_dqn.replay import PrioritizedReplayMemory, ReplayMemory, load_snapshot
 from atari_dqn.schedule import beta
 from atari_dqn.telemetry import Telemetry
-from atari_dqn.train import (RunResult, StopOnSignal, disk_error, non_finite_loss,
-                             play_evaluation)
+from atari_dqn.run.lifecycle import RunResult, prepare, run_source
 
 # Online-only settings: given with --offline they would mislead (there is no acting, no memory
 # being filled, and --steps is not what ends an offline run), so they are refused.
@@ -243,14 +239,26 @@ def train_offline(config: Config, given: dict[str, Any] | None = None, *,
     would. Raises ConfigError before anything is written (the dataset is checked first), RunError
     after. RunResult.steps counts updates."""
     given = given or {}
-    # the dataset's RAM is checked against its file by open_dataset, not against --memory-size
-    device = check_machine(dataclasses.replace(config, allow_large_memory=True))
-    envs.resolve_env_id(config.env_id)
-    if not config.out_dir:
-        raise ConfigError("--out: no run folder given")
-    run = config.run_dir
-    fresh = not (config.resume and has_checkpoint(run))
+    device, fresh = prepare(config, machine=dataclasses.replace(config, allow_large_memory=True))
     memory, dataset = open_dataset(config.offline, config.batch_size, config.allow_large_memory)
+    config = checked_dataset(config, memory, dataset, given, fresh)
+    eval_env = envs.EvalEnvs(config.env_id, config.eval_episodes,
+                             protocol=envs.PROTOCOLS[config.protocol],
+                             max_steps=config.eval_max_steps, render=config.render)
+    try:
+        check_actions(config, memory, dataset, eval_env.action_count)
+        return run_source(config, "update 0", lambda run: OfflineSource(
+            config, run, device, memory, eval_env, fresh), stop_when)
+    finally:
+        eval_env.close()
+
+
+def checked_dataset(config: Config, memory: ReplayMemory, dataset: Dataset,
+                    given: dict[str, Any], fresh: bool) -> Config:
+    """config with the dataset's record (a new run) or path (a resumed one: the same file,
+    perhaps elsewhere); a ConfigError if it is not the run's dataset, cannot be sampled as asked,
+    or lies in the run folder."""
+    run = config.run_dir
     if config.offline_sha256 and ((dataset.sha256, dataset.size_bytes)
                                   != (config.offline_sha256, config.offline_bytes)):
         raise ConfigError(f"--resume: {dataset.path} is not the dataset the run trained on "
@@ -267,81 +275,65 @@ def train_offline(config: Config, given: dict[str, Any] | None = None, *,
     if Path(run).resolve() in dataset.path.parents:
         raise ConfigError(f"--offline {dataset.path} lies in the run folder {run}, which a run "
                           f"tidies: keep the dataset elsewhere")
-    eval_env = envs.EvalEnvs(config.env_id, config.eval_episodes,
-                             protocol=envs.PROTOCOLS[config.protocol],
-                             max_steps=config.eval_max_steps, render=config.render)
-    try:
-        actions = memory.export_log()["actions"]
-        if len(actions) and int(actions.max()) >= eval_env.action_count:
-            raise ConfigError(f"--offline {dataset.path}: holds action {int(actions.max())}, but "
-                              f"{config.env_id} has {eval_env.action_count} actions; is --env "
-                              f"the game the data was recorded on?")
-        del actions
-        lock = RunLock(run) if config.resume else create_run_dir(config)
-    except BaseException:
-        eval_env.close()
-        raise
-    try:
-        return _train_offline(config, run, device, memory, eval_env, fresh, stop_when)
-    except DiskError as e:
-        raise disk_error(e, run, start="update 0") from None
-    finally:
-        eval_env.close()
-        lock.close()
+    return config
 
 
-def _train_offline(config: Config, run: Path, device: torch.device, memory: ReplayMemory,
-                   eval_env: Any, fresh: bool, stop_when: Callable[[int], bool]) -> RunResult:
-    torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
-    agent = Agent(eval_env.action_count, config, device)
-    sampler = Sampler(memory, config)
-    if fresh:
-        progress = Progress(unit=UPDATE_UNIT)
-        tidy_run_dir(run, progress, replay_name=None)  # what a run stopped early left
-    else:
-        progress, saved = load_offline_checkpoint(run, agent)
-        sampler.restore(saved.get("sampler", {}))
-        print(f"resumed {run} at update {progress.step}")
-    telemetry = Telemetry(config, run, progress.step, offline=True)
-    started, wall_before = time.perf_counter(), progress.wall_seconds
-    dataset = {"path": config.offline, "size_bytes": config.offline_bytes,
-               "sha256": config.offline_sha256, "transitions": config.offline_transitions}
+def check_actions(config: Config, memory: ReplayMemory, dataset: Dataset, count: int) -> None:
+    """A ConfigError if the dataset holds an action the game (count actions) does not have."""
+    actions = memory.export_log()["actions"]
+    if len(actions) and int(actions.max()) >= count:
+        raise ConfigError(f"--offline {dataset.path}: holds action {int(actions.max())}, but "
+                          f"{config.env_id} has {count} actions; is --env the game the data "
+                          f"was recorded on?")
 
-    def checkpoint() -> None:
-        progress.wall_seconds = wall_before + time.perf_counter() - started
-        save_offline_checkpoint(run, config, agent, progress,
-                                {**dataset, "sampler": sampler.state()})
 
-    with StopOnSignal() as stop:
-        try:
-            while progress.step < config.total_updates:
-                update = progress.step + 1
-                batch = sampler.sample(update)
-                stats = agent.learn(batch, batch.weights if config.prioritized else None)
-                telemetry.learned(stats)
-                sampler.learned(batch, stats.td_errors)
-                progress.step = update
-                if update % config.target_update_steps == 0:
-                    agent.sync_target()
-                checkpointed = False
-                if update % config.eval_every_steps == 0 or update == config.total_updates:
-                    paused_at = time.perf_counter()
-                    scores = play_evaluation(agent, eval_env, config, run, progress,
-                                             final=update == config.total_updates)
-                    checkpoint()
-                    checkpointed = True
-                    telemetry.evaluated(progress, len(scores), time.perf_counter() - paused_at)
-                telemetry.stepped(progress, config.eval_eps)
-                if stop.signum is not None or stop_when(update):
-                    if not checkpointed:
-                        checkpoint()
-                    telemetry.message(f"stopped at update {update}; continue with --resume {run}")
-                    return RunResult(run, update, stopped_early=True, signum=stop.signum)
-        except NonFiniteLoss as e:
-            checkpoint()  # the networks from before the update that failed
-            raise non_finite_loss(e, f"update {progress.step + 1}", run) from None
-        finally:
-            sampler.close()
-            telemetry.close()
-    return RunResult(run, progress.step, stopped_early=False)
+class OfflineSource:
+    """The offline Source: one iteration is one gradient update on a batch of the dataset
+    (Sampler); progress.step counts updates."""
+
+    def __init__(self, config: Config, run: Path, device: torch.device, memory: ReplayMemory,
+                 eval_env: Any, fresh: bool) -> None:
+        """eval_env: the evaluation games, train_offline's to close."""
+        self.config, self.run, self.total = config, run, config.total_updates
+        self.eval_env = eval_env
+        self.agent = Agent(eval_env.action_count, config, device)
+        self.sampler = Sampler(memory, config)
+        if fresh:
+            self.progress = Progress(unit=UPDATE_UNIT)
+            tidy_run_dir(run, self.progress, replay_name=None)  # what a run stopped early left
+        else:
+            self.progress, saved = load_offline_checkpoint(run, self.agent)
+            self.sampler.restore(saved.get("sampler", {}))
+            print(f"resumed {run} at update {self.progress.step}")
+        self.dataset = {"path": config.offline, "size_bytes": config.offline_bytes,
+                        "sha256": config.offline_sha256, "transitions": config.offline_transitions}
+
+    def iterate(self, progress: Progress, stop: Any = None) -> None:
+        """Sample, learn, sync the target."""
+        update = progress.step + 1
+        batch = self.sampler.sample(update)
+        stats = self.agent.learn(batch, batch.weights if self.config.prioritized else None)
+        self.telemetry.learned(stats)
+        self.sampler.learned(batch, stats.td_errors)
+        progress.step = update
+        if update % self.config.target_update_steps == 0:
+            self.agent.sync_target()
+
+    def start(self, telemetry: Telemetry) -> None:
+        self.telemetry = telemetry
+
+    def stepped(self, progress: Progress) -> None:
+        self.telemetry.stepped(progress, self.config.eval_eps)  # no acting but evaluation
+
+    def settle(self) -> None:
+        pass  # nothing in flight between updates
+
+    def save(self, progress: Progress) -> None:
+        save_offline_checkpoint(self.run, self.config, self.agent, progress,
+                                {**self.dataset, "sampler": self.sampler.state()})
+
+    def failed_at(self, progress: Progress) -> str:
+        return f"update {progress.step + 1}"
+
+    def close(self) -> None:
+        self.sampler.close()

@@ -1,7 +1,9 @@
 """The training loop: act, step, store, learn, sync, evaluate.
 
-The parts live elsewhere: the run folder, checkpoints and resume in checkpoint.py, the learner's
-schedule in learner.py, the progress bar and TensorBoard in telemetry.py, evaluation games in
+This module is the one-process mode: a Source (OneProcess) for the one lifecycle in
+run/lifecycle.py, which owns the folder, the evaluation schedule, checkpoints, signals and the
+stop and NaN policies. The parts live elsewhere: the run folder, checkpoints and resume in
+checkpoint.py, the learner's schedule in learner.py, the progress bar and TensorBoard in telemetry.py, evaluation games in
 evaluate.py, the training games' scores (episodes.csv) in episodes.py, and the games themselves,
 played under the run's --protocol, in env.py. Training and evaluation act through the same call,
 Agent.act_batch, on states stacked by the replay memory.
@@ -21,65 +23,21 @@ last checkpoint intact): a disk error, or a non-finite loss.
 
 from __future__ import annotations
 
-import signal
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from atari_dqn import env as envs
-from atari_dqn.agent import Agent, NonFiniteLoss
-from atari_dqn.checkpoint import (Progress, RunLock, create_run_dir, has_checkpoint,
-                                  load_checkpoint, record_evaluation, save_checkpoint,
-                                  tidy_run_dir)
-from atari_dqn.config import Config, ConfigError, RunError
+from atari_dqn.agent import Agent
+from atari_dqn.checkpoint import Progress, load_checkpoint, save_checkpoint, tidy_run_dir
+from atari_dqn.config import Config, ConfigError
 from atari_dqn.episodes import GameLog
-from atari_dqn.evaluate import NullFrameWriter, PngFrameWriter, evaluate, evaluation_seeds
-from atari_dqn.files import DiskError
 from atari_dqn.learner import Updates
-from atari_dqn.machine import check_machine
+from atari_dqn.run.lifecycle import RunResult, prepare, run_source
 from atari_dqn.schedule import epsilon
 from atari_dqn.telemetry import Telemetry, say, starting_games
-
-
-@dataclass(frozen=True)
-class RunResult:
-    run_dir: Path
-    steps: int
-    stopped_early: bool          # by a signal or stop_when; a checkpoint was written
-    signum: int | None = None    # the signal that stopped the run, if one did
-
-
-class StopOnSignal:
-    """SIGINT/SIGTERM ask the loop to stop after the current iteration (and evaluation);
-    a second signal stops at once."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._old: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.signum is not None:
-            raise KeyboardInterrupt
-        self.signum = signum
-
-    def __enter__(self) -> StopOnSignal:
-        try:
-            for s in self.SIGNALS:
-                self._old[s] = signal.signal(s, self._handle)
-        except ValueError:  # not the main thread: signals stay as they are
-            pass
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for s, old in self._old.items():
-            signal.signal(s, old)
 
 
 def make_memory(config: Config) -> Any:
@@ -98,153 +56,118 @@ def make_memory(config: Config) -> Any:
                           f"{first_line}") from None
 
 
-def play_evaluation(agent: Agent, eval_env: Any, config: Config, run: Path,
-                    progress: Progress, final: bool | None = None) -> list[float]:
-    """Evaluation number progress.evaluations + 1, recorded in the run folder; final (default:
-    at --steps) also writes final_model.pt."""
-    index = progress.evaluations + 1
-    frames = (PngFrameWriter(run / f"eval_{index:03d}", run / f"eval_{index:03d}.gif")
-              if config.render else NullFrameWriter())
-    scores = evaluate(agent, eval_env, epsilon=config.eval_eps, seeds=evaluation_seeds(config.seed, index), frames=frames)
-    if final is None:
-        final = progress.step == config.total_steps
-    record_evaluation(run, agent, progress, scores, final=final)
-    return scores
-
-
 def train(config: Config, *, stop_when: Callable[[int], bool] = lambda step: False) -> RunResult:
     """Train (or continue) the run config describes. stop_when(agent_steps) -> True stops the
     run after that step as a signal would: checkpoint, then return. Raises ConfigError before
     anything is written, RunError after."""
-    device = check_machine(config)
-    envs.resolve_env_id(config.env_id)  # an unknown game is a ConfigError
-    if not config.out_dir:
-        raise ConfigError("--out: no run folder given")
-    run = config.run_dir
-    fresh = not (config.resume and has_checkpoint(run))
+    device, fresh = prepare(config)
     memory = make_memory(config) if fresh else None  # before the folder: its checks first
-    lock = RunLock(run) if config.resume else create_run_dir(config)
-    try:
-        return _train(config, run, device, memory, stop_when)
-    except DiskError as e:
-        raise disk_error(e, run, start="step 0") from None
-    finally:
-        lock.close()
+
+    def source(run: Path) -> OneProcess:
+        starting_games(config.envs, config.eval_episodes, config.env_processes)
+        return OneProcess(config, run, device, memory)
+    return run_source(config, "step 0", source, stop_when)
 
 
-def disk_error(error: DiskError, run: Path, start: str) -> RunError:
-    """The one line a run ends with on a disk error: where --resume will continue (start: what
-    a run with no checkpoint yet starts from)."""
-    since = "its last checkpoint" if has_checkpoint(run) else start
-    return RunError(f"{error}; once that is fixed, --resume {run} continues from {since}")
+class OneProcess:
+    """The one-process Source: --envs games in this process (env.TrainEnvs), acting through the
+    agent into the replay memory, learning at the learning boundaries. One iteration: one agent
+    step in each game, --envs agent steps."""
 
-
-def non_finite_loss(error: NonFiniteLoss, at: str, run: Path) -> RunError:
-    """The one line a run ends with when an update's loss is not finite (at: where), after the
-    last good state was checkpointed."""
-    return RunError(f"non-finite loss at {at} ({error}); stopped before that update, with a "
-                    f"checkpoint of the last good state in {run}; a lower --lr (in a new run) "
-                    f"may help")
-
-
-def _train(config: Config, run: Path, device: torch.device, memory: Any,
-           stop_when: Callable[[int], bool]) -> RunResult:
-    """train() on a locked run folder; memory: a new one, or None to load the checkpoint's."""
-    torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
-    n = config.envs  # one loop iteration: one agent step in each of n games, n agent steps
-    starting_games(n, config.eval_episodes, config.env_processes)
-    protocol = envs.PROTOCOLS[config.protocol]
-    games = envs.TrainEnvs(config.env_id, n, config.seed, processes=config.env_processes,
-                           protocol=protocol)
-    eval_env = envs.EvalEnvs(config.env_id, config.eval_episodes, protocol=protocol,
-                             max_steps=config.eval_max_steps, render=config.render)
-    try:
-        agent = Agent(games.action_count, config, device)
-        act_rng = np.random.default_rng(config.seed)
-        if memory is None:
-            say(f"loading the checkpoint of {run}")
-            memory, progress, pending = load_checkpoint(run, config, agent, act_rng, games)
-        else:
-            progress, pending = Progress(game_scores=[0.0] * n, game_steps=[0] * n), None
-            tidy_run_dir(run, progress, replay_name=None)  # what a run stopped early left
-            for stream, frame in enumerate(games.reset()):
-                memory.start_episode(frame, stream=stream)
-        episodes = GameLog(run, progress, n)  # after the folder is tidied to the checkpoint
-    except BaseException:  # e.g. a damaged checkpoint: the games' processes end with it
-        games.close()
-        eval_env.close()
-        raise
-    telemetry = Telemetry(config, run, progress.step)
-    updates = Updates(agent, memory, config, telemetry.learned, pending)
-    started, wall_before = time.perf_counter(), progress.wall_seconds
-
-    def resets_at(step: int) -> bool:
-        """Whether a shrink-and-perturb reset follows agent step `step`."""
-        return bool(config.reset_every_steps and step and step % config.reset_every_steps == 0)
-
-    def reset_network(step: int) -> None:
-        updates.finish()
-        agent.reset(step)
-
-    def checkpoint() -> None:
-        progress.wall_seconds = wall_before + time.perf_counter() - started
-        save_checkpoint(run, config, agent, memory, act_rng, progress, games, updates.pending())
-
-    with StopOnSignal() as stop:
+    def __init__(self, config: Config, run: Any, device: Any, memory: Any) -> None:
+        """memory: a new one, or None to load the checkpoint's."""
+        self.config, self.run = config, run
+        self.total = config.total_steps
+        protocol = envs.PROTOCOLS[config.protocol]
+        self.games = envs.TrainEnvs(config.env_id, config.envs, config.seed,
+                                    processes=config.env_processes, protocol=protocol)
+        self.eval_env = envs.EvalEnvs(config.env_id, config.eval_episodes, protocol=protocol,
+                                      max_steps=config.eval_max_steps, render=config.render)
         try:
-            while progress.step < config.total_steps:
-                if resets_at(progress.step):
-                    # at the top of the iteration after it: after that step's evaluation (which
-                    # scores the trained network) and checkpoint (resumed, it resets too)
-                    reset_network(progress.step)
-                eps = epsilon(progress.step, start=config.eps_start, end=config.eps_end,
-                              decay_steps=config.eps_decay_steps,
-                              warmup_steps=config.learning_starts_steps)
-                # act on exactly the states the memory will return for these transitions
-                actions = agent.act_batch(memory.states(), eps, act_rng)
-                result = games.step(actions)  # a game whose episode ended is reset in it
-                memory.append_batch(actions, envs.learning_rewards(result.rewards),
-                                    result.frames, result.terminated, result.truncated,
-                                    reset_frames=result.reset_frames)
-                first, progress.step = progress.step + 1, progress.step + n
-                episodes.step(result.rewards, result.game_over, first)  # scores, episodes.csv
-                step = progress.step
+            self.agent = Agent(self.games.action_count, config, device)
+            self.act_rng = np.random.default_rng(config.seed)
+            self.memory, self.progress, self.pending = self._memory_and_progress(memory)
+            self.episodes = GameLog(run, self.progress, config.envs)  # after the folder is tidied
+        except BaseException:  # e.g. a damaged checkpoint: the games' processes end with it
+            self.games.close()
+            self.eval_env.close()
+            raise
 
-                # The boundaries of every agent step of the iteration, in step order, so that
-                # the replay ratio and the target period do not depend on n; evaluations fall
-                # between iterations (Config checks that --eval-every is a multiple of n).
-                for boundary in range(first, step + 1):
-                    if (boundary > config.learning_starts_steps
-                            and boundary % config.train_every_steps == 0
-                            and len(memory) >= config.batch_size):
-                        updates.start(boundary)
-                    if boundary % config.target_update_steps == 0:
-                        updates.finish()
-                        agent.sync_target()
-                    if boundary < step and resets_at(boundary):
-                        reset_network(boundary)  # inside the iteration: at once
-                checkpointed = False
-                if step % config.eval_every_steps == 0 or step == config.total_steps:
-                    updates.finish()
-                    paused_at = time.perf_counter()
-                    scores = play_evaluation(agent, eval_env, config, run, progress)
-                    checkpoint()
-                    checkpointed = True
-                    telemetry.evaluated(progress, len(scores), time.perf_counter() - paused_at)
-                telemetry.stepped(progress, eps, n)
+    def _memory_and_progress(self, memory: Any) -> tuple[Any, Progress, Any]:
+        if memory is None:
+            say(f"loading the checkpoint of {self.run}")
+            return load_checkpoint(self.run, self.config, self.agent, self.act_rng, self.games)
+        n = self.config.envs
+        progress = Progress(game_scores=[0.0] * n, game_steps=[0] * n)
+        tidy_run_dir(self.run, progress, replay_name=None)  # what a run stopped early left
+        for stream, frame in enumerate(self.games.reset()):
+            memory.start_episode(frame, stream=stream)
+        return memory, progress, None
 
-                if stop.signum is not None or stop_when(step):
-                    if not checkpointed:
-                        checkpoint()
-                    telemetry.message(f"stopped at agent step {step}; continue with --resume {run}")
-                    return RunResult(run, step, stopped_early=True, signum=stop.signum)
-        except NonFiniteLoss as e:
-            checkpoint()  # the networks from before the update that failed
-            raise non_finite_loss(e, f"agent step {progress.step}", run) from None
-        finally:
-            telemetry.close()
-            episodes.close()
-            games.close()
-            eval_env.close()
-    return RunResult(run, progress.step, stopped_early=False)
+    def start(self, telemetry: Telemetry) -> None:
+        self.telemetry = telemetry
+        self.updates = Updates(self.agent, self.memory, self.config, telemetry.learned,
+                               self.pending)
+
+    def resets_at(self, step: int) -> bool:
+        """Whether a shrink-and-perturb reset follows agent step `step`."""
+        every = self.config.reset_every_steps
+        return bool(every and step and step % every == 0)
+
+    def reset_network(self, step: int) -> None:
+        self.updates.finish()
+        self.agent.reset(step)
+
+    def epsilon(self, progress: Progress) -> float:
+        c = self.config
+        return epsilon(progress.step, start=c.eps_start, end=c.eps_end,
+                       decay_steps=c.eps_decay_steps, warmup_steps=c.learning_starts_steps)
+
+    def stepped(self, progress: Progress) -> None:
+        self.telemetry.stepped(progress, self.epsilon(progress), self.config.envs)
+
+    def iterate(self, progress: Progress, stop: Any = None) -> None:
+        """Act, step, store, then each agent step's learning boundaries."""
+        if self.resets_at(progress.step):
+            # at the top of the iteration after it: after that step's evaluation (which
+            # scores the trained network) and checkpoint (resumed, it resets too)
+            self.reset_network(progress.step)
+        # act on exactly the states the memory will return for these transitions
+        actions = self.agent.act_batch(self.memory.states(), self.epsilon(progress), self.act_rng)
+        result = self.games.step(actions)  # a game whose episode ended is reset in it
+        self.memory.append_batch(actions, envs.learning_rewards(result.rewards), result.frames,
+                                 result.terminated, result.truncated,
+                                 reset_frames=result.reset_frames)
+        first, progress.step = progress.step + 1, progress.step + self.config.envs
+        self.episodes.step(result.rewards, result.game_over, first)  # scores, episodes.csv
+        self.boundaries(first, progress.step)
+
+    def boundaries(self, first: int, step: int) -> None:
+        """The boundaries of agent steps first..step, in step order, so that the replay ratio
+        and the target period do not depend on --envs; evaluations fall between iterations
+        (Config checks that --eval-every is a multiple of --envs)."""
+        c = self.config
+        for boundary in range(first, step + 1):
+            if (boundary > c.learning_starts_steps and boundary % c.train_every_steps == 0
+                    and len(self.memory) >= c.batch_size):
+                self.updates.start(boundary)
+            if boundary % c.target_update_steps == 0:
+                self.updates.finish()
+                self.agent.sync_target()
+            if boundary < step and self.resets_at(boundary):
+                self.reset_network(boundary)  # inside the iteration: at once
+
+    def settle(self) -> None:
+        self.updates.finish()
+
+    def save(self, progress: Progress) -> None:
+        save_checkpoint(self.run, self.config, self.agent, self.memory, self.act_rng, progress,
+                        self.games, self.updates.pending())
+
+    def failed_at(self, progress: Progress) -> str:
+        return f"agent step {progress.step}"
+
+    def close(self) -> None:
+        self.episodes.close()
+        self.games.close()
+        self.eval_env.close()

@@ -33,11 +33,11 @@ def tiny(tmp_path, **extra) -> Config:
                   threads=1, out_dir=str(tmp_path / "run"), **extra)
 
 
-def test_a_checkpoint_holds_the_version_1_format(tmp_path):
+def test_a_checkpoint_holds_the_version_2_format(tmp_path):
     config = tiny(tmp_path)
     training.train(config, stop_when=lambda step: step == 40)
     saved = checkpoint.read_checkpoint(config.run_dir)
-    assert saved["version"] == checkpoint.CHECKPOINT_VERSION == 1
+    assert saved["version"] == checkpoint.CHECKPOINT_VERSION == 2
     assert set(saved) == {"version", "config", "progress", "agent", "rng", "env", "replay",
                           "pending_priorities"}
     assert saved["config"] == dataclasses.asdict(config)
@@ -194,6 +194,7 @@ def test_a_checkpoint_from_before_envs_resumes_as_one_game(tmp_path, capsys):
     shutil.copytree(config.run_dir, old)
     saved = torch.load(old / "checkpoint.pt", weights_only=True)
     assert len(saved["env"]) == 1 and len(saved["progress"]["game_scores"]) == 1
+    saved["version"] = 1  # forms only version 1 holds (checkpoint.migrate_v1)
     saved["env"] = saved["env"][0]
     saved["progress"]["game_score"] = saved["progress"].pop("game_scores")[0]
     for name in ("envs", "env_processes"):
@@ -225,6 +226,7 @@ def test_a_checkpoint_of_a_run_from_before_overlap_was_removed_resumes_in_turn(
     old = tmp_path / "old"
     shutil.copytree(config.run_dir, old)
     saved = torch.load(old / "checkpoint.pt", weights_only=True)
+    saved["version"] = 1  # an "actor" network: only version 1 holds one (checkpoint.migrate_v1)
     saved["config"]["overlap"] = overlap
     saved["agent"]["actor"] = saved["agent"]["online"]
     if overlap:

@@ -1,0 +1,1 @@
+"""The one run lifecycle that every mode uses (lifecycle.py)."""
