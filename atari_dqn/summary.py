@@ -517,6 +517,168 @@ class SuiteSummary:
         return "\n".join(lines).rstrip()
 
 
+def _normalized_range(game: str, values: list[float]) -> str:
+    """The human-normalized values' mean (range); '-' for a game without human scores."""
+    return (_range([human_normalized(game, v) for v in values], 3) if game in RANDOM_HUMAN
+            else "-")
+
+
+def _per_game_cells(game: str, result: tuple[int, list[float]] | None) -> str:
+    """Three cells of the per-game table from (agent step or iteration, values): that step, the
+    values' mean (range) and their human-normalized mean (range); '-' in each where there is
+    none."""
+    if result is None:
+        return "- | - | -"
+    at, values = result
+    return f"{at} | {_range(values, 1)} | {_normalized_range(game, values)}"
+
+
+def _per_game_row(game: str, members: list[SuiteRun],
+                  evaluation: tuple[int, list[float]] | None,
+                  returns: dict[int, dict[int, float]], iteration: int | None) -> str:
+    """A row of the per-game table: the game, its runs (members), their scores at the last
+    evaluation step they all reached (evaluation: that step and the scores) and their training
+    returns in the last iteration every run of the suite completed."""
+    training = (None if iteration is None
+                else (iteration, [returns[id(run)][iteration] for run in members]))
+    return (f"| {game} | {len(members)} | {_per_game_cells(game, evaluation)} | "
+            f"{_per_game_cells(game, training)} |")
+
+
+def _training_returns(runs: list[SuiteRun], notes: list[str]
+                      ) -> tuple[dict[int, dict[int, float]], list[int]]:
+    """Each run's training return per iteration (keyed by id(run)), and the iterations every
+    run completed. Without them (a run lacks episodes.csv, or no iteration is shared by every
+    run) a note says why."""
+    without = [run.run.name for run in runs if run.episodes is None]
+    if without:
+        notes.append(f"no {EPISODES} in {', '.join(without)} (runs made before training games "
+                     f"were recorded): evaluation scores only, no training returns or Dopamine "
+                     f"comparison")
+    returns = {} if without else {id(run): iteration_returns(run.episodes, run.steps_reached)
+                                  for run in runs}
+    shared = sorted(set.intersection(*(set(r) for r in returns.values()))) if returns else []
+    if returns and not shared:
+        notes.append(f"no iteration of {DOPAMINE_ITERATION_STEPS:,} agent steps completed by "
+                     f"every run: no training returns or Dopamine comparison yet")
+    return returns, shared
+
+
+def _final_evaluations(by_game: dict[str, list[SuiteRun]]
+                       ) -> dict[str, tuple[int, list[float]]]:
+    """Game -> (the last evaluation step all its runs reached, their scores there, in by_game's
+    order); a game whose runs share no evaluation step is left out."""
+    evaluations = {}
+    for game, members in sorted(by_game.items()):
+        curves = [{step: score for _, step, score in run.run.rows} for run in members]
+        common = sorted(set.intersection(*(set(c) for c in curves)))
+        if common:
+            evaluations[game] = (common[-1], [c[common[-1]] for c in curves])
+    return evaluations
+
+
+def _aggregate_row(agent: str, what: str, runs_x_games: str, matrix: np.ndarray,
+                   reps: int) -> str:
+    """A row of the aggregate table: the AGGREGATES of a (runs, games) matrix of normalized
+    scores, each with its 95% interval."""
+    points, lows, highs = interval_estimates(matrix, reps=reps)
+    return (f"| {agent} | {what} | {runs_x_games} | "
+            + " | ".join(_estimate(*x) for x in zip(points, lows, highs)) + " |")
+
+
+def _training_matrix(returns: dict[int, dict[int, float]], runs_of: dict[str, list[SuiteRun]],
+                     iteration: int) -> np.ndarray:
+    """(runs, games) human-normalized training returns at an iteration: column g holds those of
+    the runs runs_of[g] (as many runs of each game)."""
+    games = list(runs_of)
+    return normalized_matrix({g: [returns[id(run)][iteration] for run in runs_of[g]]
+                              for g in games}, games)
+
+
+def _our_rows(runs: list[SuiteRun], aggregated: dict[str, list[SuiteRun]],
+              evaluations: dict[str, tuple[int, list[float]]],
+              returns: dict[int, dict[int, float]], iteration: int | None, reps: int) -> list[str]:
+    """Our aggregate rows over aggregated[g], the first k runs of each game g (evaluations[g]
+    has the scores of all its runs, in the same order), labelled by the suite's flags: the
+    training returns of the iteration (where there is one), then the final evaluation's
+    scores."""
+    games = list(aggregated)
+    k = len(aggregated[games[0]])
+    with_settings = [run for run in runs if run.run.settings is not None]
+    label = f"ours ({_flags(suite_settings(with_settings[0]))})" if with_settings else "ours"
+    shape = f"{k} x {len(games)}"
+    rows = []
+    if iteration is not None:
+        rows.append(_aggregate_row(label, f"training return, {_iteration(iteration)}", shape,
+                                   _training_matrix(returns, aggregated, iteration), reps))
+    steps = {evaluations[g][0] for g in games}
+    at = f"agent step {steps.pop()}" if len(steps) == 1 else "each game's last shared step"
+    rows.append(_aggregate_row(label, f"final evaluation ({at})", shape, normalized_matrix(
+        {g: evaluations[g][1][:k] for g in games}, games), reps))
+    return rows
+
+
+def _dopamine_matrix(dopamine: dict, games: list[str], network: str, agent: str,
+                     iteration: int) -> np.ndarray | None:
+    """(runs, games) human-normalized training returns of a Dopamine agent at an iteration, as
+    many runs of each game as the game with the fewest has; None where the table lacks any."""
+    values = dopamine_values(dopamine, games, network, agent, iteration)
+    if values is None:
+        return None
+    n = min(len(v) for v in values.values())
+    return normalized_matrix({g: v[:n] for g, v in values.items()}, games)
+
+
+def _dopamine_games(dopamine: dict, games: list[str], notes: list[str]) -> list[str]:
+    """The games that any of Dopamine's agents played; a note names the others."""
+    compared = [g for g in games if any((g, n, a) in dopamine for n, a in
+                                        dopamine_agents(dopamine))]
+    missing = [g for g in games if g not in compared]
+    if missing:
+        notes.append(f"Dopamine's returns (atari_dqn/data/dopamine_returns.csv) lack "
+                     f"{', '.join(missing)}: its agents are aggregated over the other games")
+    return compared
+
+
+def _dopamine_rows(dopamine: dict, games: list[str], iteration: int, reps: int) -> list[str]:
+    """The aggregate rows of Dopamine's agents at an iteration, on these games: one for each
+    agent the table has there (none without games)."""
+    rows = []
+    for network, agent in dopamine_agents(dopamine) if games else []:
+        matrix = _dopamine_matrix(dopamine, games, network, agent, iteration)
+        if matrix is not None:
+            rows.append(_aggregate_row(dopamine_label(network, agent),
+                                       f"training return, {_iteration(iteration)}",
+                                       f"{len(matrix)} x {len(games)}", matrix, reps))
+    return rows
+
+
+def _our_curve(returns: dict[int, dict[int, float]], runs_of: dict[str, list[SuiteRun]],
+               iterations: list[int], reps: int) -> list[tuple[float, float, float]]:
+    """Per iteration, the IQM of our normalized training returns (runs_of[g] for each game g)
+    with its 95% interval: (IQM, low, high)."""
+    iqm = lambda scores: np.array([aggregate_point(scores)[0]])  # noqa: E731
+    curve = []
+    for i in iterations:
+        point, low, high = interval_estimates(_training_matrix(returns, runs_of, i), iqm,
+                                              reps=reps)
+        curve.append((float(point[0]), float(low[0]), float(high[0])))
+    return curve
+
+
+def _dopamine_curves(dopamine: dict, games: list[str], iterations: list[int]
+                     ) -> dict[tuple[str, str], list[float]]:
+    """(network, agent) -> the IQM of the agent's normalized training returns on these games at
+    each iteration; only agents the table has at every one of them (none without games)."""
+    curves = {}
+    for network, agent in dopamine_agents(dopamine) if games else []:
+        matrices = [_dopamine_matrix(dopamine, games, network, agent, i) for i in iterations]
+        iqms = [float(aggregate_point(m)[0]) for m in matrices if m is not None]
+        if len(iqms) == len(iterations):
+            curves[(network, agent)] = iqms
+    return curves
+
+
 def summarise_suite(runs: list[SuiteRun], notes: list[str], dopamine: dict,
                     reps: int = BOOTSTRAP_REPS) -> SuiteSummary:
     """The per-game rows, the aggregates (ours and Dopamine's agents) and the curves."""
@@ -530,47 +692,15 @@ def summarise_suite(runs: list[SuiteRun], notes: list[str], dopamine: dict,
     if unscaled:
         notes.append(f"{', '.join(unscaled)}: not one of the 57 games with human and random "
                      f"scores (atari_dqn/scores.py): raw scores only, left out of the aggregates")
-    without = [run.run.name for run in runs if run.episodes is None]
-    if without:
-        notes.append(f"no {EPISODES} in {', '.join(without)} (runs made before training games "
-                     f"were recorded): evaluation scores only, no training returns or Dopamine "
-                     f"comparison")
     # Our training returns per run and iteration; the last iteration every run completed.
-    returns = {} if without else {id(run): iteration_returns(run.episodes, run.steps_reached)
-                                  for run in runs}
-    shared = sorted(set.intersection(*(set(r) for r in returns.values()))) if returns else []
+    returns, shared = _training_returns(runs, notes)
     iteration = shared[-1] if shared else None
-    if returns and iteration is None:
-        notes.append(f"no iteration of {DOPAMINE_ITERATION_STEPS:,} agent steps completed by "
-                     f"every run: no training returns or Dopamine comparison yet")
-
-    def norm(game: str, values: list[float]) -> str:
-        return (_range([human_normalized(game, v) for v in values], 3) if game in RANDOM_HUMAN
-                else "-")
-
-    per_game, eval_values, eval_steps, train_values = [], {}, {}, {}
-    for game in games:
-        members = by_game[game]
-        curves = [{step: score for _, step, score in run.run.rows} for run in members]
-        common = sorted(set.intersection(*(set(c) for c in curves)))
-        if common:
-            eval_steps[game] = common[-1]
-            eval_values[game] = [c[common[-1]] for c in curves]
-            evaluation = (f"{common[-1]} | {_range(eval_values[game], 1)} "
-                          f"| {norm(game, eval_values[game])}")
-        else:
-            evaluation = "- | - | -"
-        if iteration is not None:
-            train_values[game] = [returns[id(run)][iteration] for run in members]
-            training = (f"{iteration} | {_range(train_values[game], 1)} "
-                        f"| {norm(game, train_values[game])}")
-        else:
-            training = "- | - | -"
-        per_game.append(f"| {game} | {len(members)} | {evaluation} | {training} |")
-
-    # Aggregates: a (runs, games) matrix needs as many runs of each game; the first k by seed.
+    evaluations = _final_evaluations(by_game)
+    per_game = [_per_game_row(g, by_game[g], evaluations.get(g), returns, iteration)
+                for g in games]
     summary = SuiteSummary(games, normalized_games, per_game, [], notes)
-    agg_games = [g for g in normalized_games if g in eval_values]
+    # Aggregates: a (runs, games) matrix needs as many runs of each game; the first k by seed.
+    agg_games = [g for g in normalized_games if g in evaluations]
     if not agg_games:
         if normalized_games:
             notes.append("no evaluation step shared by all runs of a game: no aggregates")
@@ -579,42 +709,15 @@ def summarise_suite(runs: list[SuiteRun], notes: list[str], dopamine: dict,
     if any(len(by_game[g]) > k for g in agg_games):
         notes.append(f"the aggregates take the first {k} seeds of each game (as many runs of "
                      f"each game as the game with the fewest has)")
-    with_settings = [run for run in runs if run.run.settings is not None]
-    label = f"ours ({_flags(suite_settings(with_settings[0]))})" if with_settings else "ours"
-    shape = f"{k} x {len(agg_games)}"
-    rows = summary.aggregates
-
-    def row(agent: str, what: str, runs_x_games: str, matrix: np.ndarray) -> None:
-        points, lows, highs = interval_estimates(matrix, reps=reps)
-        rows.append(f"| {agent} | {what} | {runs_x_games} | "
-                    + " | ".join(_estimate(*x) for x in zip(points, lows, highs)) + " |")
-
-    if iteration is not None:
-        row(label, f"training return, {_iteration(iteration)}", shape, normalized_matrix(
-            {g: train_values[g][:k] for g in agg_games}, agg_games))
-    steps = {eval_steps[g] for g in agg_games}
-    at = f"agent step {steps.pop()}" if len(steps) == 1 else "each game's last shared step"
-    row(label, f"final evaluation ({at})", shape,
-        normalized_matrix({g: eval_values[g][:k] for g in agg_games}, agg_games))
+    aggregated = {g: by_game[g][:k] for g in agg_games}
+    summary.aggregates += _our_rows(runs, aggregated, evaluations, returns, iteration, reps)
     if iteration is None:
         notes.append(f"95% stratified-bootstrap intervals: rliable, percentile method, {reps:,} "
                      f"resamples, seed {BOOTSTRAP_SEED}")
         return summary
     # Dopamine's agents at the same iteration, on the same games.
-    compared = [g for g in agg_games if any((g, n, a) in dopamine for n, a in
-                                            dopamine_agents(dopamine))]
-    missing = [g for g in agg_games if g not in compared]
-    if missing:
-        notes.append(f"Dopamine's returns (atari_dqn/data/dopamine_returns.csv) lack "
-                     f"{', '.join(missing)}: its agents are aggregated over the other games")
-    for network, agent in dopamine_agents(dopamine) if compared else []:
-        values = dopamine_values(dopamine, compared, network, agent, iteration)
-        if values is None:
-            continue
-        n = min(len(v) for v in values.values())
-        row(dopamine_label(network, agent), f"training return, {_iteration(iteration)}",
-            f"{n} x {len(compared)}", normalized_matrix({g: v[:n] for g, v in values.items()},
-                                                        compared))
+    compared = _dopamine_games(dopamine, agg_games, notes)
+    summary.aggregates += _dopamine_rows(dopamine, compared, iteration, reps)
     protocols = {(r.run.settings or {}).get("protocol", "deepmind") for r in runs}
     if protocols != {"machado"}:
         notes.append(f"these runs played --protocol {', '.join(sorted(protocols))}; Dopamine's "
@@ -625,22 +728,9 @@ def summarise_suite(runs: list[SuiteRun], notes: list[str], dopamine: dict,
                  f"the training games (epsilon-greedy) that ended in an iteration, as Dopamine "
                  f"reports them; frames are emulator frames (4 per agent step)")
     # The curves: our IQM (with its interval) and each Dopamine agent's, per shared iteration.
-    iqm = lambda scores: np.array([aggregate_point(scores)[0]])  # noqa: E731
-    for i in shared:
-        matrix = normalized_matrix({g: [returns[id(r)][i] for r in by_game[g][:k]]
-                                    for g in agg_games}, agg_games)
-        point, low, high = interval_estimates(matrix, iqm, reps=reps)
-        summary.ours_curve.append((float(point[0]), float(low[0]), float(high[0])))
-        for network, agent in dopamine_agents(dopamine) if compared else []:
-            values = dopamine_values(dopamine, compared, network, agent, i)
-            if values is not None:
-                n = min(len(v) for v in values.values())
-                summary.dopamine_curves.setdefault((network, agent), []).append(float(
-                    aggregate_point(normalized_matrix({g: v[:n] for g, v in values.items()},
-                                                      compared))[0]))
     summary.curve_iterations = shared
-    summary.dopamine_curves = {key: curve for key, curve in summary.dopamine_curves.items()
-                               if len(curve) == len(shared)}
+    summary.ours_curve = _our_curve(returns, aggregated, shared, reps)
+    summary.dopamine_curves = _dopamine_curves(dopamine, compared, shared)
     return summary
 
 
