@@ -330,6 +330,20 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
+def say_ended(child: Child, code: int) -> None:
+    """One line on a child that ended with exit status `code`: finished, stopped by a signal or
+    failed, after how long; the last two with its log's last line."""
+    took = datetime.timedelta(seconds=round(time.monotonic() - child.started))
+    if code == 0:
+        say(f"{child.plan.name}: finished after {took}")
+    elif code in STOPPED_CODES:
+        name = signal.Signals(code - 128 if code > 0 else -code).name
+        say(f"{child.plan.name}: stopped by {name} (exit {code}) after {took}: "
+            f"{last_line(child.log)}")
+    else:
+        say(f"{child.plan.name}: FAILED (exit {code}) after {took}: {last_line(child.log)}")
+
+
 def run_children(plans: list[Plan], parallel: int, main_py: Path, logs: Path) -> tuple[
         int | None, dict[str, int]]:
     """Run the plans' children, `parallel` at a time. Returns (the signal that stopped the
@@ -364,18 +378,6 @@ def run_children(plans: list[Plan], parallel: int, main_py: Path, logs: Path) ->
         say(f"{plan.name}: started ({what}, pid {process.pid}); log {log}")
         return child
 
-    def ended(child: Child, code: int) -> None:
-        codes[child.plan.name] = code
-        took = datetime.timedelta(seconds=round(time.monotonic() - child.started))
-        if code == 0:
-            say(f"{child.plan.name}: finished after {took}")
-        elif code in STOPPED_CODES:
-            name = signal.Signals(code - 128 if code > 0 else -code).name
-            say(f"{child.plan.name}: stopped by {name} (exit {code}) after {took}: "
-                f"{last_line(child.log)}")
-        else:
-            say(f"{child.plan.name}: FAILED (exit {code}) after {took}: {last_line(child.log)}")
-
     old = {s: signal.signal(s, forward) for s in STOP_SIGNALS}
     try:
         queue = list(plans)
@@ -387,7 +389,8 @@ def run_children(plans: list[Plan], parallel: int, main_py: Path, logs: Path) ->
                 code = child.process.poll()
                 if code is not None:
                     running.remove(child)
-                    ended(child, code)
+                    codes[child.plan.name] = code
+                    say_ended(child, code)
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
@@ -476,21 +479,42 @@ def prepare(argv: list[str]) -> Prepared:
         raise
 
 
+def _steps_and_protocol(steps: int | None, protocol: str | None, record: dict | None,
+                        folder: Path) -> tuple[int | None, str | None]:
+    """The --steps and --protocol of the suite's runs: as given, else an existing suite's
+    recorded ones (None: main.py's default). Fewer steps or another protocol than the record's
+    is a SuiteError: a suite's runs are not shortened, and they all play one protocol."""
+    if record is None:
+        return steps, protocol
+    if steps is not None and steps < record["steps"]:
+        raise SuiteError(f"{folder} is a suite of {record['steps']} agent steps a run; "
+                         f"--steps {steps} is fewer (a suite's runs are not shortened)")
+    if steps is None:
+        steps = record["steps"]
+    protocol = protocol or record["protocol"]
+    if protocol != record["protocol"]:
+        raise SuiteError(f"{folder} is a suite of --protocol {record['protocol']}, not "
+                         f"{protocol}; choose another --out")
+    return steps, protocol
+
+
+def _parallel(given: int | None, configs: list[Config], todo: int) -> tuple[int, str]:
+    """(K, why): --parallel where given; else as many of the `todo` runs to start or resume as
+    the machine holds, judged by the first of their configs; 1 where there are none."""
+    if given is not None:
+        return given, "--parallel"
+    if configs:
+        return default_parallel(configs[0], todo)
+    return 1, "nothing to do"
+
+
 def _plan(args: Any, flags: list[str], given: dict[str, Any], games: list[str], folder: Path,
           record: dict | None, main: ModuleType, main_py: Path, lock: SuiteLock | None,
           steps: int | None) -> Prepared:
-    if record is not None:
-        if steps is not None and steps < record["steps"]:
-            raise SuiteError(f"{folder} is a suite of {record['steps']} agent steps a run; "
-                             f"--steps {steps} is fewer (a suite's runs are not shortened)")
-        if steps is None:
-            steps = record["steps"]
-        protocol = args.protocol or record["protocol"]
-        if protocol != record["protocol"]:
-            raise SuiteError(f"{folder} is a suite of --protocol {record['protocol']}, not "
-                             f"{protocol}; choose another --out")
-    else:
-        protocol = args.protocol
+    """The rest of prepare, after its own checks: the steps, protocol and learning settings
+    against the suite's record, then each run, then the machine; returns the plan. Nothing is
+    created or started."""
+    steps, protocol = _steps_and_protocol(steps, args.protocol, record, folder)
     protocol_flags = ["--protocol", protocol] if protocol and has_setting("protocol") else []
     threads = [] if "threads" in given else ["--threads", "1"]  # runs side by side
     run_flags = [*protocol_flags, *flags, *threads]
@@ -526,12 +550,7 @@ def _plan(args: Any, flags: list[str], given: dict[str, Any], games: list[str], 
         except ConfigError as e:
             raise SuiteError(str(e)) from None
     todo = [plan for plan in plans if plan.action != "done"]
-    if args.parallel is not None:
-        parallel, why = args.parallel, "--parallel"
-    elif configs:
-        parallel, why = default_parallel(configs[0], len(todo))
-    else:
-        parallel, why = 1, "nothing to do"
+    parallel, why = _parallel(args.parallel, configs, len(todo))
     old_games = record["games"] if record else []
     all_games = old_games + [g for g in games if g not in old_games]
     all_seeds = max(args.seeds, record["seeds"] if record else 0)
