@@ -376,13 +376,25 @@ def import_dopamine(folder: Path, out: Path, suffix: str | None = None, stack: i
     capacity = observation_capacity(obs_path, obs_shape, obs_dtype)
     arrays = read_arrays(folder, suffix, capacity)
     add_count, invalid = check_values(folder, suffix, arrays, capacity)
-    action, reward, terminal = arrays["action"], arrays["reward"], arrays["terminal"]
-    plan = make_plan(terminal, add_count, invalid, stack)
+    plan = make_plan(arrays["terminal"], add_count, invalid, stack)
     minimum = stack + 1  # the memory's smallest capacity with n_step 1
     if plan.transitions < minimum:
         raise DatasetError(f"{folder} checkpoint {suffix}: only {plan.transitions} valid transitions "
                            f"(add_count {add_count}); at least {minimum} are needed")
+    memory = fill_memory(folder, suffix, arrays, capacity, plan, stack, report)
+    write_snapshot(memory, out, folder, suffix, stack)
+    return memory
 
+
+def fill_memory(folder: Path, suffix: str, arrays: dict[str, np.ndarray], capacity: int,
+                plan: Plan, stack: int, report) -> ReplayMemory:
+    """A new memory holding the plan's transitions: the observations streamed oldest first and
+    appended with the small arrays' actions, rewards and terminals (the import rules above). A
+    padding entry that is not zero, or an episode that begins with a zero entry (a wrong
+    --stack), is a DatasetError; so are observations that leave a transition without its next
+    frame. Nothing is written."""
+    obs_path = dopamine_path(folder, "observation", suffix)
+    action, reward, terminal = arrays["action"], arrays["reward"], arrays["terminal"]
     memory = ReplayMemory(plan.transitions, frame_shape=FRAME_SHAPE, stack=stack)
     starts = {first: last for first, last in plan.episodes}
     current_last = -1  # last position of the episode being appended (-1 before the first)
@@ -394,20 +406,23 @@ def import_dopamine(folder: Path, out: Path, suffix: str | None = None, stack: i
         i = (plan.oldest + p) % capacity
         if pending >= 0:
             j = (plan.oldest + pending) % capacity
-            memory.append(int(action[j]), float(reward[j]), frame, False, truncated=pending == current_last)
+            memory.append(int(action[j]), float(reward[j]), frame, False,
+                          truncated=pending == current_last)
             pending = -1
         if p in plan.padding:
-            if not is_zero_entry(action[i], reward[i], terminal[i], frame):  # shorter than stack - 1
+            # Not zero: the padding is shorter than stack - 1 entries.
+            if not is_zero_entry(action[i], reward[i], terminal[i], frame):
                 zeros = plan.padding_before(p)
-                raise DatasetError(f"{folder} checkpoint {suffix}: entry {i} should be zero padding "
-                                   f"(--stack {stack} pads with {stack - 1} entries), but the padding "
-                                   f"before it is {zeros} entries long: {stack_hint(zeros, True)}")
+                raise DatasetError(f"{folder} checkpoint {suffix}: entry {i} should be zero "
+                                   f"padding (--stack {stack} pads with {stack - 1} entries), but "
+                                   f"the padding before it is {zeros} entries long: "
+                                   f"{stack_hint(zeros, True)}")
             continue
         if p in starts:
             # An episode's first frame is never black: a zero entry there is more padding.
             if is_zero_entry(action[i], reward[i], terminal[i], frame):
-                length, whole = zero_run(plan.padding_before(p), rows, plan, action, reward, terminal,
-                                         capacity)
+                length, whole = zero_run(plan.padding_before(p), rows, plan, action, reward,
+                                         terminal, capacity)
                 raise DatasetError(f"{folder} checkpoint {suffix}: the padding before entry {i} is "
                                    f"longer than --stack {stack} pads ({stack - 1} entries): "
                                    f"{stack_hint(length, whole)}")
@@ -421,6 +436,14 @@ def import_dopamine(folder: Path, out: Path, suffix: str | None = None, stack: i
             pending = p
     if memory.appended != plan.transitions:  # every planned transition found its next frame
         raise DatasetError(f"{obs_path}: the observations do not match the other arrays")
+    return memory
+
+
+def write_snapshot(memory: ReplayMemory, out: Path, folder: Path, suffix: str,
+                   stack: int) -> None:
+    """Saves the imported memory at out, and beside it <out>.json: where it came from and the
+    protocol its games were played under. A failure to write either is a DatasetError; without
+    its .json, the snapshot is removed."""
     try:
         memory.save(out)
     except OSError as e:
@@ -434,7 +457,6 @@ def import_dopamine(folder: Path, out: Path, suffix: str | None = None, stack: i
         out.unlink(missing_ok=True)
         raise DatasetError(f"--out {out}: cannot write {source_path(out).name} ({e.cause})") \
             from None
-    return memory
 
 
 def source_path(snapshot: Path) -> Path:
