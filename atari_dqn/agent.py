@@ -238,6 +238,13 @@ class Agent:
             state["head"] = head
         return state
 
+    def state(self) -> dict[str, Any]:
+        """The agent's part of a checkpoint (checkpoint.Part): its state_dict()."""
+        return self.state_dict()
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.load_state_dict(state)
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         # torch's optimizer keeps the very tensors it is given; copy so two agents never share
         state = copy.deepcopy(state)

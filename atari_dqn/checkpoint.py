@@ -3,8 +3,9 @@
 Resume is exact: a checkpoint is taken between two iterations of the loop and holds everything
 the next one depends on (networks, optimizer, counters, the epsilon rng, the replay memory with
 its rng, and the training games' emulator and wrapper states), so a run stopped and resumed
-writes the same rewards.txt as one that ran straight through, for any --envs. Evaluations keep no state between them (each is
-seeded from the run's seed and its number), so they need nothing in the checkpoint.
+writes the same rewards.txt as one that ran straight through, for any --envs. Evaluations keep
+no state between them (each is seeded from the run's seed and its number), so they need nothing
+in the checkpoint.
 
 Files of a run folder:
   config.json               the settings (written once, when the run starts)
@@ -38,22 +39,52 @@ With a checkpoint, its config must agree with config.json on every setting a res
 change (a checkpoint copied from another run is refused), and every entry is checked for its type
 and range when read (read_checkpoint): a damaged checkpoint is one line, not a traceback.
 
+The checkpoint is a registry of parts. A part (Part) is anything of a run with state to keep:
+state() gives it, restore(state) takes it back. Each mode's Source gives its registry,
+Source.parts(): a mapping from checkpoint key to part, in the order the entries are written.
+There is one writer, save_checkpoint(run, parts), which saves {"version": CHECKPOINT_VERSION,
+key: part.state(), ...}, and one reader, load_checkpoint(run, parts), which reads the checkpoint
+(read_checkpoint: every entry checked, older versions migrated), restores each part from its
+entry, in the registry's order, and tidies the folder back to it (tidy_run_dir). The parts:
+
+  config              Fixed(the Config as a dict): read before the run is built (resume_config),
+                      so restore() takes nothing back
+  progress            Progress (progress.py), as a dict of its fields
+  agent               Agent (agent.py): its state_dict()
+  rng                 Group({"torch": TorchRng(), "act": GeneratorRng(the epsilon rng)});
+                      offline: {"torch"} alone
+  env                 the training games' snapshots, one per game (train.TrainingGames around
+                      env.TrainEnvs; a game that cannot be restored starts afresh); Ape-X and
+                      offline: Fixed([]) (the actors' games are not saved; no games)
+  replay              ReplayFile: the name of the replay-<step>.bin it writes (below); offline:
+                      Fixed("") (the dataset is never copied)
+  pending_priorities  learner.PendingPriorities: {"ids", "priorities"} or None; online only
+  offline             offline.DatasetRecord: the dataset's path, size_bytes, sha256 and
+                      transitions, and the sampler's state under "sampler"; offline only
+Offline, progress.step counts gradient updates. Ape-X's rate limiter has no entry: a checkpoint
+is taken with every update made, so the limiter starts again from progress.step.
+
+Crash safety: the memory goes first, under a name of its own (ReplayFile.state() writes it while
+the writer gathers the states); the checkpoint that names it replaces the old one atomically;
+only then are older snapshots deleted (ReplayFile.committed()). A crash at any point leaves a
+checkpoint whose memory file exists.
+
 Checkpoint format (CHECKPOINT_VERSION 2), a dict saved with torch.save and read back with
-weights_only=True: version, config (Config as a dict), progress (Progress as a dict), agent
-(Agent.state_dict()), rng ({"torch": torch's RNG state, "act": the epsilon rng's state}), env
-(TrainEnvs.snapshot(): a list, one snapshot per training game), replay (the snapshot's file name),
-pending_priorities (Updates.pending()). An offline run's checkpoint (atari_dqn/offline.py) has
-env [] and replay "" (the dataset is never copied) and adds offline: the dataset's path, size
-and sha256, and the sampler's state; its progress.step counts gradient updates. Progress's
-game_steps and episodes_bytes (episodes.csv) are absent from checkpoints from before episodes.csv:
-such a run starts the file afresh.
+weights_only=True: version, then the entries above: config, progress, agent, rng, env, replay,
+and pending_priorities (online) or offline. Progress's game_steps and episodes_bytes
+(episodes.csv) are absent from checkpoints from before episodes.csv: such a run starts the file
+afresh. A registry must name every entry CHECKPOINT_KEYS requires (save_checkpoint refuses one
+that does not); an entry the registry names must be in the checkpoint, but for those of
+OPTIONAL_ENTRIES.
 
 Older formats are read through explicit migrations (MIGRATIONS: version n -> n + 1, applied in
-turn by read_checkpoint), never by guessing at layouts where they are used. Version 1 (up to
-commit dcfbbb9; tests/data/checkpoint-v1 keeps one) was written over several releases and holds
-their forms: progress.game_score (one game, before --envs) for game_scores, env as one snapshot
-dict (before --envs) for a list, and an agent "actor" network (--overlap, removed). migrate_v1
-rewrites each into version 2's form.
+turn by migrated(), for read_checkpoint and for saved_network, which gives policy.load a
+checkpoint's network and settings), never by guessing at layouts where they are used. Version 1
+(up to commit dcfbbb9; tests/data/checkpoint-v1 keeps one) was written over several releases
+and holds their forms: progress.game_score (one game, before --envs) for game_scores, env as one
+snapshot dict (before --envs) for a list, and an agent "actor" network (--overlap, removed).
+migrate_v1 rewrites each into version 2's form. A change to an entry's layout is a new version
+and a migration; a new part with an entry of its own is too.
 """
 
 from __future__ import annotations
@@ -68,7 +99,7 @@ import re
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -78,7 +109,7 @@ from atari_dqn.config import RESUME_MAY_CHANGE, Config, ConfigError, flag_of, sa
 from atari_dqn.curve import rewards_line, write_rewards
 from atari_dqn.episodes import EPISODES, UNKNOWN_STEPS, tidy_episodes
 from atari_dqn.files import DiskError, atomic_torch_save, atomic_write_text, writing
-from atari_dqn.progress import Progress  # noqa: F401 (part of this module's face: checkpoint.Progress)
+from atari_dqn.progress import Progress  # also this module's face: checkpoint.Progress
 from atari_dqn.replay import load_snapshot
 
 CHECKPOINT = "checkpoint.pt"
@@ -96,7 +127,7 @@ EVALUATION_FILE = re.compile(r"^(?:model_|eval_)(\d{3,})(?:\.pt|\.gif)?$")
 # Temporary files of atomic writes (files.py) and of replay snapshots (csrc: <path>.tmp.<pid>).
 TEMPORARY_GLOBS = (".*.tmp.*", "replay-*.bin.tmp.*")
 TENSORBOARD = "tensorboard"
-# The name save_checkpoint gives the replay snapshot a checkpoint names (a file in the run folder).
+# The name ReplayFile gives the replay snapshot a checkpoint names (a file in the run folder).
 REPLAY_NAME = re.compile(r"^replay-\d+\.bin$")
 
 
@@ -225,35 +256,71 @@ def read_checkpoint(run_dir: Path) -> dict[str, Any]:
         raise ConfigError(f"--resume: {path} is not a readable checkpoint (damaged, or not "
                           f"a checkpoint)") from None
     version = checkpoint.get("version") if isinstance(checkpoint, dict) else None
-    if not (isinstance(version, int) and 1 <= version <= CHECKPOINT_VERSION):
+    if not readable_version(version):
         raise ConfigError(f"--resume: {path} was written by an incompatible version")
     for key, kind in CHECKPOINT_KEYS[version].items():
         if not isinstance(checkpoint.get(key), kind):
             names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
             raise ConfigError(f"--resume: {path} is damaged (its {key!r} entry is missing or "
                               f"not a {names})")
-    for old in range(version, CHECKPOINT_VERSION):
-        checkpoint = MIGRATIONS[old](checkpoint)
+    checkpoint = migrated(checkpoint)
     problem = checkpoint_problem(checkpoint)
     if problem:
         raise ConfigError(f"--resume: {path} is damaged ({problem})")
     return checkpoint
 
 
+def readable_version(version: Any) -> bool:
+    """Whether this code reads checkpoints of format `version` (through MIGRATIONS)."""
+    return isinstance(version, int) and not isinstance(version, bool) \
+        and 1 <= version <= CHECKPOINT_VERSION
+
+
+def migrated(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """checkpoint, of a readable_version, in today's format: MIGRATIONS applied in turn. The
+    one path from an old layout to today's, for read_checkpoint and saved_network alike."""
+    for old in range(checkpoint["version"], CHECKPOINT_VERSION):
+        checkpoint = MIGRATIONS[old](checkpoint)
+    return checkpoint
+
+
 def migrate_v1(checkpoint: dict[str, Any]) -> dict[str, Any]:
     """Version 1 -> 2: progress.game_score (one game, before --envs) becomes game_scores, env as
     one snapshot dict (before --envs) a list of one, and the agent's "actor" network (of the
-    removed --overlap) is dropped. Settings of old runs are config.saved_settings's to read."""
-    progress, env = dict(checkpoint["progress"]), checkpoint["env"]
-    if "game_score" in progress:
-        progress["game_scores"] = [progress.pop("game_score")]
-    agent = {k: v for k, v in checkpoint["agent"].items() if k != "actor"}
-    return {**checkpoint, "version": 2, "progress": progress, "agent": agent,
-            "env": [env] if isinstance(env, dict) else env}
+    removed --overlap) is dropped. Settings of old runs are config.saved_settings's to read.
+    Entries the checkpoint lacks stay absent (saved_network migrates agent and config alone)."""
+    new = {**checkpoint, "version": 2}
+    if "progress" in checkpoint:
+        progress = dict(checkpoint["progress"])
+        if "game_score" in progress:
+            progress["game_scores"] = [progress.pop("game_score")]
+        new["progress"] = progress
+    if "agent" in checkpoint:
+        new["agent"] = {k: v for k, v in checkpoint["agent"].items() if k != "actor"}
+    if isinstance(checkpoint.get("env"), dict):
+        new["env"] = [checkpoint["env"]]
+    return new
 
 
 # version n -> the function that rewrites a checkpoint of version n as one of version n + 1
 MIGRATIONS = {1: migrate_v1}
+
+
+def saved_network(loaded: Any) -> tuple[Any, dict[str, Any]] | None:
+    """(the online network's state_dict, the run's settings) if `loaded`, what torch.load read
+    from a file, is a checkpoint (a dict with agent and config dicts): those two entries,
+    migrated to today's format as read_checkpoint migrates a whole checkpoint. None if it is no
+    checkpoint (a model file: a plain state_dict). A ConfigError (one line) if it is a
+    checkpoint of a format version this code does not read. The state_dict is not checked."""
+    if not (isinstance(loaded, dict) and isinstance(loaded.get("agent"), dict)
+            and isinstance(loaded.get("config"), dict)):
+        return None
+    version = loaded.get("version")
+    if not readable_version(version):
+        raise ConfigError(f"a checkpoint of format version {_short(version)}, which this "
+                          f"version does not read (it reads 1 to {CHECKPOINT_VERSION})")
+    entries = migrated({key: loaded[key] for key in ("version", "agent", "config")})
+    return entries["agent"].get("online"), entries["config"]
 
 
 def checkpoint_progress(checkpoint: dict[str, Any]) -> Progress:
@@ -507,99 +574,149 @@ def tidy_run_dir(run: Path, progress: Progress, replay_name: str | None) -> None
     tidy_episodes(run, progress)
 
 
-def save_checkpoint(run: Path, config: Config, agent: Agent, memory: Any,
-                    act_rng: np.random.Generator, progress: Progress, games: Any,
-                    pending_priorities: dict[str, list] | None = None) -> None:
-    # The memory goes first under a name of its own; the checkpoint that names it replaces the
-    # old one atomically; only then is the old memory deleted. A crash at any point leaves a
-    # checkpoint whose memory file exists.
-    replay_name = f"replay-{progress.step:09d}.bin"
-    with writing(run / replay_name):
-        memory.save(str(run / replay_name))
-    atomic_torch_save(run / CHECKPOINT, {
-        "version": CHECKPOINT_VERSION,
-        "config": dataclasses.asdict(config),
-        "progress": dataclasses.asdict(progress),
-        "agent": agent.state_dict(),
-        "rng": {"torch": torch.get_rng_state(), "act": act_rng.bit_generator.state},
-        "env": [] if games is None else games.snapshot(),  # None: Ape-X actors' games
-        "replay": replay_name,
-        "pending_priorities": pending_priorities,
-    })
-    for old in run.glob("replay-*.bin"):
-        if old.name != replay_name:
-            with writing(old):
-                old.unlink()
+class Part(Protocol):
+    """One part of a run with state a checkpoint keeps. state(): that state, of the types
+    torch.load(weights_only=True) reads back (plain types, bytes, tensors); restore(state):
+    the part as it was when state() gave it. A part may also have committed(): called once
+    the checkpoint holding its state has replaced the last one (ReplayFile's cleanup)."""
+
+    def state(self) -> Any: ...
+    def restore(self, state: Any) -> None: ...
 
 
-def save_offline_checkpoint(run: Path, config: Config, agent: Agent, progress: Progress,
-                            offline: dict[str, Any]) -> None:
-    """An offline run's checkpoint: no memory and no games; `offline` records the dataset and
-    the sampler's state (atari_dqn/offline.py)."""
-    atomic_torch_save(run / CHECKPOINT, {
-        "version": CHECKPOINT_VERSION,
-        "config": dataclasses.asdict(config),
-        "progress": dataclasses.asdict(progress),
-        "agent": agent.state_dict(),
-        "rng": {"torch": torch.get_rng_state()},
-        "env": [],
-        "replay": "",
-        "offline": offline,
-    })
+class Fixed:
+    """An entry this mode fixes: state() is the value given, restore() takes nothing back.
+    The config (read and checked before the run was built: resume_config), and the games and
+    memory of a mode that keeps none (Ape-X's actors' games: [], an offline run's memory: "")."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def state(self) -> Any:
+        return self.value
+
+    def restore(self, state: Any) -> None:
+        pass
 
 
-def load_offline_checkpoint(run: Path, agent: Agent) -> tuple[Progress, dict[str, Any]]:
-    """Load an offline run's checkpoint into agent; return its progress and its offline entry."""
+class Group:
+    """Parts under one checkpoint entry, each under its own name: its state is the dict of
+    theirs, in the order given (the rng entry: {"torch": ..., "act": ...})."""
+
+    def __init__(self, parts: dict[str, Part]) -> None:
+        self.parts = parts
+
+    def state(self) -> dict[str, Any]:
+        return {name: part.state() for name, part in self.parts.items()}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        for name, part in self.parts.items():
+            part.restore(state[name])  # a KeyError: a damaged checkpoint (load_checkpoint)
+
+
+class TorchRng:
+    """torch's global RNG (the networks' initialisation, a reset's perturbation) as a part."""
+
+    def state(self) -> torch.Tensor:
+        return torch.get_rng_state()
+
+    def restore(self, state: torch.Tensor) -> None:
+        torch.set_rng_state(state)
+
+
+class GeneratorRng:
+    """A numpy Generator (the epsilon-greedy rng) as a part: its bit generator's state."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+
+    def state(self) -> dict[str, Any]:
+        return self.rng.bit_generator.state
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state
+
+
+class ReplayFile:
+    """The replay memory as a part: its state is the name of a snapshot in the run folder.
+
+    Crash safety, kept by save_checkpoint's order: state() writes the memory to
+    replay-<progress.step>.bin and returns the name, so the file is complete before the
+    checkpoint that names it is written; the checkpoint then replaces the last one atomically;
+    only then does committed() delete the other snapshots. A crash at any point leaves a
+    checkpoint whose memory file exists (and perhaps a newer snapshot, which resuming tidies).
+    restore(name) loads that snapshot as .memory, a new memory object."""
+
+    def __init__(self, run: Path, progress: Progress, memory: Any = None, *,
+                 prioritized: bool) -> None:
+        self.run, self.progress, self.memory, self.prioritized = run, progress, memory, prioritized
+        self.name = ""  # the snapshot last written or loaded
+
+    def state(self) -> str:
+        name = f"replay-{self.progress.step:09d}.bin"
+        with writing(self.run / name):
+            self.memory.save(str(self.run / name))
+        self.name = name
+        return name
+
+    def committed(self) -> None:
+        for old in self.run.glob("replay-*.bin"):
+            if old.name != self.name:
+                with writing(old):
+                    old.unlink()
+
+    def restore(self, name: str) -> None:
+        try:
+            self.memory = load_snapshot(self.run / name, prioritized=self.prioritized)
+        except (OSError, ValueError, RuntimeError) as e:
+            raise ConfigError(f"--resume: cannot load the replay memory {name} ({e})") from None
+        self.name = name
+
+
+# Entries a checkpoint may lack, read as None by their part: pending_priorities (not written
+# by offline runs, nor perhaps by old releases). Every other entry the registry names must be
+# there (those of CHECKPOINT_KEYS are checked by read_checkpoint; offline's here).
+OPTIONAL_ENTRIES = ("pending_priorities",)
+
+
+def save_checkpoint(run: Path, parts: dict[str, Part]) -> None:
+    """Write the checkpoint of a registry of parts (checkpoint key -> part; Source.parts()):
+    format CHECKPOINT_VERSION, each part's state() under its key, in the registry's order.
+    Every part's state is taken (the memory's file written: ReplayFile) before checkpoint.pt
+    is replaced atomically, and committed() is called only after that."""
+    missing = [key for key in CHECKPOINT_KEYS[CHECKPOINT_VERSION]
+               if key != "version" and key not in parts]
+    if missing:
+        raise ValueError(f"save_checkpoint: no part for {', '.join(missing)}")
+    entries = {"version": CHECKPOINT_VERSION}
+    for key, part in parts.items():
+        entries[key] = part.state()
+    atomic_torch_save(run / CHECKPOINT, entries)
+    for part in parts.values():
+        committed = getattr(part, "committed", None)  # optional: Part's doc
+        if committed is not None:
+            committed()
+
+
+def load_checkpoint(run: Path, parts: dict[str, Part]) -> None:
+    """Restore every part of a registry from the run's checkpoint (read_checkpoint: checked and
+    migrated), in the registry's order, then put the folder back to the checkpoint
+    (tidy_run_dir). Anything a part cannot take back is a ConfigError (one line), raised before
+    the folder is changed."""
+    path = run / CHECKPOINT
     checkpoint = read_checkpoint(run)
-    try:
-        if not isinstance(checkpoint.get("offline"), dict):
-            raise TypeError("its 'offline' entry is missing or not a dict")
-        agent.load_state_dict(checkpoint["agent"])
-        torch.set_rng_state(checkpoint["rng"]["torch"])
-        progress = checkpoint_progress(checkpoint)
-        offline = checkpoint["offline"]
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ConfigError(f"--resume: {run / CHECKPOINT} is damaged ({first_line})") from None
-    tidy_run_dir(run, progress, replay_name=None)
-    return progress, offline
-
-
-def load_checkpoint(run: Path, config: Config, agent: Agent, act_rng: np.random.Generator,
-                    games: Any) -> tuple[Any, Progress, dict[str, list] | None]:
-    """Load the run's checkpoint into agent, act_rng and games (env.TrainEnvs; None for a
-    distributed run, whose actors start fresh games); return the memory, the progress and the
-    pending priorities."""
-    checkpoint = read_checkpoint(run)
-    try:
-        agent.load_state_dict(checkpoint["agent"])
-        torch.set_rng_state(checkpoint["rng"]["torch"])
-        act_rng.bit_generator.state = checkpoint["rng"]["act"]
-        progress = checkpoint_progress(checkpoint)
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ConfigError(f"--resume: {run / CHECKPOINT} is damaged ({first_line})") from None
-    try:
-        memory = load_snapshot(run / checkpoint["replay"], prioritized=config.prioritized)
-    except (OSError, ValueError, RuntimeError) as e:
-        raise ConfigError(f"--resume: cannot load the replay memory {checkpoint['replay']} "
-                          f"({e})") from None
-    tidy_run_dir(run, progress, checkpoint["replay"])
-    snaps = checkpoint["env"]
-    if games is None:  # Ape-X actors (distributed.py): they start fresh games themselves
-        progress.game_scores, progress.game_steps = [0.0] * config.streams, [0] * config.streams
-        print(f"resumed {run} at agent step {progress.step}: the actors start fresh games")
-        return memory, progress, checkpoint.get("pending_priorities")
-    try:
-        games.restore(snaps)
-        print(f"resumed {run} at agent step {progress.step}: resumed the episode in progress")
-    except Exception as e:  # e.g. an ALE whose state format changed
-        for stream, frame in enumerate(games.reset()):
-            memory.start_episode(frame, stream=stream)
-        progress.game_scores, progress.game_steps = [0.0] * len(games), [0] * len(games)
-        print(f"resumed {run} at agent step {progress.step}: started fresh games "
-              f"(the saved ones could not be restored: {e})")
-    return memory, progress, checkpoint.get("pending_priorities")
+    for key in parts:
+        if key not in checkpoint and key not in OPTIONAL_ENTRIES:
+            raise ConfigError(f"--resume: {path} is damaged (its {key!r} entry is missing)")
+    for key, part in parts.items():
+        try:
+            part.restore(checkpoint.get(key))
+        except ConfigError:
+            raise
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise ConfigError(f"--resume: {path} is damaged ({first_line})") from None
+    tidy_run_dir(run, checkpoint_progress(checkpoint), checkpoint["replay"] or None)
 
 
 def record_evaluation(run: Path, agent: Agent, progress: Progress, scores: list[float], *,

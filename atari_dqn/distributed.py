@@ -82,6 +82,7 @@ the actor's next chunk.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import re
@@ -116,11 +117,12 @@ from ray.exceptions import RayActorError  # noqa: E402
 from atari_dqn import env as envs
 from atari_dqn import seeds
 from atari_dqn.agent import Agent, epsilon_greedy, network_of
-from atari_dqn.checkpoint import Progress, load_checkpoint, save_checkpoint, tidy_run_dir
+from atari_dqn.checkpoint import (Fixed, GeneratorRng, Group, Part, Progress, ReplayFile,
+                                  TorchRng, load_checkpoint, tidy_run_dir)
 from atari_dqn.config import STACK, Config, ConfigError
 from atari_dqn.episodes import GameLog
 from atari_dqn.evaluate import frame_stacker
-from atari_dqn.learner import Updates
+from atari_dqn.learner import PendingPriorities, Updates
 from atari_dqn.rate_limiter import ACTORS, LEARNER, NOBODY, RateLimiter
 from atari_dqn.schedule import apex_epsilons
 from atari_dqn.telemetry import LOG_EVERY_STEPS, Telemetry, crossed
@@ -479,24 +481,29 @@ class ApeX:
         self.eval_env = envs.EvalEnvs(config.env_id, config.eval_episodes,
                                       protocol=envs.PROTOCOLS[config.protocol],
                                       max_steps=config.eval_max_steps, render=config.render)
+        self.updates: Updates | None = None
         try:
             self.agent = Agent(envs.action_count(config.env_id), config, device)
             self.act_rng = np.random.default_rng(config.seed)  # unused by actors; checkpoints
+            self.progress = progress = Progress(game_scores=[0.0] * config.streams,
+                                                game_steps=[0] * config.streams)
+            self.pending = PendingPriorities()
+            self.replay = ReplayFile(run, progress, memory, prioritized=config.prioritized)
             if memory is None:
-                memory, progress, self.pending = load_checkpoint(run, config, self.agent,
-                                                                 self.act_rng, None)
+                load_checkpoint(run, self.parts())
+                # the actors start fresh games: the streams' games in progress are lost
+                progress.game_scores = [0.0] * config.streams
+                progress.game_steps = [0] * config.streams
+                print(f"resumed {run} at agent step {progress.step}: the actors start fresh "
+                      f"games")
             else:
-                progress = Progress(game_scores=[0.0] * config.streams,
-                                    game_steps=[0] * config.streams)
-                self.pending = None
                 tidy_run_dir(run, progress, replay_name=None)
-            self.memory, self.progress = memory, progress
+            self.memory = self.replay.memory  # the one memory from here on (restore makes it)
             self.episodes = GameLog(run, progress, config.streams)  # game = stream: a * envs + e
         except BaseException:  # e.g. a damaged checkpoint
             self.eval_env.close()
             raise
         self.actors: list[Any] = []
-        self.updates: Updates | None = None
         # its tolerance: one chunk per actor; a checkpoint is taken with every update made, so
         # the updates the stored steps allow are counted as made
         self.limiter = RateLimiter(train_every_steps=config.train_every_steps,
@@ -690,10 +697,18 @@ class ApeX:
     def settle(self) -> None:
         pass  # every update is made when an iteration returns; priorities are applied
 
-    def save(self, progress: Progress) -> None:
-        self.updates.drop()  # the memory is saved with no sample in flight
-        save_checkpoint(self.run, self.config, self.agent, self.memory, self.act_rng, progress,
-                        None, self.updates.pending())
+    def parts(self) -> dict[str, Part]:
+        """The checkpoint's registry (checkpoint.py): key -> part, in the order written. The
+        actors' games are not saved (env: none), and the rate limiter needs no entry: a
+        checkpoint is taken with every update the stored steps allow made and nothing in
+        flight, so RateLimiter(stored=progress.step) is where it stood. The batch sampled ahead
+        is dropped first: the memory is saved with no sample in flight."""
+        if self.updates is not None:
+            self.updates.drop()
+        return {"config": Fixed(dataclasses.asdict(self.config)), "progress": self.progress,
+                "agent": self.agent,
+                "rng": Group({"torch": TorchRng(), "act": GeneratorRng(self.act_rng)}),
+                "env": Fixed([]), "replay": self.replay, "pending_priorities": self.pending}
 
     def failed_at(self, progress: Progress) -> str:
         return f"agent step {progress.step}"

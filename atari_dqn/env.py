@@ -634,6 +634,10 @@ class TrainEnvs:
         self._base, self._since = snaps, []
         return snaps
 
+    def state(self) -> list[dict[str, Any]]:
+        """The games' part of a checkpoint (checkpoint.Part): snapshot(); restore() takes it."""
+        return self.snapshot()
+
     def restore(self, snaps: list[dict[str, Any]]) -> None:
         """Put every game back where snapshot() saw it; needs as many snapshots as games."""
         if len(snaps) != len(self):

@@ -9,6 +9,8 @@ on, and was removed: docs/throughput.md.)
 Priorities can still be pending: a checkpoint of an --overlap run holds those of the update it
 was stopped after (pending_priorities). They are applied at the next finish() (start() begins
 with one), where the overlapped run applied them, and checkpointed again as pending() until then.
+They are a part of the checkpoint (PendingPriorities, with state()/restore()), which a Source
+restores before the loop starts and hands to Updates, which applies them.
 
 Sample-ahead (opt-in, `ahead`: only the distributed learner, atari_dqn/distributed.py, uses it):
 start(step, next_step) submits the sampling of the next update's batch to a one-thread pool
@@ -33,17 +35,41 @@ from atari_dqn.config import Config
 from atari_dqn.schedule import beta
 
 
+class PendingPriorities:
+    """Priorities a checkpoint holds that are not applied to the memory yet (the module's doc):
+    a part of the checkpoint. state(): {"ids": [...], "priorities": [...]}, or None when none
+    are pending; restore(state) takes that back; take() hands them over once, to be applied."""
+
+    def __init__(self, state: dict[str, list] | None = None) -> None:
+        self.restore(state)
+
+    def state(self) -> dict[str, list] | None:
+        if self.pending is None:
+            return None
+        ids, priorities = self.pending
+        return {"ids": ids.tolist(), "priorities": priorities.tolist()}
+
+    def restore(self, state: dict[str, list] | None) -> None:
+        self.pending = (None if state is None else
+                        (np.array(state["ids"], np.int64),
+                         np.array(state["priorities"], np.float32)))
+
+    def take(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The pending (ids, priorities), which are then no longer pending; None if none are."""
+        pending, self.pending = self.pending, None
+        return pending
+
+
 class Updates:
     def __init__(self, agent: Agent, memory: Any, config: Config,
                  on_stats: Callable[[LearnStats], None],
-                 pending: dict[str, list] | None = None,
+                 pending: PendingPriorities | None = None,
                  ahead: ThreadPoolExecutor | None = None) -> None:
-        """ahead: a one-thread pool to sample the next update's batch on (see the module's
-        doc); Updates owns it from then on, and close() shuts it down."""
+        """pending: the checkpoint's pending priorities (applied at the next finish()); ahead:
+        a one-thread pool to sample the next update's batch on (see the module's doc); Updates
+        owns it from then on, and close() shuts it down."""
         self.agent, self.memory, self.config, self.on_stats = agent, memory, config, on_stats
-        self.priorities = (None if pending is None else
-                           (np.array(pending["ids"], np.int64),
-                            np.array(pending["priorities"], np.float32)))
+        self.pending_priorities = pending if pending is not None else PendingPriorities()
         self.ahead = ahead
         self.next: tuple[int, Future[Any]] | None = None  # (step, its batch being sampled)
 
@@ -77,9 +103,9 @@ class Updates:
 
     def finish(self) -> None:
         """Apply the pending priorities, if any."""
-        if self.priorities is not None:
-            self.memory.update_priorities(*self.priorities)
-            self.priorities = None
+        pending = self.pending_priorities.take()
+        if pending is not None:
+            self.memory.update_priorities(*pending)
 
     def drop(self) -> None:
         """Wait for the batch sampled ahead, if any, and discard it: before anything that must
@@ -96,8 +122,5 @@ class Updates:
             self.ahead.shutdown(wait=True)
 
     def pending(self) -> dict[str, list] | None:
-        """Priorities loaded but not yet applied, for a checkpoint."""
-        if self.priorities is None:
-            return None
-        ids, priorities = self.priorities
-        return {"ids": ids.tolist(), "priorities": priorities.tolist()}
+        """Priorities loaded but not yet applied (PendingPriorities.state())."""
+        return self.pending_priorities.state()

@@ -52,8 +52,8 @@ import torch
 from atari_dqn import env as envs
 from atari_dqn import seeds
 from atari_dqn.agent import Agent
-from atari_dqn.checkpoint import (UPDATE_UNIT, Progress, load_offline_checkpoint,
-                                  save_offline_checkpoint, tidy_run_dir)
+from atari_dqn.checkpoint import (UPDATE_UNIT, Fixed, Group, Part, Progress, TorchRng,
+                                  load_checkpoint, tidy_run_dir)
 from atari_dqn.config import Config, ConfigError, default_run_dir, flag_of
 from atari_dqn.dataset import DatasetError, recorded_protocol, snapshot_path
 from atari_dqn.machine import GB, available_ram_bytes
@@ -287,6 +287,22 @@ def check_actions(config: Config, memory: ReplayMemory, dataset: Dataset, count:
                           f"was recorded on?")
 
 
+class DatasetRecord:
+    """The offline entry of a checkpoint, a part of it: the dataset's record (path, size_bytes,
+    sha256, transitions: config.json's, which resume checks the file against before the run is
+    built) and the sampler's state under "sampler". restore() gives the sampler its state back;
+    the record is the run's config's already."""
+
+    def __init__(self, record: dict[str, Any], sampler: Sampler) -> None:
+        self.record, self.sampler = record, sampler
+
+    def state(self) -> dict[str, Any]:
+        return {**self.record, "sampler": self.sampler.state()}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.sampler.restore(state.get("sampler", {}))
+
+
 class OfflineSource:
     """The offline Source: one iteration is one gradient update on a batch of the dataset
     (Sampler); progress.step counts updates."""
@@ -298,15 +314,23 @@ class OfflineSource:
         self.eval_env = eval_env
         self.agent = Agent(eval_env.action_count, config, device)
         self.sampler = Sampler(memory, config)
+        self.dataset = DatasetRecord(
+            {"path": config.offline, "size_bytes": config.offline_bytes,
+             "sha256": config.offline_sha256, "transitions": config.offline_transitions},
+            self.sampler)
+        self.progress = Progress(unit=UPDATE_UNIT)
         if fresh:
-            self.progress = Progress(unit=UPDATE_UNIT)
             tidy_run_dir(run, self.progress, replay_name=None)  # what a run stopped early left
         else:
-            self.progress, saved = load_offline_checkpoint(run, self.agent)
-            self.sampler.restore(saved.get("sampler", {}))
+            load_checkpoint(run, self.parts())
             print(f"resumed {run} at update {self.progress.step}")
-        self.dataset = {"path": config.offline, "size_bytes": config.offline_bytes,
-                        "sha256": config.offline_sha256, "transitions": config.offline_transitions}
+
+    def parts(self) -> dict[str, Part]:
+        """The checkpoint's registry (checkpoint.py): key -> part, in the order written. No
+        games, no memory (the dataset is never copied: env [], replay ""), no acting rng."""
+        return {"config": Fixed(dataclasses.asdict(self.config)), "progress": self.progress,
+                "agent": self.agent, "rng": Group({"torch": TorchRng()}), "env": Fixed([]),
+                "replay": Fixed(""), "offline": self.dataset}
 
     def iterate(self, progress: Progress, stop: Any = None) -> None:
         """Sample, learn, sync the target."""
@@ -327,10 +351,6 @@ class OfflineSource:
 
     def settle(self) -> None:
         pass  # nothing in flight between updates
-
-    def save(self, progress: Progress) -> None:
-        save_offline_checkpoint(self.run, self.config, self.agent, progress,
-                                {**self.dataset, "sampler": self.sampler.state()})
 
     def failed_at(self, progress: Progress) -> str:
         return f"update {progress.step + 1}"

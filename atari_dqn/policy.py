@@ -40,15 +40,14 @@ import numpy as np
 import torch
 
 from atari_dqn.agent import epsilon_greedy
+from atari_dqn.checkpoint import CONFIG, FINAL_MODEL, saved_network
 from atari_dqn.cli import run_tool
-from atari_dqn.config import STACK, saved_settings
+from atari_dqn.config import STACK, ConfigError, saved_settings
 from atari_dqn.files import DiskError, atomic_write
 from atari_dqn.learn import registry
 from atari_dqn.learn.parts import Head
 from atari_dqn.network import QNetwork
 
-FINAL_MODEL = "final_model.pt"
-CHECKPOINT = "checkpoint.pt"
 MODEL_NAME = re.compile(r"^model_(\d+)\.pt$")
 COMPILED_PREFIX = "_orig_mod."  # keys of a module wrapped by torch.compile() (not in place)
 
@@ -87,24 +86,28 @@ def _read(file: Path) -> Any:
 
 
 def _weights_and_config(file: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
-    """The online network's state_dict (float32) and the run's settings, if known."""
+    """The online network's state_dict (float32) and the run's settings, if known: a model
+    file's, or a checkpoint's (read by checkpoint.saved_network, through its migrations)."""
     loaded = _read(file)
+    try:
+        saved = saved_network(loaded)
+    except ConfigError as e:
+        raise PolicyLoadError(f"{file}: {e}") from None
     config = None
-    if isinstance(loaded, dict) and isinstance(loaded.get("agent"), dict) and \
-            isinstance(loaded.get("config"), dict):  # a checkpoint.pt
-        loaded, config = loaded["agent"].get("online"), loaded["config"]
+    if saved is not None:
+        loaded, config = saved
     if not (isinstance(loaded, dict) and loaded
             and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items())):
         raise PolicyLoadError(f"{file}: not a model file (no state_dict of tensors)")
     state = {k.removeprefix(COMPILED_PREFIX): v.float() if v.is_floating_point() else v
              for k, v in loaded.items()}
-    if config is None and (file.parent / "config.json").is_file():
+    if config is None and (file.parent / CONFIG).is_file():
         try:
-            config = json.loads((file.parent / "config.json").read_text())
+            config = json.loads((file.parent / CONFIG).read_text())
         except (OSError, ValueError) as e:
-            raise PolicyLoadError(f"{file.parent / 'config.json'}: unreadable ({e})") from None
+            raise PolicyLoadError(f"{file.parent / CONFIG}: unreadable ({e})") from None
         if not isinstance(config, dict):
-            raise PolicyLoadError(f"{file.parent / 'config.json'}: not a run's settings")
+            raise PolicyLoadError(f"{file.parent / CONFIG}: not a run's settings")
     return state, config
 
 

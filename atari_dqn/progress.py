@@ -1,12 +1,16 @@
 """The training loop's counters (Progress): what a checkpoint saves of where a run stands.
 
 One dataclass of plain values, so that the modules that read or advance it (checkpoint,
-episodes, telemetry, the loops) need not import one another.
+episodes, telemetry, the loops) need not import one another. It is a part of the checkpoint
+(checkpoint.Part): state() is the dict of its fields, restore() sets them all in place, so that
+what holds the object (the loop, episodes.GameLog) sees the restored counters.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 from atari_dqn.curve import X_LABEL
 
@@ -26,3 +30,13 @@ class Progress:
     last_eval_score: float | None = None
     wall_seconds: float = 0.0          # wall-clock time spent in train(), summed over resumes
     unit: str = X_LABEL                # what step counts, as rewards.png's x axis names it
+
+    def state(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Every field from state; a field state lacks (game_steps and episodes_bytes, from
+        before episodes.csv) back to its default, as Progress(**state) would have it."""
+        saved = Progress(**state)  # a TypeError for an entry Progress has no field for
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, getattr(saved, f.name))

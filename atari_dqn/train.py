@@ -23,6 +23,7 @@ last checkpoint intact): a disk error, or a non-finite loss.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,10 +32,11 @@ import numpy as np
 
 from atari_dqn import env as envs
 from atari_dqn.agent import Agent
-from atari_dqn.checkpoint import Progress, load_checkpoint, save_checkpoint, tidy_run_dir
+from atari_dqn.checkpoint import (Fixed, GeneratorRng, Group, Part, Progress, ReplayFile, TorchRng,
+                                  load_checkpoint, tidy_run_dir)
 from atari_dqn.config import Config, ConfigError
 from atari_dqn.episodes import GameLog
-from atari_dqn.learner import Updates
+from atari_dqn.learner import PendingPriorities, Updates
 from atari_dqn.run.lifecycle import RunResult, prepare, run_source
 from atari_dqn.schedule import epsilon
 from atari_dqn.telemetry import Telemetry, say, starting_games
@@ -69,6 +71,24 @@ def train(config: Config, *, stop_when: Callable[[int], bool] = lambda step: Fal
     return run_source(config, "step 0", source, stop_when)
 
 
+class TrainingGames:
+    """The training games as a part of the checkpoint (env.TrainEnvs's state()/restore()), but
+    a saved game that cannot be restored (an ALE whose state format changed) is no damaged
+    checkpoint: restore() keeps the error (.failure), and the run starts fresh games."""
+
+    def __init__(self, games: envs.TrainEnvs) -> None:
+        self.games, self.failure = games, None
+
+    def state(self) -> list[dict[str, Any]]:
+        return self.games.state()
+
+    def restore(self, snaps: list[dict[str, Any]]) -> None:
+        try:
+            self.games.restore(snaps)
+        except Exception as e:  # e.g. an ALE whose state format changed
+            self.failure = e
+
+
 class OneProcess:
     """The one-process Source: --envs games in this process (env.TrainEnvs), acting through the
     agent into the replay memory, learning at the learning boundaries. One iteration: one agent
@@ -86,23 +106,49 @@ class OneProcess:
         try:
             self.agent = Agent(self.games.action_count, config, device)
             self.act_rng = np.random.default_rng(config.seed)
-            self.memory, self.progress, self.pending = self._memory_and_progress(memory)
+            n = config.envs
+            self.progress = Progress(game_scores=[0.0] * n, game_steps=[0] * n)
+            self.pending = PendingPriorities()
+            self.training_games = TrainingGames(self.games)
+            self.replay = ReplayFile(run, self.progress, memory, prioritized=config.prioritized)
+            if memory is None:
+                self.resume()
+            else:
+                self.fresh_start()
+            self.memory = self.replay.memory  # the one memory from here on (restore makes it)
             self.episodes = GameLog(run, self.progress, config.envs)  # after the folder is tidied
         except BaseException:  # e.g. a damaged checkpoint: the games' processes end with it
             self.games.close()
             self.eval_env.close()
             raise
 
-    def _memory_and_progress(self, memory: Any) -> tuple[Any, Progress, Any]:
-        if memory is None:
-            say(f"loading the checkpoint of {self.run}")
-            return load_checkpoint(self.run, self.config, self.agent, self.act_rng, self.games)
-        n = self.config.envs
-        progress = Progress(game_scores=[0.0] * n, game_steps=[0] * n)
-        tidy_run_dir(self.run, progress, replay_name=None)  # what a run stopped early left
+    def parts(self) -> dict[str, Part]:
+        """The checkpoint's registry (checkpoint.py): key -> part, in the order written."""
+        return {"config": Fixed(dataclasses.asdict(self.config)), "progress": self.progress,
+                "agent": self.agent,
+                "rng": Group({"torch": TorchRng(), "act": GeneratorRng(self.act_rng)}),
+                "env": self.training_games, "replay": self.replay,
+                "pending_priorities": self.pending}
+
+    def fresh_start(self) -> None:
+        tidy_run_dir(self.run, self.progress, replay_name=None)  # what a run stopped early left
         for stream, frame in enumerate(self.games.reset()):
-            memory.start_episode(frame, stream=stream)
-        return memory, progress, None
+            self.replay.memory.start_episode(frame, stream=stream)
+
+    def resume(self) -> None:
+        """Every part from the checkpoint; fresh games where the saved ones cannot be restored."""
+        say(f"loading the checkpoint of {self.run}")
+        load_checkpoint(self.run, self.parts())
+        at = f"resumed {self.run} at agent step {self.progress.step}"
+        failure = self.training_games.failure
+        if failure is None:
+            print(f"{at}: resumed the episode in progress")
+            return
+        for stream, frame in enumerate(self.games.reset()):
+            self.replay.memory.start_episode(frame, stream=stream)
+        n = len(self.games)
+        self.progress.game_scores, self.progress.game_steps = [0.0] * n, [0] * n
+        print(f"{at}: started fresh games (the saved ones could not be restored: {failure})")
 
     def start(self, telemetry: Telemetry) -> None:
         self.telemetry = telemetry
@@ -159,10 +205,6 @@ class OneProcess:
 
     def settle(self) -> None:
         self.updates.finish()
-
-    def save(self, progress: Progress) -> None:
-        save_checkpoint(self.run, self.config, self.agent, self.memory, self.act_rng, progress,
-                        self.games, self.updates.pending())
 
     def failed_at(self, progress: Progress) -> str:
         return f"agent step {progress.step}"

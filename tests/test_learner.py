@@ -12,7 +12,7 @@ import torch
 
 from atari_dqn.agent import Agent
 from atari_dqn.config import Config
-from atari_dqn.learner import Updates
+from atari_dqn.learner import PendingPriorities, Updates
 from atari_dqn.schedule import beta
 from atari_dqn.train import make_memory
 
@@ -52,7 +52,8 @@ def test_priorities_a_checkpoint_left_pending_are_kept_until_the_next_finish():
     agent = Agent(4, config, torch.device("cpu"))
     memory = _filled_memory(config)
     pending = {"ids": [3, 5], "priorities": [7.0, 0.5]}
-    updates = Updates(agent, memory, config, lambda stats: None, pending)
+    updates = Updates(agent, memory, config, lambda stats: None,
+                      PendingPriorities(pending))
     assert updates.pending() == pending and memory.max_priority == 1.0  # checkpointed again
     updates.finish()
     assert updates.pending() is None

@@ -31,15 +31,23 @@ What differs between modes is a Source: where transitions come from and what a s
                             (Ape-X); sample and learn (offline: one update)
   Source.stepped(progress)  after the iteration (and its evaluation): the progress line
   Source.settle()           before an evaluation: nothing left in flight (pending priorities)
-  Source.save(progress)     write the checkpoint of the mode's parts (progress.wall_seconds is
-                            already up to date)
+  Source.parts()            the mode's checkpoint registry: checkpoint key -> part, each with
+                            state()/restore(); called when a checkpoint is written (so a mode
+                            may bring a part to rest first: Ape-X drops its batch sampled
+                            ahead) and by the mode itself to resume
   Source.failed_at(progress)  where a non-finite loss happened, in the mode's words
   Source.close()            its games, actors or sampler end (always called)
 
-The checkpoint is format version 2 (checkpoint.py), older versions read through explicit
-migrations (checkpoint.MIGRATIONS). Not yet done: the checkpoint as a registry of parts, each
-with state()/restore() (agent, act rng, memory, games, limiter, sampler, progress); Source.save
-then becomes Source.parts(), and the two writers and two readers in checkpoint.py become one.
+Checkpoints (checkpoint.py, format version 2) are a registry of parts: Run.checkpoint brings
+progress.wall_seconds up to date and writes every part's state() under its key with the one
+writer (checkpoint.save_checkpoint); a Source built to resume restores its parts with the one
+reader (checkpoint.load_checkpoint), which checks the checkpoint, migrates an older format
+version (checkpoint.MIGRATIONS) and tidies the folder back to it. The parts, by key: config
+(fixed), progress (Progress), agent (Agent), rng (torch's and, acting, the epsilon rng), env
+(the training games; none for Ape-X and offline), replay (the memory's file; none offline),
+pending_priorities (learner.PendingPriorities; online) and offline (the dataset and sampler).
+Ape-X's rate limiter has none: a checkpoint is taken with every update made and nothing in
+flight, so the limiter starts again from progress.step.
 """
 
 from __future__ import annotations
@@ -56,7 +64,8 @@ import torch
 
 from atari_dqn import env as envs
 from atari_dqn.agent import Agent, NonFiniteLoss
-from atari_dqn.checkpoint import RunLock, create_run_dir, has_checkpoint, record_evaluation
+from atari_dqn.checkpoint import (Part, RunLock, create_run_dir, has_checkpoint,
+                                  record_evaluation, save_checkpoint)
 from atari_dqn.config import Config, ConfigError, RunError
 from atari_dqn.evaluate import NullFrameWriter, PngFrameWriter, evaluate, evaluation_seeds
 from atari_dqn.files import DiskError
@@ -196,7 +205,7 @@ class Source(Protocol):
     def iterate(self, progress: Progress, stop: StopRequest) -> None: ...
     def stepped(self, progress: Progress) -> None: ...
     def settle(self) -> None: ...
-    def save(self, progress: Progress) -> None: ...
+    def parts(self) -> dict[str, Part]: ...
     def failed_at(self, progress: Progress) -> str: ...
     def close(self) -> None: ...
 
@@ -212,7 +221,7 @@ class Run:
 
     def checkpoint(self, source: Source) -> None:
         self.progress.wall_seconds = self.wall_before + time.perf_counter() - self.started
-        source.save(self.progress)
+        save_checkpoint(self.run, source.parts())
 
     def evaluate(self, source: Source) -> None:
         """Evaluation, its record and the checkpoint after it."""
