@@ -8,8 +8,8 @@ import sys
 from typing import Any
 
 from atari_dqn.cli import OneLineParser
-from atari_dqn.config import (Config, ConfigError, RunError, default_run_dir, flag_of,
-                              resume_may_change_flags)
+from atari_dqn.config import (Config, ConfigError, RunError, default_run_dir,
+                              resume_may_change_flags, sections)
 
 
 def _int(text: str) -> int:
@@ -24,52 +24,53 @@ def _int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The flags, one per Config field, listed in --help by Config's sections."""
     parser = OneLineParser(
         prog="main.py",
-        description="Train a Nature-CNN DQN on an Atari game (DeepMind preprocessing). "
+        description="Train a DQN on an Atari game, played as --protocol says. "
                     "1 agent step = 4 emulator frames; counts are agent steps unless stated.")
-    for f in dataclasses.fields(Config):
-        if f.metadata.get("recorded"):  # facts a run records (its offline dataset), not flags
-            continue
-        help_text = f"{f.metadata['doc']} (default: {f.default!r})"
-        if f.name == "resume":  # made from the tuple itself, so that it cannot drift from it
-            help_text = (f"{f.metadata['doc']}; other flags must match the run's, except "
-                         f"{', '.join(resume_may_change_flags())} (--out only naming the run's "
-                         f"folder) (default: {f.default!r})")
-        # SUPPRESS: only the flags actually typed reach Config, so a resume can tell them apart.
-        kwargs: dict[str, Any] = dict(dest=f.name, default=argparse.SUPPRESS, help=help_text)
-        metavar = (None if "choices" in f.metadata
-                   else f.metadata["flag"].lstrip("-").upper().replace("-", "_"))
-        if f.type == "bool":
-            parser.add_argument(f.metadata["flag"], action=argparse.BooleanOptionalAction,
-                                **kwargs)
-        else:
-            parser.add_argument(f.metadata["flag"], type={"int": _int, "float": float,
-                                                          "str": str}[f.type],
-                                choices=f.metadata.get("choices"), metavar=metavar,
-                                **kwargs)
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    for title, names in sections().items():
+        group = parser.add_argument_group(title)
+        for name in names:
+            if not fields[name].metadata.get("recorded"):  # facts a run records, not flags
+                _add_flag(group, fields[name])
     return parser
+
+
+def _add_flag(group: Any, f: dataclasses.Field) -> None:
+    help_text = f"{f.metadata['doc']} (default: {f.default!r})"
+    if f.name == "resume":  # made from the tuple itself, so that it cannot drift from it
+        help_text = (f"{f.metadata['doc']}; other flags must match the run's, except "
+                     f"{', '.join(resume_may_change_flags())} (--out only naming the run's "
+                     f"folder) (default: {f.default!r})")
+    # SUPPRESS: only the flags actually typed reach Config, so a resume can tell them apart.
+    kwargs: dict[str, Any] = dict(dest=f.name, default=argparse.SUPPRESS, help=help_text)
+    metavar = (None if "choices" in f.metadata
+               else f.metadata["flag"].lstrip("-").upper().replace("-", "_"))
+    if f.type == "bool":
+        group.add_argument(f.metadata["flag"], action=argparse.BooleanOptionalAction, **kwargs)
+    else:
+        group.add_argument(f.metadata["flag"], type={"int": _int, "float": float,
+                                                     "str": str}[f.type],
+                           choices=f.metadata.get("choices"), metavar=metavar, **kwargs)
 
 
 def config_from_flags(given: dict[str, Any]) -> Config:
     """The flags typed -> a Config: a resumed run's saved settings, or a new run's preset with
-    the flags on top. Game names are resolved here (config.py knows no games): an unknown game
-    is an error, and the default run folder is named after the game."""
+    the flags on top (Config.from_flags checks them all). Game names are resolved here
+    (config.py knows no games): an unknown game is an error, and the default run folder is named
+    after the game (and an offline run's loss)."""
     if given.get("resume"):
         from atari_dqn.checkpoint import resume_config
 
         return resume_config(given["resume"], given)
-    if given.get("offline"):
-        from atari_dqn.offline import offline_config
-
-        return offline_config(given)
-    for name in ("loss", "cql_alpha", "total_updates"):  # atari_dqn.offline.OFFLINE_ONLY
-        if name in given:
-            raise ConfigError(f"{flag_of(name)} is for offline training: give --offline DATA")
     config = Config.from_flags(given)  # checked before torch is imported: fast errors
     from atari_dqn.env import game_name  # raises ConfigError for an unknown game
 
     game = game_name(config.env_id)
+    if config.offline:
+        game = f"{game}-offline-{config.loss}"
     if not config.out_dir:
         config = dataclasses.replace(config, out_dir=default_run_dir(game, config.seed))
     return config

@@ -1,15 +1,23 @@
-"""Every setting of a run: one frozen dataclass, checked when built.
+"""Every setting of a run: one frozen dataclass in sections, checked when built, in one place.
 
 Units are in the names. An *agent step* is one action chosen by the agent; the emulator then runs
 FRAME_SKIP (4) frames with it, so 1 agent step = 4 emulator frames. Every count in this file is in
-agent steps unless its name says otherwise.
+agent steps unless its name says otherwise; in an offline run (no acting) the schedule's counts
+that remain, --eval-every and --target-update, count gradient updates, as their help says.
 
-main.py builds its command-line flags from the fields below (the flag name is in the field's
-metadata, the help text is the field's doc), so a flag is documented in exactly one place.
+The fields are declared in sections (SECTION_STARTS): game and protocol, network and head, replay
+memory, learning, schedule, run folder and machine, Ape-X, offline training. A Config stays one
+flat value, so config.json and checkpoints keep one key per setting, as every earlier run wrote
+them. main.py builds its command-line flags from the fields (the flag name is in the field's
+metadata, the help text is the field's doc), grouped by section in --help, so a flag is
+documented in exactly one place.
 
-A Config is a plain value: this module imports no environment, torch or replay code. What needs
-them (is the game known? does the memory fit in RAM?) is checked where flags become a Config
-(main.py) and before a run writes anything (train.py).
+Every check of the settings themselves is here: each value and how values fit together
+(__post_init__), and which flags a new run's mode takes (from_flags). What needs more than the
+settings is checked where it is known: a resume's flags against the saved run
+(checkpoint.resume_config), the game's name (main.py), the machine's cores and memory
+(machine.py), all before a run writes anything. This module imports no environment, torch or
+replay code.
 """
 
 from __future__ import annotations
@@ -103,13 +111,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 @dataclass(frozen=True)
 class Config:
-    preset: str = _field("tuned", "starting values of the learning settings: 'tuned' (this "
-                         "project's defaults for 500k agent steps) or 'nature' (Mnih et al. 2015: "
-                         "1M memory, 50k random steps, target every 10k steps, epsilon to 0.1 over "
-                         "250k steps, plain one-step DQN, scalar head); flags given "
-                         "explicitly win",
-                         "--preset", choices=tuple(PRESETS))
-    # --- game ---------------------------------------------------------------------------------
+    # --- game and protocol ------------------------------------------------------------------------
     env_id: str = _field("Breakout", "Atari game: a short name (Breakout, Pong) or a gymnasium id "
                          "(BreakoutNoFrameskip-v4, ALE/Breakout-v5); played as --protocol says, "
                          "with frame skip 4 (a v5 id's own sticky actions are not used)", "--env")
@@ -124,36 +126,7 @@ class Config:
                        "acts on all of them with one batched forward and makes that many agent "
                        "steps; --steps and --eval-every must be multiples of it; fixed for a "
                        "run (a resume must keep it)", "--envs")
-    # --- distributed (Ape-X on Ray, atari_dqn/distributed.py) --------------------------------
-    actors: int = _field(0, "Ape-X actors (Ray actors, each playing --envs games with its own "
-                         "epsilons) feeding one learner in this process; 0 = a one-process run; "
-                         "fixed for a run (a resume must keep it)", "--actors")
-    ray_address: str = _field("", "the Ray cluster of --actors: 'auto' (the one `ray start` "
-                              "made on this machine) or HOST:PORT of its head; empty = start a "
-                              "local Ray instance for this run", "--ray-address")
-    # --- length and memory --------------------------------------------------------------------
-    total_steps: int = _field(500_000, "agent steps to train for (x4 emulator frames)", "--steps")
-    memory_capacity_transitions: int = _field(500_000, "replay memory size in transitions "
-                                              "(= agent steps)", "--memory-size")
-    learning_starts_steps: int = _field(20_000, "agent steps of uniformly random play that fill "
-                                        "the memory before learning and the epsilon decay start",
-                                        "--learning-starts")
-    # --- learning -----------------------------------------------------------------------------
-    batch_size: int = _field(32, "transitions per gradient update", "--batch-size")
-    lr: float = _field(1e-4, "Adam learning rate", "--lr")
-    adam_eps: float = _field(1.5e-4, "Adam epsilon (Rainbow/Dopamine value)", "--adam-eps")
-    train_every_steps: int = _field(4, "agent steps between gradient updates", "--train-every")
-    target_update_steps: int = _field(2_000, "agent steps between hard copies of the online "
-                                      "network into the target network (offline: updates)",
-                                      "--target-update")
-    gamma: float = _field(0.99, "discount per agent step", "--gamma")
-    n_step: int = _field(3, "agent steps summed into one return (n-step DQN; 1 = plain DQN)",
-                         "--n-step")
-    double: bool = _field(True, "Double DQN target: the online network picks the next action, "
-                          "the target network values it", "--double")
-    dueling: bool = _field(True, "dueling head: value + mean-subtracted advantage", "--dueling")
-    grad_clip_norm: float = _field(10.0, "clip the gradient's global L2 norm to this",
-                                   "--grad-clip")
+    # --- network and head -------------------------------------------------------------------------
     network: str = _field("nature", "the encoder: 'nature' (Mnih et al. 2015: three "
                           "convolutions) or 'impala' (Espeholt et al. 2018: stages of 16, 32, 32 "
                           "channels, each a 3x3 convolution, a 3x3 max-pool with stride 2 and 2 "
@@ -169,6 +142,43 @@ class Config:
                        choices=HEADS)
     n_quantiles: int = _field(200, "quantiles per action of --head quantile (count; Dopamine's "
                               "QR-DQN uses 200)", "--quantiles")
+    dueling: bool = _field(True, "dueling head: value + mean-subtracted advantage", "--dueling")
+    precision: str = _field("fp32", "number format of the gradient updates' network passes: "
+                            "'fp32', or 'bf16' (bfloat16 autocast: convolutions and matrix "
+                            "products in bfloat16, weights, gradients, optimizer, targets and "
+                            "losses in float32; updates take about a quarter less time on CPUs "
+                            "with AMX or AVX-512 BF16, docs/throughput.md); acting is float32 "
+                            "either way",
+                            "--precision", choices=PRECISIONS)
+    # --- replay memory ----------------------------------------------------------------------------
+    memory_capacity_transitions: int = _field(500_000, "replay memory size in transitions "
+                                              "(= agent steps)", "--memory-size")
+    prioritized: bool = _field(False, "prioritized replay (Schaul et al.): sample by |TD error|, "
+                               "weight the loss by importance weights", "--prioritized")
+    per_alpha: float = _field(0.5, "priority exponent alpha (0 = uniform)", "--per-alpha")
+    per_beta_start: float = _field(0.4, "importance-weight exponent beta at step 0; rises "
+                                   "linearly to 1 at --steps", "--per-beta-start")
+    allow_large_memory: bool = _field(False, "start even if the replay memory, when full, "
+                                      "would not fit in the RAM available now (about 7.2 KB per "
+                                      "transition)", "--allow-large-memory")
+
+    # --- learning ---------------------------------------------------------------------------------
+    preset: str = _field("tuned", "starting values of the learning settings: 'tuned' (this "
+                         "project's defaults for 500k agent steps) or 'nature' (Mnih et al. 2015: "
+                         "1M memory, 50k random steps, target every 10k steps, epsilon to 0.1 over "
+                         "250k steps, plain one-step DQN, scalar head); flags given "
+                         "explicitly win",
+                         "--preset", choices=tuple(PRESETS))
+    batch_size: int = _field(32, "transitions per gradient update", "--batch-size")
+    lr: float = _field(1e-4, "Adam learning rate", "--lr")
+    adam_eps: float = _field(1.5e-4, "Adam epsilon (Rainbow/Dopamine value)", "--adam-eps")
+    gamma: float = _field(0.99, "discount per agent step", "--gamma")
+    n_step: int = _field(3, "agent steps summed into one return (n-step DQN; 1 = plain DQN)",
+                         "--n-step")
+    double: bool = _field(True, "Double DQN target: the online network picks the next action, "
+                          "the target network values it", "--double")
+    grad_clip_norm: float = _field(10.0, "clip the gradient's global L2 norm to this",
+                                   "--grad-clip")
     munchausen: bool = _field(False, "Munchausen-DQN (Vieillard et al. 2020): the TD target "
                               "adds 0.9 * clip(0.03 * log pi(a|s), -1, 0) for the action taken "
                               "and bootstraps softly, sum_a' pi(a'|s') (q(s', a') - 0.03 * log "
@@ -179,31 +189,25 @@ class Config:
     augment: bool = _field(False, "random shifts (DrQ) of states and next states at learn time: "
                            "edge-padded by 4 pixels, randomly cropped back to 84x84, each stack "
                            "independently", "--augment")
+    # --- schedule ---------------------------------------------------------------------------------
+    total_steps: int = _field(500_000, "agent steps to train for (x4 emulator frames)", "--steps")
+    learning_starts_steps: int = _field(20_000, "agent steps of uniformly random play that fill "
+                                        "the memory before learning and the epsilon decay start",
+                                        "--learning-starts")
+    train_every_steps: int = _field(4, "agent steps between gradient updates", "--train-every")
+    target_update_steps: int = _field(2_000, "agent steps between hard copies of the online "
+                                      "network into the target network (offline: updates)",
+                                      "--target-update")
     reset_every_steps: int = _field(0, "agent steps between shrink-and-perturb resets of the "
                                     "online network (BBF, Schwarzer et al. 2023): encoder "
                                     "weights <- 0.5 * weights + 0.5 * fresh ones, heads fully "
                                     "re-initialised, their Adam state cleared; the target "
                                     "network is left alone; 0 = never", "--reset-every")
-    precision: str = _field("fp32", "number format of the gradient updates' network passes: "
-                            "'fp32', or 'bf16' (bfloat16 autocast: convolutions and matrix "
-                            "products in bfloat16, weights, gradients, optimizer, targets and "
-                            "losses in float32; updates take about a quarter less time on CPUs "
-                            "with AMX or AVX-512 BF16, docs/throughput.md); acting is float32 "
-                            "either way",
-                            "--precision", choices=PRECISIONS)
-    # --- exploration --------------------------------------------------------------------------
     eps_start: float = _field(1.0, "epsilon when learning starts", "--eps-start")
     eps_end: float = _field(0.01, "epsilon after the decay", "--eps-end")
     eps_decay_steps: int = _field(100_000, "agent steps (counted from --learning-starts) over "
                                   "which epsilon falls linearly from --eps-start to --eps-end",
                                   "--eps-decay")
-    # --- prioritized replay -------------------------------------------------------------------
-    prioritized: bool = _field(False, "prioritized replay (Schaul et al.): sample by |TD error|, "
-                               "weight the loss by importance weights", "--prioritized")
-    per_alpha: float = _field(0.5, "priority exponent alpha (0 = uniform)", "--per-alpha")
-    per_beta_start: float = _field(0.4, "importance-weight exponent beta at step 0; rises "
-                                   "linearly to 1 at --steps", "--per-beta-start")
-    # --- evaluation ---------------------------------------------------------------------------
     eval_every_steps: int = _field(50_000, "agent steps between evaluations (and checkpoints); "
                                    "offline: gradient updates", "--eval-every")
     eval_episodes: int = _field(10, "whole games (all lives) per evaluation", "--eval-episodes")
@@ -211,9 +215,7 @@ class Config:
     eval_max_steps: int = _field(27_000, "cap on one evaluation game in agent steps, counted "
                                  "from the reset (27,000 = 108,000 emulator frames = 30 minutes "
                                  "of play)", "--eval-max-steps")
-    render: bool = _field(False, "write the frames of evaluation NNN as PNG files to "
-                          "<run>/eval_NNN/ and its best game as <run>/eval_NNN.gif", "--render")
-    # --- run folder and machine ---------------------------------------------------------------
+    # --- run folder and machine -------------------------------------------------------------------
     out_dir: str = _field("", "run folder (default: rewards/<game>-seed<seed>-<date>); never "
                           "overwritten unless resumed", "--out")
     # main.py's --help adds which other flags may differ from the run's: RESUME_MAY_CHANGE
@@ -232,7 +234,16 @@ class Config:
                            "--compile")
     tensorboard: bool = _field(False, "write TensorBoard scalars to <run>/tensorboard/",
                                "--tensorboard")
-    # --- offline training (atari_dqn/offline.py, docs/offline.md) ------------------------------
+    render: bool = _field(False, "write the frames of evaluation NNN as PNG files to "
+                          "<run>/eval_NNN/ and its best game as <run>/eval_NNN.gif", "--render")
+    # --- Ape-X ------------------------------------------------------------------------------------
+    actors: int = _field(0, "Ape-X actors (Ray actors, each playing --envs games with its own "
+                         "epsilons) feeding one learner in this process; 0 = a one-process run; "
+                         "fixed for a run (a resume must keep it)", "--actors")
+    ray_address: str = _field("", "the Ray cluster of --actors: 'auto' (the one `ray start` "
+                              "made on this machine) or HOST:PORT of its head; empty = start a "
+                              "local Ray instance for this run", "--ray-address")
+    # --- offline training -------------------------------------------------------------------------
     offline: str = _field("", "train offline from this replay snapshot (a replay-*.bin file, or "
                           "a run folder: its latest one) with no environment interaction but "
                           "evaluation; counts (--updates, --eval-every, --target-update) are "
@@ -254,9 +265,6 @@ class Config:
                                  recorded=True)
     offline_transitions: int = _field(0, "sampleable transitions in the --offline "
                                      "snapshot", "", recorded=True)
-    allow_large_memory: bool = _field(False, "start even if the replay memory, when full, "
-                                      "would not fit in the RAM available now (about 7.2 KB per "
-                                      "transition)", "--allow-large-memory")
 
     def __post_init__(self) -> None:
         def need(ok: bool, name: str, what: str) -> None:
@@ -316,13 +324,27 @@ class Config:
         need(self.loss in LOSSES, "loss", f"must be one of {', '.join(LOSSES)}")
         need(self.cql_alpha >= 0, "cql_alpha", "must not be negative")
         need(self.total_updates >= 1, "total_updates", "must be a positive integer")
+        if self.offline and self.loss == "bc" and self.prioritized:
+            raise ConfigError("--prioritized cannot be used with --loss bc: behaviour cloning "
+                              "has no TD error to prioritize by")
 
     @classmethod
     def from_flags(cls, given: dict[str, Any]) -> Config:
-        """The Config of the flags typed: their preset's values, then the flags themselves."""
+        """The Config of a new run from the flags typed: their preset's values, then the flags
+        themselves; flags of the other kind of run (ONLINE_ONLY, OFFLINE_ONLY) are refused."""
         preset = given.get("preset", "tuned")
         if preset not in PRESETS:
             raise ConfigError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+        if given.get("offline"):
+            wrong = [flag_of(name) for name in ONLINE_ONLY if name in given]
+            if wrong:
+                raise ConfigError(f"{', '.join(wrong)} cannot be given with --offline: it is for "
+                                  f"online training (offline, --updates counts gradient updates)")
+        else:
+            for name in OFFLINE_ONLY:
+                if name in given:
+                    raise ConfigError(f"{flag_of(name)} is for offline training: give --offline "
+                                      f"DATA")
         return cls(**{**PRESETS[preset], **given})
 
     @property
@@ -345,6 +367,33 @@ class Config:
         if unknown:
             raise ConfigError(f"unknown settings in the saved config: {sorted(unknown)}")
         return cls(**{**values, **overrides})
+
+
+# Config's sections, in the order its fields are declared: each section's first field and its
+# title. A field belongs to the section it is declared in; main.py's --help lists the flags
+# section by section (sections()).
+SECTION_STARTS = {"env_id": "game and protocol", "network": "network and head",
+                  "memory_capacity_transitions": "replay memory", "preset": "learning",
+                  "total_steps": "schedule", "out_dir": "run folder and machine",
+                  "actors": "Ape-X", "offline": "offline training"}
+
+# Settings of one kind of run only: given with the other, they would mislead (offline there is no
+# acting, no memory being filled, and --steps is not what ends the run), so a new run refuses them
+# (Config.from_flags; a resume refuses any change of them, checkpoint.resume_config).
+ONLINE_ONLY = ("total_steps", "envs", "env_processes", "learning_starts_steps",
+               "train_every_steps", "memory_capacity_transitions", "eps_start", "eps_end",
+               "eps_decay_steps", "reset_every_steps")
+OFFLINE_ONLY = ("loss", "cql_alpha", "total_updates")
+
+
+def sections() -> dict[str, list[str]]:
+    """Config's field names by section title (SECTION_STARTS), in declaration order."""
+    by_title: dict[str, list[str]] = {}
+    title = ""
+    for f in dataclasses.fields(Config):
+        title = SECTION_STARTS.get(f.name, title)
+        by_title.setdefault(title, []).append(f.name)
+    return by_title
 
 
 # Settings a resumed run may change: none of them changes what the agent learns or is scored.

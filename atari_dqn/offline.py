@@ -54,7 +54,7 @@ from atari_dqn import seeds
 from atari_dqn.agent import Agent
 from atari_dqn.checkpoint import (UPDATE_UNIT, Fixed, Group, Part, Progress, TorchRng,
                                   load_checkpoint, tidy_run_dir)
-from atari_dqn.config import Config, ConfigError, default_run_dir, flag_of
+from atari_dqn.config import Config, ConfigError, flag_of
 from atari_dqn.dataset import DatasetError, recorded_protocol, snapshot_path
 from atari_dqn.machine import GB, available_ram_bytes
 from atari_dqn.replay import PrioritizedReplayMemory, ReplayMemory, load_snapshot
@@ -62,33 +62,9 @@ from atari_dqn.schedule import beta
 from atari_dqn.telemetry import Telemetry
 from atari_dqn.run.lifecycle import RunResult, prepare, run_source
 
-# Online-only settings: given with --offline they would mislead (there is no acting, no memory
-# being filled, and --steps is not what ends an offline run), so they are refused.
-ONLINE_ONLY = ("total_steps", "envs", "env_processes", "learning_starts_steps",
-               "train_every_steps", "memory_capacity_transitions", "eps_start", "eps_end",
-               "eps_decay_steps", "reset_every_steps")
-OFFLINE_ONLY = ("loss", "cql_alpha", "total_updates")
 HASH_CHUNK_BYTES = 1 << 20
 SAMPLE_AHEAD = False  # sample the next batch on a worker thread: measured, no gain on a CPU
 INITIAL_PRIORITY = 1.0  # a fresh prioritized memory's max priority: every transition starts there
-
-
-def offline_config(given: dict[str, Any]) -> Config:
-    """The Config of a new offline run from the flags typed (main.py); the dataset itself is
-    opened by train_offline, before the run folder is made."""
-    wrong = [flag_of(name) for name in ONLINE_ONLY if name in given]
-    if wrong:
-        raise ConfigError(f"{', '.join(wrong)} cannot be given with --offline: it is for online "
-                          f"training (offline, --updates counts gradient updates)")
-    config = Config.from_flags(given)
-    if config.loss == "bc" and config.prioritized:
-        raise ConfigError("--prioritized cannot be used with --loss bc: behaviour cloning has "
-                          "no TD error to prioritize by")
-    game = envs.game_name(config.env_id)  # an unknown game is a ConfigError
-    if not config.out_dir:
-        config = dataclasses.replace(
-            config, out_dir=default_run_dir(f"{game}-offline-{config.loss}", config.seed))
-    return config
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,9 @@ import sys
 
 import pytest
 
-from atari_dqn.config import Config, ConfigError, default_run_dir, flag_of
+import main
+from atari_dqn.config import (SECTION_STARTS, Config, ConfigError, default_run_dir, flag_of,
+                              sections)
 
 
 def test_defaults_are_valid_and_every_field_has_a_doc_and_a_flag():
@@ -141,3 +143,29 @@ def test_a_saved_config_with_an_unknown_setting_is_refused():
     values = {**json.loads(Config(out_dir="x").to_json()), "no_such_setting": 1}
     with pytest.raises(ConfigError, match="unknown settings in the saved config"):
         Config.from_json(json.dumps(values))
+
+
+def test_every_setting_is_in_one_section_and_help_lists_the_flags_by_section():
+    by_section = sections()
+    names = [name for section in by_section.values() for name in section]
+    assert names == [f.name for f in dataclasses.fields(Config)]  # each once, in order
+    assert list(by_section) == list(SECTION_STARTS.values())
+    assert by_section["Ape-X"] == ["actors", "ray_address"]
+    assert "n_quantiles" in by_section["network and head"]
+    help_text = main.build_parser().format_help()
+    groups = [line[:-1] for line in help_text.splitlines() if line.endswith(":")
+              and line[:-1] in by_section]
+    assert groups == list(by_section)
+    # a flag is listed under its own section's heading
+    assert help_text.index("\n  --quantiles") > help_text.index("network and head:")
+    assert help_text.index("\n  --quantiles") < help_text.index("replay memory:")
+
+
+def test_a_new_run_refuses_the_flags_of_the_other_kind_of_run_in_one_place():
+    with pytest.raises(ConfigError, match="--updates is for offline training"):
+        Config.from_flags({"total_updates": 5})
+    with pytest.raises(ConfigError, match="--steps, --envs cannot be given with --offline"):
+        Config.from_flags({"offline": "data.bin", "total_steps": 5, "envs": 2})
+    with pytest.raises(ConfigError, match="--prioritized cannot be used with --loss bc"):
+        Config.from_flags({"offline": "data.bin", "loss": "bc", "prioritized": True})
+    assert Config.from_flags({"offline": "data.bin", "total_updates": 5}).total_updates == 5
