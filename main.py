@@ -56,18 +56,18 @@ def config_from_flags(given: dict[str, Any]) -> Config:
     the flags on top. Game names are resolved here (config.py knows no games): an unknown game
     is an error, and the default run folder is named after the game."""
     if given.get("resume"):
-        from atari_dqn.checkpoint import resume_config
+        from atari_dqn.run.checkpoint import resume_config
 
         return resume_config(given["resume"], given)
     if given.get("offline"):
-        from atari_dqn.offline import offline_config
+        from atari_dqn.modes.offline import offline_config
 
         return offline_config(given)
-    for name in ("loss", "cql_alpha", "total_updates"):  # atari_dqn.offline.OFFLINE_ONLY
+    for name in ("loss", "cql_alpha", "total_updates"):  # atari_dqn.modes.offline.OFFLINE_ONLY
         if name in given:
             raise ConfigError(f"{flag_of(name)} is for offline training: give --offline DATA")
     config = Config.from_flags(given)  # checked before torch is imported: fast errors
-    from atari_dqn.env import game_name  # raises ConfigError for an unknown game
+    from atari_dqn.envs.atari import game_name  # raises ConfigError for an unknown game
 
     game = game_name(config.env_id)
     if not config.out_dir:
@@ -81,15 +81,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = config_from_flags(given)
         if config.offline:
-            from atari_dqn.offline import train_offline
+            from atari_dqn.modes.offline import train_offline
 
             result = train_offline(config, given)
         elif config.actors:
-            from atari_dqn.distributed import train_distributed
+            from atari_dqn.modes.apex import train_distributed
 
             result = train_distributed(config)
         else:
-            from atari_dqn.train import train
+            from atari_dqn.modes.one_process import train
 
             result = train(config)
     except (ConfigError, RunError) as e:  # RunError: a disk error or a non-finite loss

@@ -9,7 +9,7 @@ metadata, the help text is the field's doc), so a flag is documented in exactly 
 
 A Config is a plain value: this module imports no environment, torch or replay code. What needs
 them (is the game known? does the memory fit in RAM?) is checked where flags become a Config
-(main.py) and before a run writes anything (train.py).
+(main.py) and before a run writes anything (modes/one_process.py).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ MAX_SEED = 2**62  # seeds reach int64 C code (the memory, torch, ALE) as seed + 
 MAX_STREAMS = 2**16  # the replay memory's limit on its streams, --envs x --actors (kMaxStreams:
                      # a transition's stream is kept in two bytes)
 MAX_ACTIONS = 18  # ALE's full action set: no game has more. Sizes are checked for it, so a setting
-                  # that fits one game fits them all (atari_dqn/machine.py)
+                  # that fits one game fits them all (atari_dqn/run/machine.py)
 # One Atari game (ALE inside gymnasium's wrappers), measured with Breakout on the 2-core machine:
 # 1.5-2.2 MB of RAM a game (20 and 60 games) and 0.28-0.43 s to make and reset it. A process
 # makes its games one after another.
@@ -54,14 +54,14 @@ MAX_QUANTILES = 10_000
 # --train-every, --target-update, --eval-every, --eps-decay, --reset-every, --updates): they
 # allocate nothing, and a large one only makes a run long or an event never come. What the sizes
 # above (and --memory-size, --batch-size, --threads, --env-processes) cost on this machine is
-# checked against its cores and memory by atari_dqn/machine.py, also before anything is written.
+# checked against its cores and memory by atari_dqn/run/machine.py, also before anything is written.
 HEADS = tuple(registry.HEADS)  # atari_dqn/learn/registry.py: one module each (learn/heads/)
-# How the games are played (atari_dqn/env.py's PROTOCOLS, docs/protocols.md): DeepMind's (Mnih et
-# al. 2015) or Machado et al. 2018's, as Dopamine plays it.
+# How the games are played (atari_dqn/envs/atari.py's PROTOCOLS, docs/protocols.md): DeepMind's
+# (Mnih et al. 2015) or Machado et al. 2018's, as Dopamine plays it.
 PROTOCOL_NAMES = ("deepmind", "machado")
-NETWORKS = ("nature", "impala")  # encoders; atari_dqn/network.py builds them
-PRECISIONS = ("fp32", "bf16")  # of the learner's network passes (agent.py, Agent._fp32)
-LOSSES = ("dqn", "cql", "bc")  # offline training's losses (atari_dqn/offline.py, docs/offline.md)
+NETWORKS = ("nature", "impala")  # encoders; atari_dqn/learn/network.py builds them
+PRECISIONS = ("fp32", "bf16")  # of the learner's network passes (learn/agent.py, Agent._fp32)
+LOSSES = ("dqn", "cql", "bc")  # offline training's losses (modes/offline.py, docs/offline.md)
 # Settings that were removed but that a saved run's config (config.json, a checkpoint) may still
 # hold: saved_settings() drops them. --overlap, a learner thread beside the acting loop, was slower
 # wherever it was measured (docs/throughput.md); every run now acts and learns in turn.
@@ -124,7 +124,7 @@ class Config:
                        "acts on all of them with one batched forward and makes that many agent "
                        "steps; --steps and --eval-every must be multiples of it; fixed for a "
                        "run (a resume must keep it)", "--envs")
-    # --- distributed (Ape-X on Ray, atari_dqn/distributed.py) --------------------------------
+    # --- distributed (Ape-X on Ray, atari_dqn/modes/apex.py) ----------------------------------
     actors: int = _field(0, "Ape-X actors (Ray actors, each playing --envs games with its own "
                          "epsilons) feeding one learner in this process; 0 = a one-process run; "
                          "fixed for a run (a resume must keep it)", "--actors")
@@ -232,7 +232,7 @@ class Config:
                            "--compile")
     tensorboard: bool = _field(False, "write TensorBoard scalars to <run>/tensorboard/",
                                "--tensorboard")
-    # --- offline training (atari_dqn/offline.py, docs/offline.md) ------------------------------
+    # --- offline training (atari_dqn/modes/offline.py, docs/offline.md) -----------------------
     offline: str = _field("", "train offline from this replay snapshot (a replay-*.bin file, or "
                           "a run folder: its latest one) with no environment interaction but "
                           "evaluation; counts (--updates, --eval-every, --target-update) are "
@@ -301,7 +301,7 @@ class Config:
         for name in ("total_steps", "eval_every_steps"):
             need(getattr(self, name) % self.envs == 0, name,
                  f"must be a multiple of --envs {self.envs}")
-        if self.actors:  # what distributed.py does not do (yet); refused, not ignored
+        if self.actors:  # what modes/apex.py does not do (yet); refused, not ignored
             for name, off in (("env_processes", 0), ("reset_every_steps", 0), ("offline", "")):
                 need(getattr(self, name) == off, name, "is not supported with --actors")
         need(not self.ray_address or self.actors > 0, "ray_address", "needs --actors")
@@ -380,6 +380,7 @@ def flag_of(name: str) -> str:
 
 
 def default_run_dir(game: str, seed: int) -> str:
-    """rewards/<game>-seed<seed>-<date>: game is a file-name friendly name (env.game_name)."""
+    """rewards/<game>-seed<seed>-<date>: game is a file-name friendly name
+    (envs.atari.game_name)."""
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     return str(Path("rewards") / f"{game}-seed{seed}-{stamp}")

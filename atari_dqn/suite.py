@@ -137,8 +137,8 @@ def has_setting(name: str) -> bool:
 
 def suite_games(text: str) -> list[str]:
     """--games: a set of scores.GAME_SETS, or comma-separated game names, each resolved as
-    main.py's --env resolves it, to its short name (env.game_name)."""
-    from atari_dqn.env import game_name
+    main.py's --env resolves it, to its short name (envs.atari.game_name)."""
+    from atari_dqn.envs.atari import game_name
 
     if text in GAME_SETS:
         return list(GAME_SETS[text])
@@ -238,8 +238,8 @@ def plan_run(main: ModuleType, game: str, seed: int, folder: Path, steps: int,
     """What to do with one (game, seed), checked as main.py would check it (its Config built by
     main.config_from_flags from exactly the arguments the child will get), with nothing
     changed. A folder that cannot be started or resumed is a SuiteError naming it."""
-    from atari_dqn.checkpoint import check_new_run_dir, saved_run
-    from atari_dqn.env import game_name
+    from atari_dqn.run.checkpoint import check_new_run_dir, saved_run
+    from atari_dqn.envs.atari import game_name
 
     name = run_name(game, seed)
     try:
@@ -275,7 +275,7 @@ def default_parallel(config: Config, runs: int) -> tuple[int, str]:
     """(K, why): the runs this machine can hold at once: the cores this process may use
     divided by each run's --threads, the runs whose full replay memory, networks and games fit
     in the RAM available now, and the runs to do."""
-    from atari_dqn import machine
+    from atari_dqn.run import machine
 
     cores = max(1, machine.usable_cores() // config.threads)
     per_run = (config.memory_capacity_transitions * machine.MEMORY_BYTES_PER_TRANSITION
@@ -543,7 +543,7 @@ def _plan(args: Any, flags: list[str], given: dict[str, Any], games: list[str], 
             if config is not None:
                 configs.append(config)
     if configs:
-        from atari_dqn.machine import check_machine
+        from atari_dqn.run.machine import check_machine
 
         try:
             check_machine(configs[0])  # the runs differ only in game, seed and folder
@@ -569,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
     except SuiteError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
-    from atari_dqn.files import DiskError, atomic_write_text
+    from atari_dqn.run.files import DiskError, atomic_write_text
 
     folder, plans, record = prepared.folder, prepared.plans, prepared.record
     todo = [plan for plan in plans if plan.action != "done"]
