@@ -2,7 +2,8 @@
 
 The top level is the public face: config.py (the settings), replay.py (the memory's Python API
 over the _replay extension), policy.py (load a trained network), seeds.py (the seed streams),
-and the commands play, summary, suite, dataset and inspect_run (python -m atari_dqn.<name>).
+main.py's flags (flags.py), and the commands play, summary, suite, dataset and inspect_run
+(python -m atari_dqn.<name>).
 Data flows one way, envs -> agent.act -> memory.append -> memory.sample -> agent.learn ->
 evaluation, through four folders:
 
@@ -12,6 +13,6 @@ evaluation, through four folders:
            the gradient updates, progress, the machine's limits
   modes/   where transitions come from: one_process, apex (Ray actors, rate limiter), offline
 
-learn/ and envs/ never import run/ or modes/, and run/ never imports modes/
-(tests/test_package.py checks it).
+learn/ and envs/ never import run/ or modes/; run/ never imports modes/; nothing in the package
+imports main.py, whose flags live in flags.py (tests/test_package.py checks all three).
 """

@@ -1,5 +1,6 @@
-"""The package's shape: no two modules import each other, directly or in a longer circle, and the
-folders import one way: learn/ and envs/ never import run/ or modes/, run/ never imports modes/."""
+"""The package's shape: no two modules import each other, directly or in a longer circle, the
+folders import one way (learn/ and envs/ never import run/ or modes/, run/ never imports modes/),
+and nothing in the package imports main.py."""
 
 from __future__ import annotations
 
@@ -64,3 +65,17 @@ def test_the_folders_import_one_way():
              for target in sorted(targets)
              if folder_of(target) in MAY_NOT_IMPORT.get(folder_of(name), ())]
     assert not wrong, wrong
+
+
+def test_nothing_in_the_package_imports_main_py():
+    """main.py uses the package, never the other way: no `import main`, and no module loaded from
+    a file path (the suite runs main.py as a child process, and takes its flags from flags.py)."""
+    for name, path in MODULES.items():
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                assert all(a.name != "main" for a in node.names), name
+            elif isinstance(node, ast.ImportFrom):
+                assert node.module != "main", name
+            elif isinstance(node, ast.Attribute):
+                assert node.attr not in ("spec_from_file_location", "run_path"), name
