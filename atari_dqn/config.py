@@ -8,15 +8,15 @@ that remain, --eval-every and --target-update, count gradient updates, as their 
 The fields are declared in sections (SECTION_STARTS): game and protocol, network and head, replay
 memory, learning, schedule, run folder and machine, Ape-X, offline training. A Config stays one
 flat value, so config.json and checkpoints keep one key per setting, as every earlier run wrote
-them. main.py builds its command-line flags from the fields (the flag name is in the field's
+them. flags.py builds the command-line flags from the fields (the flag name is in the field's
 metadata, the help text is the field's doc), grouped by section in --help, so a flag is
 documented in exactly one place.
 
 Every check of the settings themselves is here: each value and how values fit together
 (__post_init__), and which flags a new run's mode takes (from_flags). What needs more than the
 settings is checked where it is known: a resume's flags against the saved run
-(checkpoint.resume_config), the game's name (main.py), the machine's cores and memory
-(machine.py), all before a run writes anything. This module imports no environment, torch or
+(run/checkpoint.resume_config), the game's name (flags.py), the machine's cores and memory
+(run/machine.py), all before a run writes anything. This module imports no environment, torch or
 replay code.
 """
 
@@ -43,7 +43,7 @@ MAX_SEED = 2**62  # seeds reach int64 C code (the memory, torch, ALE) as seed + 
 MAX_STREAMS = 2**16  # the replay memory's limit on its streams, --envs x --actors (kMaxStreams:
                      # a transition's stream is kept in two bytes)
 MAX_ACTIONS = 18  # ALE's full action set: no game has more. Sizes are checked for it, so a setting
-                  # that fits one game fits them all (atari_dqn/machine.py)
+                  # that fits one game fits them all (atari_dqn/run/machine.py)
 # One Atari game (ALE inside gymnasium's wrappers), measured with Breakout on the 2-core machine:
 # 1.5-2.2 MB of RAM a game (20 and 60 games) and 0.28-0.43 s to make and reset it. A process
 # makes its games one after another.
@@ -62,14 +62,14 @@ MAX_QUANTILES = 10_000
 # --train-every, --target-update, --eval-every, --eps-decay, --reset-every, --updates): they
 # allocate nothing, and a large one only makes a run long or an event never come. What the sizes
 # above (and --memory-size, --batch-size, --threads, --env-processes) cost on this machine is
-# checked against its cores and memory by atari_dqn/machine.py, also before anything is written.
+# checked against its cores and memory by atari_dqn/run/machine.py, also before anything is written.
 HEADS = tuple(registry.HEADS)  # atari_dqn/learn/registry.py: one module each (learn/heads/)
-# How the games are played (atari_dqn/env.py's PROTOCOLS, docs/protocols.md): DeepMind's (Mnih et
-# al. 2015) or Machado et al. 2018's, as Dopamine plays it.
+# How the games are played (atari_dqn/envs/atari.py's PROTOCOLS, docs/protocols.md): DeepMind's
+# (Mnih et al. 2015) or Machado et al. 2018's, as Dopamine plays it.
 PROTOCOL_NAMES = ("deepmind", "machado")
-NETWORKS = ("nature", "impala")  # encoders; atari_dqn/network.py builds them
-PRECISIONS = ("fp32", "bf16")  # of the learner's network passes (agent.py, Agent._fp32)
-LOSSES = ("dqn", "cql", "bc")  # offline training's losses (atari_dqn/offline.py, docs/offline.md)
+NETWORKS = ("nature", "impala")  # encoders; atari_dqn/learn/network.py builds them
+PRECISIONS = ("fp32", "bf16")  # of the learner's network passes (learn/agent.py, Agent._fp32)
+LOSSES = ("dqn", "cql", "bc")  # offline training's losses (modes/offline.py, docs/offline.md)
 # Settings that were removed but that a saved run's config (config.json, a checkpoint) may still
 # hold: saved_settings() drops them. --overlap, a learner thread beside the acting loop, was slower
 # wherever it was measured (docs/throughput.md); every run now acts and learns in turn.
@@ -218,7 +218,7 @@ class Config:
     # --- run folder and machine -------------------------------------------------------------------
     out_dir: str = _field("", "run folder (default: rewards/<game>-seed<seed>-<date>); never "
                           "overwritten unless resumed", "--out")
-    # main.py's --help adds which other flags may differ from the run's: RESUME_MAY_CHANGE
+    # --help (flags.py) adds which other flags may differ from the run's: RESUME_MAY_CHANGE
     resume: str = _field("", "continue the run in this folder where it stopped", "--resume")
     seed: int = _field(0, "seed of every random number generator", "--seed")
     device: str = _field("auto", "where the networks run: auto picks cuda when available",
@@ -309,7 +309,7 @@ class Config:
         for name in ("total_steps", "eval_every_steps"):
             need(getattr(self, name) % self.envs == 0, name,
                  f"must be a multiple of --envs {self.envs}")
-        if self.actors:  # what distributed.py does not do (yet); refused, not ignored
+        if self.actors:  # what modes/apex.py does not do (yet); refused, not ignored
             for name, off in (("env_processes", 0), ("reset_every_steps", 0), ("offline", "")):
                 need(getattr(self, name) == off, name, "is not supported with --actors")
         need(not self.ray_address or self.actors > 0, "ray_address", "needs --actors")
@@ -370,7 +370,7 @@ class Config:
 
 
 # Config's sections, in the order its fields are declared: each section's first field and its
-# title. A field belongs to the section it is declared in; main.py's --help lists the flags
+# title. A field belongs to the section it is declared in; --help (flags.py) lists the flags
 # section by section (sections()).
 SECTION_STARTS = {"env_id": "game and protocol", "network": "network and head",
                   "memory_capacity_transitions": "replay memory", "preset": "learning",
@@ -379,7 +379,7 @@ SECTION_STARTS = {"env_id": "game and protocol", "network": "network and head",
 
 # Settings of one kind of run only: given with the other, they would mislead (offline there is no
 # acting, no memory being filled, and --steps is not what ends the run), so a new run refuses them
-# (Config.from_flags; a resume refuses any change of them, checkpoint.resume_config).
+# (Config.from_flags; a resume refuses any change of them, run/checkpoint.resume_config).
 ONLINE_ONLY = ("total_steps", "envs", "env_processes", "learning_starts_steps",
                "train_every_steps", "memory_capacity_transitions", "eps_start", "eps_end",
                "eps_decay_steps", "reset_every_steps")
@@ -420,7 +420,7 @@ def saved_settings(saved: dict[str, Any]) -> dict[str, Any]:
 
 def resume_may_change_flags() -> list[str]:
     """The flags of RESUME_MAY_CHANGE, but --resume itself: what --resume's help lists. --out may
-    only name the run's own folder (checkpoint.resume_config)."""
+    only name the run's own folder (run/checkpoint.resume_config)."""
     return [flag_of(name) for name in RESUME_MAY_CHANGE if name != "resume"]
 
 
@@ -429,6 +429,7 @@ def flag_of(name: str) -> str:
 
 
 def default_run_dir(game: str, seed: int) -> str:
-    """rewards/<game>-seed<seed>-<date>: game is a file-name friendly name (env.game_name)."""
+    """rewards/<game>-seed<seed>-<date>: game is a file-name friendly name
+    (envs.atari.game_name)."""
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     return str(Path("rewards") / f"{game}-seed{seed}-{stamp}")

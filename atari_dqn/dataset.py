@@ -95,8 +95,8 @@ import numpy as np
 
 from atari_dqn.cli import OneLineParser, run_tool
 from atari_dqn.config import PREDATED, PROTOCOL_NAMES, SCREEN_SIZE, STACK
-from atari_dqn.files import DiskError, atomic_write_text
 from atari_dqn.replay import PrioritizedReplayMemory, ReplayMemory, load_snapshot
+from atari_dqn.run.files import DiskError, atomic_write_text
 
 PROG = "dataset"
 DEFAULT_STACK = STACK  # Dopamine's stack_size for the DQN Replay Dataset, and this project's

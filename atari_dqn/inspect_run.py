@@ -21,15 +21,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from atari_dqn.agent import epsilon_greedy
 from atari_dqn.cli import run_tool
 from atari_dqn.config import Config
 from atari_dqn.dataset import DatasetError, snapshot_path
-from atari_dqn.env import PROTOCOLS, EvalEnvs
-from atari_dqn.evaluate import NullFrameWriter, evaluate, evaluation_seeds
-from atari_dqn.network import QNetwork
+from atari_dqn.envs.atari import PROTOCOLS, EvalEnvs
+from atari_dqn.learn.agent import epsilon_greedy
+from atari_dqn.learn.network import QNetwork
 from atari_dqn.policy import FINAL_MODEL, MODEL_NAME, PolicyLoadError, load, model_file
 from atari_dqn.replay import PrioritizedReplayMemory, load_snapshot
+from atari_dqn.run.evaluate import NullFrameWriter, evaluate, evaluation_seeds
 from atari_dqn.summary import REWARDS, RunFileError, read_rewards, read_settings
 
 QUANTILES = (0.0, 0.01, 0.1, 0.5, 0.9, 1.0)

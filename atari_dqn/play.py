@@ -3,7 +3,7 @@
     python -m atari_dqn.play rewards/breakout-seed0                      # its last model, 10 games
     python -m atari_dqn.play rewards/breakout-seed0/final_model.pt --games 3 --gif best.gif
 
-The games are evaluation games (atari_dqn/evaluate.py, the code that scores a run): whole games,
+The games are evaluation games (atari_dqn/run/evaluate.py, the code that scores a run): whole games,
 all lives, epsilon-greedy with --eps, each cut after --max-steps agent steps, played under
 --protocol (docs/protocols.md). The game, the cap and the protocol default to the run's (its
 config.json; a run from before --protocol: deepmind), else Breakout, 27,000 agent steps and
@@ -29,13 +29,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from atari_dqn import env as envs
 from atari_dqn import policy
 from atari_dqn.cli import OneLineParser, run_tool
 from atari_dqn.config import (FRAME_SKIP, MAX_EPISODE_FRAMES, MAX_SEED, PREDATED,
                               PROTOCOL_NAMES, ConfigError, RunError)
-from atari_dqn.evaluate import (NullFrameWriter, PngFrameWriter, evaluate, evaluation_seeds,
-                                ignore_game_end)
+from atari_dqn.envs import atari as envs
+from atari_dqn.run.evaluate import (NullFrameWriter, PngFrameWriter, evaluate, evaluation_seeds,
+                                    ignore_game_end)
 
 DEFAULT_GAME = "Breakout"
 DEFAULT_MAX_STEPS = 27_000  # agent steps = 108,000 emulator frames = 30 minutes, as --eval-max-steps

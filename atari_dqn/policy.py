@@ -12,7 +12,7 @@ What it accepts:
 The architecture (encoder, head, dueling) is read from the config.json of the file's folder (a
 run folder's); settings that config lacks (runs from before --head and --network) are those runs'
 only choices, a scalar head on the Nature CNN. Without a config.json it is inferred from the
-state_dict's keys and shapes (atari_dqn/network.py lists them; the head is the registered one
+state_dict's keys and shapes (atari_dqn/learn/network.py lists them; the head is the registered one
 whose OWN_KEYS the weights have, the most of them). n_actions comes from the shapes.
 An IQN network's Q-values are the mean over 32 fixed taus (atari_dqn/learn/heads/iqn.py):
 net(frames) is a pure function of the weights and the frames, like every other head's.
@@ -39,14 +39,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from atari_dqn.agent import epsilon_greedy
-from atari_dqn.checkpoint import CONFIG, FINAL_MODEL, saved_network
 from atari_dqn.cli import run_tool
 from atari_dqn.config import STACK, ConfigError, saved_settings
-from atari_dqn.files import DiskError, atomic_write
 from atari_dqn.learn import registry
+from atari_dqn.learn.agent import epsilon_greedy
+from atari_dqn.learn.network import QNetwork
 from atari_dqn.learn.parts import Head
-from atari_dqn.network import QNetwork
+from atari_dqn.run.checkpoint import CONFIG, FINAL_MODEL, saved_network
+from atari_dqn.run.files import DiskError, atomic_write
 
 MODEL_NAME = re.compile(r"^model_(\d+)\.pt$")
 COMPILED_PREFIX = "_orig_mod."  # keys of a module wrapped by torch.compile() (not in place)

@@ -6,8 +6,8 @@ The values below are what today's runs use: changing one changes every run's res
 stream takes a new number, and no two streams may share one (tests/test_seeds.py checks it)
 unless SHARED says why they may. Found when they were gathered here:
 
-  - APEX_ACTORS and OFFLINE_SAMPLE are both 3. Allowed: a run is one mode, Ape-X (distributed.py)
-    or offline (offline.py), never both, so the two never seed generators of the same run. Kept
+  - APEX_ACTORS and OFFLINE_SAMPLE are both 3. Allowed: a run is one mode, Ape-X (modes/apex.py) or
+    offline (modes/offline.py), never both, so the two never seed generators of the same run. Kept
     at 3 so that existing runs reproduce.
   - evaluate.evaluation_seeds(seed, index) draws from SeedSequence([seed, index]), the same
     entropy as SeedSequence([seed, STREAM]) for index == STREAM: evaluation 1's game seed is
@@ -19,10 +19,10 @@ unless SHARED says why they may. Found when they were gathered here:
 
 from __future__ import annotations
 
-AUGMENT = 1         # the augmentation's torch.Generator (agent.py)
-RESET = 2           # the fresh weights of a shrink-and-perturb reset, with the step (agent.py)
-APEX_ACTORS = 3     # an Ape-X actor's games and epsilon draws, with its index (distributed.py)
-OFFLINE_SAMPLE = 3  # an offline run's batch of update u, with u (offline.py); see SHARED
+AUGMENT = 1         # the augmentation's torch.Generator (learn/agent.py)
+RESET = 2           # a shrink-and-perturb reset's fresh weights, with the step (learn/agent.py)
+APEX_ACTORS = 3     # an Ape-X actor's games and epsilon draws, with its index (modes/apex.py)
+OFFLINE_SAMPLE = 3  # an offline run's batch of update u, with u (modes/offline.py); see SHARED
 IQN_TAUS = 4        # IQN's learning taus' torch.Generator (learn/heads/iqn.py)
 
 STREAMS = {"AUGMENT": AUGMENT, "RESET": RESET, "APEX_ACTORS": APEX_ACTORS,

@@ -38,7 +38,6 @@ import ctypes
 import dataclasses
 import datetime
 import fcntl
-import importlib.util
 import json
 import os
 import shlex
@@ -48,11 +47,12 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any, NoReturn
 
 from atari_dqn.cli import OneLineParser
 from atari_dqn.config import (RESUME_MAY_CHANGE, Config, ConfigError, flag_of, saved_settings)
+from atari_dqn.flags import build_parser as main_parser
+from atari_dqn.flags import config_from_flags, integer_flag
 from atari_dqn.scores import GAME_SETS
 
 PROG = "suite"
@@ -106,21 +106,10 @@ def find_main() -> Path:
     return path
 
 
-def load_main(path: Path) -> ModuleType:
-    """main.py as a module (the one already imported, if it is this file)."""
-    loaded = sys.modules.get("main")
-    if loaded is not None and Path(getattr(loaded, "__file__", "")).resolve() == path:
-        return loaded
-    spec = importlib.util.spec_from_file_location("atari_dqn_main", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def parse_flags(main: ModuleType, argv: list[str]) -> dict[str, Any]:
-    """main.py's parser on argv: the flags typed (main.build_parser), a usage error a
+def parse_flags(argv: list[str]) -> dict[str, Any]:
+    """main.py's parser on argv: the flags typed (flags.build_parser), a usage error a
     SuiteError instead of main.py's exit."""
-    parser = main.build_parser()
+    parser = main_parser()
 
     def error(message: str) -> NoReturn:
         raise SuiteError(f"main.py flags: {message}")
@@ -137,8 +126,8 @@ def has_setting(name: str) -> bool:
 
 def suite_games(text: str) -> list[str]:
     """--games: a set of scores.GAME_SETS, or comma-separated game names, each resolved as
-    main.py's --env resolves it, to its short name (env.game_name)."""
-    from atari_dqn.env import game_name
+    main.py's --env resolves it, to its short name (envs.atari.game_name)."""
+    from atari_dqn.envs.atari import game_name
 
     if text in GAME_SETS:
         return list(GAME_SETS[text])
@@ -233,13 +222,13 @@ class SuiteLock:
 
 # --- the runs ------------------------------------------------------------------------------
 
-def plan_run(main: ModuleType, game: str, seed: int, folder: Path, steps: int,
-             flags: list[str], settings: dict[str, Any]) -> tuple[Plan, Config | None]:
+def plan_run(game: str, seed: int, folder: Path, steps: int, flags: list[str],
+             settings: dict[str, Any]) -> tuple[Plan, Config | None]:
     """What to do with one (game, seed), checked as main.py would check it (its Config built by
-    main.config_from_flags from exactly the arguments the child will get), with nothing
+    flags.config_from_flags from exactly the arguments the child will get), with nothing
     changed. A folder that cannot be started or resumed is a SuiteError naming it."""
-    from atari_dqn.checkpoint import check_new_run_dir, saved_run
-    from atari_dqn.env import game_name
+    from atari_dqn.run.checkpoint import check_new_run_dir, saved_run
+    from atari_dqn.envs.atari import game_name
 
     name = run_name(game, seed)
     try:
@@ -252,7 +241,7 @@ def plan_run(main: ModuleType, game: str, seed: int, folder: Path, steps: int,
             argv = ["--env", game, "--seed", str(seed), "--out", str(folder),
                     "--steps", str(steps), *flags]
             return Plan(game, seed, folder, "start", 0, tuple(argv)), \
-                main.config_from_flags(parse_flags(main, argv))
+                config_from_flags(parse_flags(argv))
         saved, made = saved_run(folder)  # the checkpoint (or config.json at step 0), checked
         saved = saved_settings(saved)
         if game_name(saved["env_id"]) != game or saved["seed"] != seed:
@@ -266,7 +255,7 @@ def plan_run(main: ModuleType, game: str, seed: int, folder: Path, steps: int,
             return Plan(game, seed, folder, "done", made), None
         argv = ["--resume", str(folder), "--steps", str(steps), *flags]
         return Plan(game, seed, folder, "resume", made, tuple(argv)), \
-            main.config_from_flags(parse_flags(main, argv))
+            config_from_flags(parse_flags(argv))
     except ConfigError as e:
         raise SuiteError(f"{name}: {e}") from None
 
@@ -275,7 +264,7 @@ def default_parallel(config: Config, runs: int) -> tuple[int, str]:
     """(K, why): the runs this machine can hold at once: the cores this process may use
     divided by each run's --threads, the runs whose full replay memory, networks and games fit
     in the RAM available now, and the runs to do."""
-    from atari_dqn import machine
+    from atari_dqn.run import machine
 
     cores = max(1, machine.usable_cores() // config.threads)
     per_run = (config.memory_capacity_transitions * machine.MEMORY_BYTES_PER_TRANSITION
@@ -450,16 +439,15 @@ def prepare(argv: list[str]) -> Prepared:
     if args.parallel is not None and args.parallel < 1:
         raise SuiteError(f"--parallel must be a positive integer, got {args.parallel}")
     main_py = find_main()
-    main = load_main(main_py)
     if args.steps is not None:
         try:
-            steps = main._int(args.steps)
+            steps = integer_flag(args.steps)
         except (ValueError, argparse.ArgumentTypeError):
             raise SuiteError(f"--steps: not an integer: {args.steps!r}") from None
         if steps < 1:
             raise SuiteError(f"--steps must be a positive integer, got {steps}")
     games = suite_games(args.games)
-    given = parse_flags(main, flags)
+    given = parse_flags(flags)
     for name in given:
         if name in OWNED:
             raise SuiteError(f"{flag_of(name)} is set by {OWNED[name]}, not given to each run")
@@ -471,7 +459,7 @@ def prepare(argv: list[str]) -> Prepared:
     check_suite_folder(folder, record)
     lock = SuiteLock(folder) if folder.is_dir() else None
     try:
-        return _plan(args, flags, given, games, folder, record, main, main_py, lock,
+        return _plan(args, flags, given, games, folder, record, main_py, lock,
                      steps if args.steps is not None else None)
     except BaseException:
         if lock is not None:
@@ -509,7 +497,7 @@ def _parallel(given: int | None, configs: list[Config], todo: int) -> tuple[int,
 
 
 def _plan(args: Any, flags: list[str], given: dict[str, Any], games: list[str], folder: Path,
-          record: dict | None, main: ModuleType, main_py: Path, lock: SuiteLock | None,
+          record: dict | None, main_py: Path, lock: SuiteLock | None,
           steps: int | None) -> Prepared:
     """The rest of prepare, after its own checks: the steps, protocol and learning settings
     against the suite's record, then each run, then the machine; returns the plan. Nothing is
@@ -520,7 +508,7 @@ def _plan(args: Any, flags: list[str], given: dict[str, Any], games: list[str], 
     run_flags = [*protocol_flags, *flags, *threads]
     # The suite's learning settings: those of its first run, as main.py makes them.
     try:
-        first = main.config_from_flags(parse_flags(main, [
+        first = config_from_flags(parse_flags([
             "--env", games[0], "--seed", "0", "--out", str(folder / run_name(games[0], 0)),
             *([] if steps is None else ["--steps", str(steps)]), *run_flags]))
     except ConfigError as e:
@@ -537,13 +525,13 @@ def _plan(args: Any, flags: list[str], given: dict[str, Any], games: list[str], 
     plans, configs = [], []
     for seed in range(args.seeds):  # seed 0 of every game first: partial results cover all
         for game in games:
-            plan, config = plan_run(main, game, seed, folder / run_name(game, seed), steps,
-                                    run_flags, settings)
+            plan, config = plan_run(game, seed, folder / run_name(game, seed), steps, run_flags,
+                                    settings)
             plans.append(plan)
             if config is not None:
                 configs.append(config)
     if configs:
-        from atari_dqn.machine import check_machine
+        from atari_dqn.run.machine import check_machine
 
         try:
             check_machine(configs[0])  # the runs differ only in game, seed and folder
@@ -569,7 +557,7 @@ def main(argv: list[str] | None = None) -> int:
     except SuiteError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
-    from atari_dqn.files import DiskError, atomic_write_text
+    from atari_dqn.run.files import DiskError, atomic_write_text
 
     folder, plans, record = prepared.folder, prepared.plans, prepared.record
     todo = [plan for plan in plans if plan.action != "done"]

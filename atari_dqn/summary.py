@@ -39,14 +39,14 @@ from pathlib import Path
 
 import numpy as np
 
-from atari_dqn.checkpoint import UPDATE_UNIT
 from atari_dqn.cli import OneLineParser, run_tool
 from atari_dqn.config import (FRAME_SKIP, PRESETS, RESUME_MAY_CHANGE, Config, ConfigError, flag_of,
                               saved_settings)
-from atari_dqn.episodes import EPISODES, HEADER
-from atari_dqn.curve import X_LABEL, parse_rewards, plt  # plt: Agg, files only
-from atari_dqn.files import DiskError, atomic_write
-from atari_dqn.schedule import updates_made
+from atari_dqn.learn.schedule import updates_made
+from atari_dqn.run.checkpoint import UPDATE_UNIT
+from atari_dqn.run.curve import X_LABEL, parse_rewards, plt  # plt: Agg, files only
+from atari_dqn.run.episodes import EPISODES, HEADER
+from atari_dqn.run.files import DiskError, atomic_write
 from atari_dqn.scores import (DOPAMINE_ITERATION_STEPS, RANDOM_HUMAN, dopamine_returns,
                               human_normalized)
 
@@ -301,7 +301,7 @@ RUN_NAME = re.compile(r"^(?P<game>.+)-seed(?P<seed>\d+)$")  # atari_dqn.suite's 
 
 
 def read_episodes(file: Path) -> list[tuple[int, float]]:
-    """episodes.csv's rows (atari_dqn/episodes.py) as (agent_step, score), each line checked:
+    """episodes.csv's rows (atari_dqn/run/episodes.py) as (agent_step, score), each line checked:
     the header, then integers but for a finite score; anything else is a RunFileError naming
     the file and line. An empty file (a run killed as it wrote the header) has no rows."""
     try:
@@ -416,7 +416,7 @@ def suite_run(run: Run) -> SuiteRun:
     """The run's game and seed (its config.json, else its folder's name Game-seedS) and its
     episodes.csv."""
     if run.settings is not None:
-        from atari_dqn.env import game_name
+        from atari_dqn.envs.atari import game_name
 
         try:
             game = game_name(run.settings["env_id"])

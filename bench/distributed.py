@@ -11,7 +11,7 @@ moves: numpy arrays out of band) over its agent steps. Learner idle: the share o
 learner waited for chunks with every update due made, as the progress line reports it (the run's
 own TensorBoard scalar dist/learner_idle, one point per 1,000 agent steps), averaged over the
 points past --learning-starts + 1,000. Each distributed run starts its own Ray instance, on
-loopback (distributed.LOCAL_RAY_HOST): it talks over loopback only.
+loopback (apex.LOCAL_RAY_HOST): it talks over loopback only.
 
     python bench/distributed.py                    # K = 1 2, 1.5 minutes on 2 quiet cores
     python bench/distributed.py --actors 1 2 4 --timed-steps 4000 --compile
@@ -25,10 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from atari_dqn import distributed
 from atari_dqn.config import Config
-from atari_dqn.telemetry import LOG_EVERY_STEPS
-from atari_dqn.train import train
+from atari_dqn.modes import apex
+from atari_dqn.modes.one_process import train
+from atari_dqn.run.telemetry import LOG_EVERY_STEPS
 
 
 def config_of(args: argparse.Namespace, out: Path, actors: int) -> Config:
@@ -97,7 +97,7 @@ def main() -> None:
                     sizes.append(len(pickle.dumps(chunk, protocol=5)) / chunk.steps)
 
             config = config_of(args, out, k)
-            distributed.train_distributed(config, on_chunk=on_chunk)
+            apex.train_distributed(config, on_chunk=on_chunk)
             idle = learner_idle(config.run_dir, args.learning_starts + LOG_EVERY_STEPS)
             rows.append((f"--actors {k}", window.rate(), sum(sizes) / len(sizes), idle))
     print(f"batch {args.batch_size}, one update per {Config().train_every_steps} agent steps")

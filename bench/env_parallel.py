@@ -23,7 +23,7 @@ import time
 import numpy as np
 from ale_py import ALEInterface, LoggerMode, roms
 
-from atari_dqn.env import TrainEnvs
+from atari_dqn.envs.atari import TrainEnvs
 
 
 def counter_during(call) -> tuple[int, float]:

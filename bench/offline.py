@@ -9,7 +9,7 @@ dueling, Double DQN), batch 32.
   learner            the online learner's own update rate: learner.Updates.start() (sample on the
                      loop's thread, then Agent.learn) called back to back, no env: what the
                      online loop's updates cost when acting is taken away
-  offline            atari_dqn.offline.train_offline() itself (reseeded sampling in turn,
+  offline            atari_dqn.modes.offline.train_offline() itself (reseeded sampling in turn,
                      telemetry), timed between update WARM_UPDATES and WARM_UPDATES + --updates
                      through its stop_when hook; no evaluation falls in the window
   offline, ahead     the same with the sample-ahead thread on (offline.SAMPLE_AHEAD = True)
@@ -30,11 +30,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from atari_dqn import offline
-from atari_dqn.agent import Agent
 from atari_dqn.config import Config
-from atari_dqn.learner import Updates
+from atari_dqn.learn.agent import Agent
+from atari_dqn.modes import offline
 from atari_dqn.replay import ReplayMemory
+from atari_dqn.run.updates import Updates
 
 WARM_UPDATES = 30
 BATCH = 32

@@ -10,13 +10,14 @@ a real run, where epsilon sits at its end value).
 
   plain    the usual single-file loop: act -> step -> store -> learn strictly in turn, with
            torch's defaults (default Adam, NCHW tensors, eager networks, default threads). Built
-           from env.py, replay.py, schedule.py and agent.Agent.learn (the very same TD target),
-           with the optimizer and layout put back to torch's defaults.
+           from envs/atari.py, replay.py, learn/schedule.py and learn/agent.Agent.learn (the very
+           same TD target), with the optimizer and layout put back to torch's defaults.
   plain-sb3  the same loop in the shape of CleanRL's dqn_atari.py: the game's frames stacked by
            gymnasium's FrameStackObservation, stored in Stable-Baselines3's ReplayBuffer
            (optimize_memory_usage=True, as CleanRL has it), sampled as torch tensors; the same
            network, optimizer and TD target (Agent.learn). Needs `pip install -e .[bench]`.
-  trainer  atari_dqn.train.train() with its defaults (evaluation pushed past the timed window)
+  trainer  atari_dqn.modes.one_process.train() with its defaults (evaluation pushed past the
+           timed window)
   trainer --envs N   train() acting on N games at once (one batched forward an iteration), at
            the same replay ratio (one update of 32 per 4 agent steps, over all games); N from
            --envs (default 1 2 4 8), the games stepped in --env-processes child processes
@@ -59,11 +60,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from atari_dqn import env as envs
-from atari_dqn.agent import Agent
 from atari_dqn.config import Config
-from atari_dqn.schedule import beta, epsilon
-from atari_dqn.train import make_memory, train
+from atari_dqn.envs import atari as envs
+from atari_dqn.learn.agent import Agent
+from atari_dqn.learn.schedule import beta, epsilon
+from atari_dqn.modes.one_process import make_memory, train
 
 EPS_LEARNING = 0.01
 WARM_STEPS = 104  # agent steps of learning before the clock starts: 26 updates, compiled by then

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from atari_dqn.agent import Agent
 from atari_dqn.config import Config
+from atari_dqn.learn.agent import Agent
 from learning_batches import random_batch
 
 N_ACTIONS = 4
@@ -184,7 +184,7 @@ def test_compiled_agent_learns_what_the_eager_one_learns(double):
 
 def test_a_non_finite_loss_raises_before_the_step_and_changes_nothing():
     """Issue 12, defect 6: NaN TD errors used to be trained on (or crash in the memory)."""
-    from atari_dqn.agent import NonFiniteLoss
+    from atari_dqn.learn.agent import NonFiniteLoss
 
     agent = make_agent()
     agent.learn(fixed_batch())  # the optimizer has state to keep

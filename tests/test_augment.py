@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from atari_dqn.augment import PAD_PIXELS, random_shift
+from atari_dqn.learn.augment import PAD_PIXELS, random_shift
 
 
 def reference_shift(stack: np.ndarray, dy: int, dx: int, pad: int = PAD_PIXELS) -> np.ndarray:

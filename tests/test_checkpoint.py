@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from atari_dqn import checkpoint
-from atari_dqn import env as envs
-from atari_dqn import train as training
 from atari_dqn.config import Config, ConfigError
+from atari_dqn.envs import atari as envs
+from atari_dqn.modes import one_process as training
+from atari_dqn.run import checkpoint
 
 
 def test_create_run_dir_refuses_a_folder_with_files(tmp_path):
@@ -81,7 +81,7 @@ def test_a_second_trainer_on_the_folder_is_refused_and_a_killed_ones_lock_is_not
     run.mkdir()
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys; from pathlib import Path; "
-         "from atari_dqn.checkpoint import RunLock; RunLock(Path(sys.argv[1])); "
+         "from atari_dqn.run.checkpoint import RunLock; RunLock(Path(sys.argv[1])); "
          "print('locked', flush=True); sys.stdin.read()", str(run)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
@@ -97,7 +97,7 @@ def test_a_second_trainer_on_the_folder_is_refused_and_a_killed_ones_lock_is_not
 def test_taking_a_folder_removes_temporaries_and_what_is_ahead_of_the_checkpoint(tmp_path):
     """Defects 10 and 11: rewards.txt, models and frames written after the checkpoint, and the
     temporary files of a killed writer."""
-    from atari_dqn.evaluate import rewards_line
+    from atari_dqn.run.evaluate import rewards_line
 
     run = tmp_path
     leftovers = ["replay-000000150.bin.tmp.4242", ".checkpoint.pt.tmp.abc.pt",

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from atari_dqn import checkpoint, policy
+from atari_dqn import policy
 from atari_dqn.config import Config, ConfigError
-from atari_dqn.files import DiskError
-from atari_dqn.learner import PendingPriorities
-from atari_dqn.progress import Progress
 from atari_dqn.replay import ReplayMemory
+from atari_dqn.run import checkpoint
+from atari_dqn.run.files import DiskError
+from atari_dqn.run.progress import Progress
+from atari_dqn.run.updates import PendingPriorities
 
 FRAME = (84, 84)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 import main
-from atari_dqn import checkpoint
+from atari_dqn.run import checkpoint
 
 V1 = Path(__file__).resolve().parent / "data" / "checkpoint-v1"
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 import main
-from atari_dqn.agent import Agent
-from atari_dqn.checkpoint import read_checkpoint
 from atari_dqn.config import Config
-from atari_dqn.train import train
+from atari_dqn.learn.agent import Agent
+from atari_dqn.modes.one_process import train
+from atari_dqn.run.checkpoint import read_checkpoint
 from tests.test_agent import memory_batch
 from tests.test_train_e2e import TINY, default_network, tiny_config
 

@@ -174,7 +174,7 @@ def test_an_import_whose_source_file_cannot_be_written_leaves_nothing(small_data
                                                                       monkeypatch, capsys):
     import errno
 
-    from atari_dqn.files import DiskError
+    from atari_dqn.run.files import DiskError
 
     def full_disk(path, text):
         raise DiskError(path, OSError(errno.ENOSPC, "No space left on device"))
@@ -486,7 +486,7 @@ def save_memory(path, *, frame_shape=(84, 84), stack=4, steps=8):
 @pytest.fixture
 def model(tmp_path):
     torch = pytest.importorskip("torch")
-    from atari_dqn.network import QNetwork
+    from atari_dqn.learn.network import QNetwork
 
     torch.manual_seed(0)
     torch.save(QNetwork(4).state_dict(), tmp_path / "model_001.pt")
@@ -511,7 +511,7 @@ def test_unusable_snapshots_are_refused_by_qvalues_and_flagged_by_info(tmp_path,
 def test_qvalues_refuses_a_model_whose_stack_is_not_the_data_s(tmp_path, capsys, model, monkeypatch):
     # policy.load may itself refuse a model that does not take 4 frames; qvalues does not rely on it.
     from atari_dqn import policy
-    from atari_dqn.network import QNetwork
+    from atari_dqn.learn.network import QNetwork
 
     data = save_memory(tmp_path / "data.bin")
     assert dataset.main(["qvalues", str(data), str(model), "--samples", "10"]) == 0

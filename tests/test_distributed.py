@@ -1,9 +1,9 @@
-"""Ape-X on Ray (atari_dqn/distributed.py): a local two-node cluster on this machine, the learner in
+"""Ape-X on Ray (atari_dqn/modes/apex.py): a local two-node cluster on this machine, the learner in
 this process (the driver), the actors forced onto the second node by a custom resource.
 
 Everything talks over loopback only: the nodes are at 127.0.0.2 and 127.0.0.3 (Ray rewrites
 127.0.0.1 and localhost to the machine's network address, not the rest of 127.0.0.0/8), and the
-driver joins them there (distributed.driver_node_ip).
+driver joins them there (apex.driver_node_ip).
 
 One cluster serves the module. Ray's temporary files, its sockets and its auth token live in a
 temporary folder that is removed afterwards; the tests share the "ray" xdist group (pyproject:
@@ -27,15 +27,15 @@ import pytest
 import torch
 
 import main
-from atari_dqn.checkpoint import read_checkpoint
 from atari_dqn.config import Config
 from atari_dqn.learn.heads.quantile import quantile_losses, quantile_midpoints
-from atari_dqn.schedule import apex_epsilons, updates_made
+from atari_dqn.learn.schedule import apex_epsilons, updates_made
+from atari_dqn.run.checkpoint import read_checkpoint
 
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
-from atari_dqn import distributed  # noqa: E402
+from atari_dqn.modes import apex  # noqa: E402
 
 pytestmark = pytest.mark.xdist_group("ray")
 
@@ -129,8 +129,8 @@ def test_two_nodes_train_resume_and_store_exactly_what_the_actors_played(cluster
 
     run = tmp_path / "run"
     config = config_for(cluster, run, total_steps=200, n_step=1, prioritized=True)
-    result = distributed.train_distributed(config, actor_options=ON_ACTOR_NODE, on_chunk=record,
-                                           keep_states=True)
+    result = apex.train_distributed(config, actor_options=ON_ACTOR_NODE, on_chunk=record,
+                                    keep_states=True)
     assert result.steps == 200 and not result.stopped_early
     # the driver joined the cluster on loopback, where its nodes are
     assert addresses == [(HEAD_HOST, {HEAD_HOST, ACTOR_HOST})]
@@ -167,7 +167,7 @@ def test_two_nodes_train_resume_and_store_exactly_what_the_actors_played(cluster
     # --resume on the command line (the actors land on whichever node has CPUs), in a process
     # of its own writing to a file: Ray forwards the actors' output (ALE's banner) there without
     # colour codes. Its environment lacks the two settings this process's import of
-    # atari_dqn.distributed made: that process must make them itself.
+    # atari_dqn.modes.apex made: that process must make them itself.
     log = tmp_path / "resume.log"
     env = {name: value for name, value in os.environ.items()
            if name not in ("RAY_COLOR_PREFIX", "RAY_DEDUP_LOGS")}
@@ -189,15 +189,15 @@ def test_a_killed_actor_is_restarted_and_the_run_finishes(cluster, tmp_path, cap
 
     def kill_actor_0_once(memory, ids, chunk):
         if not killed and chunk.actor == 0 and memory.appended >= 40:
-            handle = ray.get_actor(f"{distributed.ACTOR_NAME}-0")
+            handle = ray.get_actor(f"{apex.ACTOR_NAME}-0")
             pid = ray.get(handle.pid.remote())
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)
 
     run = tmp_path / "run"
     config = config_for(cluster, run, total_steps=200)
-    result = distributed.train_distributed(config, actor_options=ON_ACTOR_NODE,
-                                           on_chunk=kill_actor_0_once)
+    result = apex.train_distributed(config, actor_options=ON_ACTOR_NODE,
+                                    on_chunk=kill_actor_0_once)
     assert killed and result.steps == 200
     assert len((run / "rewards.txt").read_text().splitlines()) == 2
     # one line for the one death, however many chunks failed with it (Ray adds a line of its own)
@@ -216,16 +216,16 @@ def test_a_runs_own_ray_instance_is_on_loopback(cluster, tmp_path):
 
     config = Config(**{**TINY, "actors": 1, "ray_address": "", "out_dir": str(tmp_path / "run"),
                        "total_steps": 100})
-    assert distributed.train_distributed(config, on_chunk=record).steps == 100
-    host = distributed.LOCAL_RAY_HOST
+    assert apex.train_distributed(config, on_chunk=record).steps == 100
+    host = apex.LOCAL_RAY_HOST
     assert addresses == [(host, {host})] and ipaddress.ip_address(host).is_loopback
 
 
 def test_a_stopped_run_drains_its_chunks_and_checkpoints_where_it_stopped(cluster, tmp_path):
     run = tmp_path / "run"
     config = config_for(cluster, run, total_steps=300)
-    result = distributed.train_distributed(config, actor_options=ON_ACTOR_NODE,
-                                           stop_when=lambda step: step >= 130)
+    result = apex.train_distributed(config, actor_options=ON_ACTOR_NODE,
+                                    stop_when=lambda step: step >= 130)
     assert result.stopped_early and 130 <= result.steps < 300
     checkpoint = read_checkpoint(run)
     assert checkpoint["progress"]["step"] == result.steps
@@ -283,8 +283,8 @@ def test_actor_priorities_by_hand():
     rewards = np.array([[1.0], [0.0], [1.0], [1.0]])
     terminated = np.array([[False], [False], [True], [False]])
     truncated = np.zeros((4, 1), bool)
-    got = distributed.actor_priorities(q_taken, next_q_max, rewards, terminated, truncated,
-                                       gamma=0.5, n_step=2)
+    got = apex.actor_priorities(q_taken, next_q_max, rewards, terminated, truncated,
+                                gamma=0.5, n_step=2)
     # t0: 1 + .5*0 + .25*20 - 1 = 5;  t1: 0 + .5*1 (terminal) - 2 = -1.5;  t2: 1 - 3 = -2
     # t3: the chunk's last step: one step, 1 + .5*40 - 4 = 17
     np.testing.assert_allclose(got[:, 0], [5.0, 1.5, 2.0, 17.0])
@@ -298,8 +298,8 @@ def test_actor_priorities_of_a_quantile_head_are_the_learners():
     rewards = rng.choice([0.0, 1.0], size=(3, 2))
     terminated = np.array([[False, False], [False, True], [False, False]])
     truncated = np.zeros((3, 2), bool)
-    got = distributed.actor_priorities(q_taken, next_q, rewards, terminated, truncated,
-                                       gamma=0.9, n_step=1)
+    got = apex.actor_priorities(q_taken, next_q, rewards, terminated, truncated,
+                                gamma=0.9, n_step=1)
     fractions = quantile_midpoints(5)
     for t, e in np.ndindex(3, 2):
         bootstrap = 0.0 if terminated[t, e] else 0.9 * next_q[t, e]
@@ -308,9 +308,9 @@ def test_actor_priorities_of_a_quantile_head_are_the_learners():
                                      targets[None], fractions)
         assert got[t, e] == pytest.approx(float(learner[0]), rel=1e-5), (t, e)
     # one quantile is the scalar head's |TD error|
-    scalar = distributed.actor_priorities(q_taken[..., :1], next_q[..., :1], rewards, terminated,
-                                          truncated, gamma=0.9, n_step=1)
-    np.testing.assert_allclose(scalar, distributed.actor_priorities(
+    scalar = apex.actor_priorities(q_taken[..., :1], next_q[..., :1], rewards, terminated,
+                                   truncated, gamma=0.9, n_step=1)
+    np.testing.assert_allclose(scalar, apex.actor_priorities(
         q_taken[..., 0], next_q[..., 0], rewards, terminated, truncated, gamma=0.9, n_step=1))
     expected = np.abs(rewards + 0.9 * next_q[..., 0] * ~terminated - q_taken[..., 0])
     np.testing.assert_allclose(scalar, expected, rtol=1e-5)

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from atari_dqn import env as envs
 from atari_dqn.config import ConfigError
+from atari_dqn.envs import atari as envs
 
 
 @pytest.mark.parametrize("name, env_id", [

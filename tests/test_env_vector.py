@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from atari_dqn import env as envs
 from atari_dqn.config import Config, RunError
+from atari_dqn.envs import atari as envs
 
 GAME = "Breakout"
 FIRE = 1  # Breakout's actions: NOOP, FIRE, RIGHT, LEFT
@@ -224,7 +224,7 @@ def test_a_game_process_that_dies_again_when_restarted_is_one_run_error(monkeypa
 def test_a_run_goes_on_exactly_when_a_game_process_is_killed(tmp_path, capsys):
     """train() with --env-processes: a game process killed mid-run is restarted, and the run
     ends bit for bit as the one nobody disturbed (networks, optimizer, replay memory, games)."""
-    from atari_dqn import train as training
+    from atari_dqn.modes import one_process as training
 
     settings = dict(total_steps=240, learning_starts_steps=60, memory_capacity_transitions=1000,
                     batch_size=8, target_update_steps=40, eval_every_steps=120, eval_episodes=1,

@@ -1,5 +1,6 @@
 """episodes.csv: each finished training game's raw score, written as it ends and restored exactly
-on resume (atari_dqn/episodes.py). The run-level exact-resume checks are in test_train_e2e.py."""
+on resume (atari_dqn/run/episodes.py). The run-level exact-resume checks are in
+test_train_e2e.py."""
 
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from atari_dqn import checkpoint, episodes
-from atari_dqn import train as training
-from atari_dqn.checkpoint import Progress
 from atari_dqn.config import Config
-from atari_dqn.episodes import EPISODES, HEADER, GameLog, tidy_episodes
-from atari_dqn.files import DiskError
+from atari_dqn.modes import one_process as training
+from atari_dqn.run import checkpoint, episodes
+from atari_dqn.run.checkpoint import Progress
+from atari_dqn.run.episodes import EPISODES, HEADER, GameLog, tidy_episodes
+from atari_dqn.run.files import DiskError
 
 
 def lines(run) -> list[str]:

@@ -5,11 +5,11 @@ import pytest
 import torch
 from PIL import Image
 
-from atari_dqn import env as envs
-from atari_dqn.agent import Agent
 from atari_dqn.config import Config
-from atari_dqn.evaluate import (NullFrameWriter, PngFrameWriter, evaluate, evaluation_seeds, frame_stacker,
-                                parse_rewards, plot_curve, rewards_line)
+from atari_dqn.envs import atari as envs
+from atari_dqn.learn.agent import Agent
+from atari_dqn.run.evaluate import (NullFrameWriter, PngFrameWriter, evaluate, evaluation_seeds,
+                                    frame_stacker, parse_rewards, plot_curve, rewards_line)
 
 
 @pytest.fixture(scope="module")

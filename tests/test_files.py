@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from atari_dqn.files import atomic_write, atomic_write_text
+from atari_dqn.run.files import atomic_write, atomic_write_text
 
 
 def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
@@ -42,7 +42,7 @@ def test_a_full_disk_is_a_disk_error_naming_the_file(tmp_path, monkeypatch):
     from pathlib import Path
 
     from atari_dqn.config import RunError
-    from atari_dqn.files import DiskError, atomic_torch_save
+    from atari_dqn.run.files import DiskError, atomic_torch_save
 
     def full(self, data):
         raise OSError(errno.ENOSPC, "No space left on device")

@@ -17,14 +17,14 @@ import torch.nn.functional as F
 
 import main
 from atari_dqn import policy
-from atari_dqn.agent import Agent, network_of
 from atari_dqn.config import Config
 from atari_dqn.learn import registry
+from atari_dqn.learn.agent import Agent, network_of
 from atari_dqn.learn.heads import iqn
 from atari_dqn.learn.heads.iqn import IQNNetwork, acting_taus
 from atari_dqn.learn.heads.quantile import quantile_huber_loss
 from atari_dqn.learn.heads.scalar import ScalarHead
-from atari_dqn.train import train
+from atari_dqn.modes.one_process import train
 from learning_batches import random_batch
 
 N_ACTIONS = 4

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from atari_dqn import inspect_run
-from atari_dqn.agent import network_of
 from atari_dqn.config import Config
-from atari_dqn.network import QNetwork
+from atari_dqn.learn.agent import network_of
+from atari_dqn.learn.network import QNetwork
 from atari_dqn.replay import PrioritizedReplayMemory, ReplayMemory
 
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from atari_dqn.agent import Agent
 from atari_dqn.config import Config
-from atari_dqn.learner import PendingPriorities, Updates
-from atari_dqn.schedule import beta
-from atari_dqn.train import make_memory
+from atari_dqn.learn.agent import Agent
+from atari_dqn.learn.schedule import beta
+from atari_dqn.modes.one_process import make_memory
+from atari_dqn.run.updates import PendingPriorities, Updates
 
 
 def _weights(network):

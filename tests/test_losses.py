@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from atari_dqn.agent import Agent
 from atari_dqn.config import Config
 from atari_dqn.learn import registry
+from atari_dqn.learn.agent import Agent
 from atari_dqn.learn.losses import munchausen
 from atari_dqn.learn.losses.bc import BehaviourCloning, bc_losses
 from atari_dqn.learn.losses.cql import CQL, cql_penalty

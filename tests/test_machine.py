@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from atari_dqn import machine
 from atari_dqn.config import Config, ConfigError
+from atari_dqn.run import machine
 
 
 def test_pick_device():

@@ -8,9 +8,9 @@ import dataclasses
 import pytest
 import torch
 
-from atari_dqn import machine
-from atari_dqn.agent import network_of
 from atari_dqn.config import MAX_ACTIONS, Config, ConfigError
+from atari_dqn.learn.agent import network_of
+from atari_dqn.run import machine
 
 GB = 1_000_000_000
 

@@ -78,11 +78,11 @@ def no_games(*args, **kwargs):
 ])
 def test_sizes_this_machine_cannot_hold_are_refused_before_the_run_folder_is_made(
         argv, message, tmp_path, monkeypatch, capsys):
-    from atari_dqn import env
-    from atari_dqn.machine import usable_cores
+    from atari_dqn.envs import atari as envs
+    from atari_dqn.run.machine import usable_cores
 
-    monkeypatch.setattr(env, "TrainEnvs", no_games)  # today's code would make them, for minutes
-    monkeypatch.setattr(env, "EvalEnvs", no_games)
+    monkeypatch.setattr(envs, "TrainEnvs", no_games)  # today's code would make them, for minutes
+    monkeypatch.setattr(envs, "EvalEnvs", no_games)
     too_many = str(usable_cores() + 1)
     run = tmp_path / "run"
     argv = [arg.format(too_many=too_many) for arg in argv]

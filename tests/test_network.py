@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from atari_dqn.learn.heads.quantile import QuantileNetwork
-from atari_dqn.network import QNetwork, conv_output_size
+from atari_dqn.learn.network import QNetwork, conv_output_size
 
 NATURE_BODY_PARAMS = 1_684_128  # three convolutions and the 3136 -> 512 layer
 
@@ -75,7 +75,7 @@ def test_a_scalar_head_has_no_quantiles_and_its_samples_are_its_q_values():
 
 
 def test_impala_encoder_halves_84_three_times_to_11():
-    from atari_dqn.network import encoder, impala_output_size
+    from atari_dqn.learn.network import encoder, impala_output_size
 
     assert impala_output_size() == 11
     features, n_features = encoder("impala")

@@ -1,4 +1,4 @@
-"""Offline training (atari_dqn/offline.py): tiny runs on small datasets made here, resume, bad
+"""Offline training (atari_dqn/modes/offline.py): tiny runs on small datasets made here, resume, bad
 DATA, the CQL and BC losses, the dataset left untouched, Q-values against returns."""
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ import torch
 import main
 from atari_dqn import dataset as datasets
 from atari_dqn import policy
-from atari_dqn.agent import Agent
-from atari_dqn.checkpoint import read_checkpoint
 from atari_dqn.config import Config
+from atari_dqn.learn.agent import Agent
 from atari_dqn.learn.losses.bc import bc_losses
 from atari_dqn.learn.losses.cql import cql_penalty
-from atari_dqn.offline import sha256_of, train_offline
+from atari_dqn.modes.offline import sha256_of, train_offline
 from atari_dqn.replay import PrioritizedReplayMemory, ReplayMemory
+from atari_dqn.run.checkpoint import read_checkpoint
 from tests.test_train_e2e import sigterm_at_the_first_evaluation
 
 TRANSITIONS = 300
@@ -232,7 +232,7 @@ def test_bad_offline_flags_exit_2_with_one_line(args, message, data, tmp_path, c
 @pytest.fixture
 def evaluated_under(monkeypatch) -> list[str]:
     """The protocols of the evaluation games made (recorded as EvalEnvs is built)."""
-    from atari_dqn import env as envs
+    from atari_dqn.envs import atari as envs
 
     made, real = [], envs.EvalEnvs.__init__
 

@@ -15,7 +15,7 @@ from PIL import Image
 from atari_dqn import play
 from atari_dqn.config import Config
 from atari_dqn.learn.heads.quantile import QuantileNetwork
-from atari_dqn.network import QNetwork
+from atari_dqn.learn.network import QNetwork
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--games", "2", "--max-steps", "30"]
@@ -232,7 +232,7 @@ def test_each_score_is_printed_as_its_game_ends(run, monkeypatch, capsys):
 def test_a_failed_gif_write_after_the_games_is_one_line(run, tmp_path, monkeypatch, capsys):
     import errno
 
-    from atari_dqn.files import DiskError
+    from atari_dqn.run.files import DiskError
 
     def full(self):
         raise DiskError(self.gif_path, OSError(errno.ENOSPC, "No space left on device"))

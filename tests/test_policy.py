@@ -11,7 +11,7 @@ from atari_dqn import policy
 from atari_dqn.config import Config
 from atari_dqn.learn.heads.iqn import IQNNetwork
 from atari_dqn.learn.heads.quantile import QuantileNetwork
-from atari_dqn.network import QNetwork
+from atari_dqn.learn.network import QNetwork
 from atari_dqn.policy import PolicyLoadError
 
 FRAMES = torch.randint(0, 256, (3, 4, 84, 84), dtype=torch.uint8, generator=torch.Generator()
@@ -117,7 +117,7 @@ def test_fp16_weights_load_as_float32(tmp_path):
 
 
 def test_a_checkpoint_loads_its_online_network(tmp_path):
-    from atari_dqn.agent import Agent
+    from atari_dqn.learn.agent import Agent
 
     config = Config(out_dir=str(tmp_path), head="quantile", n_quantiles=4, compile=False)
     agent = Agent(4, config, torch.device("cpu"))

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 import main
-from atari_dqn import env as envs
 from atari_dqn.config import PROTOCOL_NAMES
-from atari_dqn.env import DEEPMIND, MACHADO
+from atari_dqn.envs import atari as envs
+from atari_dqn.envs.atari import DEEPMIND, MACHADO
 
 GOLDEN = json.loads((Path(__file__).parent / "data" / "deepmind_golden.json").read_text())
 GAME = "Breakout"
@@ -302,8 +302,8 @@ def test_a_machado_run_stopped_and_resumed_equals_the_straight_one(tmp_path, cap
     with the game in a child process; rewards.txt, models and episodes.csv as the straight
     run's. Random play throughout (--eps-end 1: FIRE is pressed, games end). The protocol may
     not change on resume."""
-    from atari_dqn.checkpoint import read_checkpoint
-    from atari_dqn.train import train
+    from atari_dqn.run.checkpoint import read_checkpoint
+    from atari_dqn.modes.one_process import train
     from tests.test_train_e2e import (TINY, assert_same_episodes, assert_same_models,
                                       tiny_config)
 

@@ -1,13 +1,13 @@
-"""The Ape-X rate limiter (atari_dqn/rate_limiter.py): hand-checkable sequences, its bounds, who
-waits for whom, and a randomized run of actors and a learner against the stated tolerance."""
+"""The Ape-X rate limiter (atari_dqn/modes/rate_limiter.py): hand-checkable sequences, its bounds,
+who waits for whom, and a randomized run of actors and a learner against the stated tolerance."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from atari_dqn.rate_limiter import ACTORS, LEARNER, RateLimiter
-from atari_dqn.schedule import update_step, updates_made
+from atari_dqn.learn.schedule import update_step, updates_made
+from atari_dqn.modes.rate_limiter import ACTORS, LEARNER, RateLimiter
 
 # --train-every 4, --learning-starts 10: updates at agent steps b_1 = 12, b_2 = 16, b_3 = 20, ...
 EVERY, STARTS, TOLERANCE, BATCH = 4, 10, 6, 32

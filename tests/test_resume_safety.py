@@ -13,9 +13,9 @@ import pytest
 import torch
 
 import main
-from atari_dqn import checkpoint
-from atari_dqn import train as training
 from atari_dqn.config import Config, ConfigError
+from atari_dqn.modes import one_process as training
+from atari_dqn.run import checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 # Every committed reference run: results (rewards.txt, models, curves) and no checkpoint.pt.

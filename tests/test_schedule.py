@@ -1,6 +1,6 @@
 import pytest
 
-from atari_dqn.schedule import apex_epsilons, beta, epsilon
+from atari_dqn.learn.schedule import apex_epsilons, beta, epsilon
 
 EPS = dict(start=1.0, end=0.1, decay_steps=100, warmup_steps=50)
 

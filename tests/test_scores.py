@@ -5,7 +5,7 @@ import csv
 import gymnasium as gym
 import pytest
 
-import atari_dqn.env  # noqa: F401 (registers ALE's games with gymnasium)
+import atari_dqn.envs.atari  # noqa: F401 (registers ALE's games with gymnasium)
 from atari_dqn import scores
 
 

@@ -16,7 +16,7 @@ import pytest
 
 import main
 from atari_dqn import suite
-from atari_dqn.checkpoint import read_checkpoint
+from atari_dqn.run.checkpoint import read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 800
@@ -222,7 +222,7 @@ def test_a_grown_or_longer_suite_is_planned_from_its_record(tmp_path):
 
 
 def test_the_default_parallel_is_the_least_of_cores_ram_and_runs(monkeypatch):
-    from atari_dqn import machine
+    from atari_dqn.run import machine
 
     config = main.config_from_flags(vars(main.build_parser().parse_args(
         [*TINY, "--threads", "1", "--out", "x"])))

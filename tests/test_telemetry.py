@@ -7,9 +7,9 @@ import re
 import sys
 
 import main
-from atari_dqn import telemetry
-from atari_dqn.checkpoint import Progress
 from atari_dqn.config import Config
+from atari_dqn.run import telemetry
+from atari_dqn.run.checkpoint import Progress
 
 
 def test_steps_per_second_leave_out_evaluation_time(tmp_path, monkeypatch, capsys):

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 import main
-from atari_dqn import train as training
-from atari_dqn.agent import Agent
-from atari_dqn.checkpoint import read_checkpoint
 from atari_dqn.config import Config, ConfigError
+from atari_dqn.learn.agent import Agent
+from atari_dqn.modes import one_process as training
+from atari_dqn.run.checkpoint import read_checkpoint
 
 
 def test_the_state_acted_on_is_the_state_the_memory_returns(tmp_path, monkeypatch):
@@ -102,7 +102,7 @@ def test_bad_values_are_refused_before_the_run_folder_is_made(args, message, tmp
 
 
 def test_a_second_trainer_on_a_running_folder_exits_2(straight, tmp_path, capsys):
-    from atari_dqn.checkpoint import RunLock
+    from atari_dqn.run.checkpoint import RunLock
 
     run = tmp_path / "run"
     run.mkdir()
@@ -229,8 +229,8 @@ def same(a: object, b: object) -> bool:
 def single_game_reference(config: Config) -> tuple[Agent, object]:
     """The training of the loop as it was before --envs, one game, step by step (evaluations
     left out: they change nothing that is learned): its agent and its memory at the end."""
-    from atari_dqn import env as envs
-    from atari_dqn.schedule import epsilon
+    from atari_dqn.envs import atari as envs
+    from atari_dqn.learn.schedule import epsilon
 
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)

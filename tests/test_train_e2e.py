@@ -19,13 +19,13 @@ import torch
 from PIL import Image
 
 import main
-from atari_dqn import telemetry
-from atari_dqn.agent import network_of
-from atari_dqn.checkpoint import read_checkpoint
 from atari_dqn.config import Config
+from atari_dqn.learn.agent import network_of
 from atari_dqn.learn.heads.quantile import QuantileNetwork
-from atari_dqn.network import QNetwork
-from atari_dqn.train import train
+from atari_dqn.learn.network import QNetwork
+from atari_dqn.modes.one_process import train
+from atari_dqn.run import telemetry
+from atari_dqn.run.checkpoint import read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--steps", "300", "--learning-starts", "100", "--memory-size", "1000",
@@ -293,7 +293,7 @@ def test_quantile_augmented_prioritized_run_stopped_and_resumed_equals_the_strai
 
 
 def test_run_with_resets_stopped_and_resumed_equals_the_straight_one(tmp_path, monkeypatch):
-    from atari_dqn.agent import Agent
+    from atari_dqn.learn.agent import Agent
 
     resets = []
     original = Agent.reset
@@ -322,8 +322,8 @@ ENVS3 = ["--envs", "3", "--train-every", "2"]
 @pytest.fixture(scope="module")
 def three_games(tmp_path_factory) -> tuple[Path, list[int], list[int]]:
     """A straight --envs 3 run, with the agent steps of its updates and target syncs."""
-    from atari_dqn.agent import Agent
-    from atari_dqn.learner import Updates
+    from atari_dqn.learn.agent import Agent
+    from atari_dqn.run.updates import Updates
 
     run = tmp_path_factory.mktemp("runs") / "envs3"
     updates, syncs = [], []

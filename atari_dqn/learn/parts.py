@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import torch
 
 from atari_dqn.config import Config
-from atari_dqn.network import QNetwork
+from atari_dqn.learn.network import QNetwork
 
 
 @dataclass(frozen=True)

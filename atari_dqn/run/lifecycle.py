@@ -45,7 +45,7 @@ reader (checkpoint.load_checkpoint), which checks the checkpoint, migrates an ol
 version (checkpoint.MIGRATIONS) and tidies the folder back to it. The parts, by key: config
 (fixed), progress (Progress), agent (Agent), rng (torch's and, acting, the epsilon rng), env
 (the training games; none for Ape-X and offline), replay (the memory's file; none offline),
-pending_priorities (learner.PendingPriorities; online) and offline (the dataset and sampler).
+pending_priorities (updates.PendingPriorities; online) and offline (the dataset and sampler).
 Ape-X's rate limiter has none: a checkpoint is taken with every update made and nothing in
 flight, so the limiter starts again from progress.step.
 """
@@ -62,16 +62,16 @@ from typing import Any, Protocol
 
 import torch
 
-from atari_dqn import env as envs
-from atari_dqn.agent import Agent, NonFiniteLoss
-from atari_dqn.checkpoint import (Part, RunLock, create_run_dir, has_checkpoint,
-                                  record_evaluation, save_checkpoint)
 from atari_dqn.config import Config, ConfigError, RunError
-from atari_dqn.evaluate import NullFrameWriter, PngFrameWriter, evaluate, evaluation_seeds
-from atari_dqn.files import DiskError
-from atari_dqn.machine import check_machine
-from atari_dqn.progress import Progress
-from atari_dqn.telemetry import Telemetry
+from atari_dqn.envs import atari as envs
+from atari_dqn.learn.agent import Agent, NonFiniteLoss
+from atari_dqn.run.checkpoint import (Part, RunLock, create_run_dir, has_checkpoint,
+                                      record_evaluation, save_checkpoint)
+from atari_dqn.run.evaluate import NullFrameWriter, PngFrameWriter, evaluate, evaluation_seeds
+from atari_dqn.run.files import DiskError
+from atari_dqn.run.machine import check_machine
+from atari_dqn.run.progress import Progress
+from atari_dqn.run.telemetry import Telemetry
 
 
 @dataclass(frozen=True)

@@ -43,8 +43,8 @@ from torch import nn
 from atari_dqn import seeds
 from atari_dqn.config import STACK, Config
 from atari_dqn.learn.heads.quantile import quantile_losses
+from atari_dqn.learn.network import QNetwork
 from atari_dqn.learn.parts import Head, Samples
-from atari_dqn.network import QNetwork
 
 EMBEDDING_SIZE = 64  # n: cosines cos(pi i tau), i = 0..n-1, embedding one tau
 LEARN_SAMPLES = 64   # N = N': taus per transition for the online and the target samples

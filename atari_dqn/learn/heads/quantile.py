@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from atari_dqn.config import STACK, Config
+from atari_dqn.learn.network import QNetwork
 from atari_dqn.learn.parts import Head, Samples
-from atari_dqn.network import QNetwork
 
 HUBER_KAPPA = 1.0  # the quantile Huber loss's threshold (QR-DQN's kappa; Huber's delta)
 

@@ -10,8 +10,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from atari_dqn.learn.network import QNetwork
 from atari_dqn.learn.parts import Head, Samples
-from atari_dqn.network import QNetwork
 
 
 class ScalarHead(Head):

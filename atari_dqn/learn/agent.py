@@ -13,7 +13,7 @@ the head (--head: scalar, quantile, iqn) builds the networks and gives their sam
 a target chooses by, the TD loss and the priorities; the loss terms (td or munchausen, cql, bc)
 each add to the loss. learn() knows none of them by name.
 
-With config.augment both states and next states are randomly shifted (atari_dqn/augment.py),
+With config.augment both states and next states are randomly shifted (atari_dqn/learn/augment.py),
 each draw independent, from a torch.Generator seeded from the run's seed and kept in
 state_dict(), so a resumed run draws what an uninterrupted one draws (as is a head's own
 generator: IQN's taus).
@@ -31,11 +31,11 @@ import numpy as np
 import torch
 
 from atari_dqn import seeds
-from atari_dqn.augment import random_shift
 from atari_dqn.config import Config
 from atari_dqn.learn import registry
+from atari_dqn.learn.augment import random_shift
+from atari_dqn.learn.network import QNetwork
 from atari_dqn.learn.parts import Part, Step
-from atari_dqn.network import QNetwork
 
 SHRINK = 0.5        # reset(): encoder weights <- SHRINK * weights + PERTURB * fresh weights (BBF)
 PERTURB = 0.5

@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from atari_dqn.config import FRAME_SKIP  # noqa: E402
-from atari_dqn.files import atomic_write, atomic_write_text, writing  # noqa: E402
+from atari_dqn.run.files import atomic_write, atomic_write_text, writing  # noqa: E402
 
 REWARDS, CURVE = "rewards.txt", "rewards.png"
 

@@ -3,7 +3,7 @@
     python main.py --offline DATA --loss {dqn,cql,bc} --updates N ...
 
 DATA is a replay snapshot (replay-*.bin, or an imported DQN Replay Dataset) or a run folder,
-meaning its latest snapshot. The loop is train.py's without acting: sample, learn, sync the
+meaning its latest snapshot. The loop is one_process.py's without acting: sample, learn, sync the
 target, evaluate. Every count is in gradient updates: --updates, --eval-every, --target-update;
 rewards.txt's second column is the update count (docs/offline.md).
 
@@ -49,18 +49,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from atari_dqn import env as envs
 from atari_dqn import seeds
-from atari_dqn.agent import Agent
-from atari_dqn.checkpoint import (UPDATE_UNIT, Fixed, Group, Part, Progress, TorchRng,
-                                  load_checkpoint, tidy_run_dir)
 from atari_dqn.config import Config, ConfigError, flag_of
 from atari_dqn.dataset import DatasetError, recorded_protocol, snapshot_path
-from atari_dqn.machine import GB, available_ram_bytes
+from atari_dqn.envs import atari as envs
+from atari_dqn.learn.agent import Agent
+from atari_dqn.learn.schedule import beta
 from atari_dqn.replay import PrioritizedReplayMemory, ReplayMemory, load_snapshot
-from atari_dqn.schedule import beta
-from atari_dqn.telemetry import Telemetry
+from atari_dqn.run.checkpoint import (UPDATE_UNIT, Fixed, Group, Part, Progress, TorchRng,
+                                      load_checkpoint, tidy_run_dir)
 from atari_dqn.run.lifecycle import RunResult, prepare, run_source
+from atari_dqn.run.machine import GB, available_ram_bytes
+from atari_dqn.run.telemetry import Telemetry
 
 HASH_CHUNK_BYTES = 1 << 20
 SAMPLE_AHEAD = False  # sample the next batch on a worker thread: measured, no gain on a CPU
@@ -302,7 +302,7 @@ class OfflineSource:
             print(f"resumed {run} at update {self.progress.step}")
 
     def parts(self) -> dict[str, Part]:
-        """The checkpoint's registry (checkpoint.py): key -> part, in the order written. No
+        """The checkpoint's registry (run/checkpoint.py): key -> part, in the order written. No
         games, no memory (the dataset is never copied: env [], replay ""), no acting rng."""
         return {"config": Fixed(dataclasses.asdict(self.config)), "progress": self.progress,
                 "agent": self.agent, "rng": Group({"torch": TorchRng()}), "env": Fixed([]),

@@ -13,9 +13,9 @@ import os
 
 import torch
 
-from atari_dqn.agent import network_of
 from atari_dqn.config import (GAME_BYTES, MAX_ACTIONS, SCREEN_SIZE, STACK, Config, ConfigError,
                               flag_of)
+from atari_dqn.learn.agent import network_of
 
 # A frame plus its slot's bookkeeping (and the prioritized trees): 7,112-7,144 bytes measured
 # (README, Replay benchmark), rounded up to the 7,200 the memory is designed to stay under.
@@ -103,7 +103,7 @@ def learner_bytes(config: Config) -> int:
 def games_here(config: Config) -> int:
     """The games this process and its children make: the evaluation games and, unless the run
     is offline or its actors run on a Ray cluster (--ray-address, whose CPUs
-    distributed.connect checks), every training game (the actors' too, in the run's own Ray)."""
+    apex.connect checks), every training game (the actors' too, in the run's own Ray)."""
     training = 0 if config.offline or config.ray_address else config.streams
     return training + config.eval_episodes
 

@@ -1,19 +1,20 @@
 """The training loop: act, step, store, learn, sync, evaluate.
 
 This module is the one-process mode: a Source (OneProcess) for the one lifecycle in
-run/lifecycle.py, which owns the folder, the evaluation schedule, checkpoints, signals and the
-stop and NaN policies. The parts live elsewhere: the run folder, checkpoints and resume in
-checkpoint.py, the learner's schedule in learner.py, the progress bar and TensorBoard in telemetry.py, evaluation games in
-evaluate.py, the training games' scores (episodes.csv) in episodes.py, and the games themselves,
-played under the run's --protocol, in env.py. Training and evaluation act through the same call,
-Agent.act_batch, on states stacked by the replay memory.
+run/lifecycle.py, which owns the folder, the evaluation schedule, checkpoints, signals and the stop
+and NaN policies. The parts live elsewhere: the run folder, checkpoints and resume in
+run/checkpoint.py, the learner's schedule in run/updates.py, the progress bar and TensorBoard in
+run/telemetry.py, evaluation games in run/evaluate.py, the training games' scores (episodes.csv) in
+run/episodes.py, and the games themselves, played under the run's --protocol, in envs/atari.py.
+Training and evaluation act through the same call, Agent.act_batch, on states stacked by the replay
+memory.
 
-One iteration of the loop plays one agent step in each of the --envs games (env.TrainEnvs; the
-memory has one stream per game), acting on all of them with one batched forward: --envs agent
-steps. Every count (--steps, --train-every, --target-update, --eval-every, --learning-starts,
+One iteration of the loop plays one agent step in each of the --envs games (envs.TrainEnvs; the
+memory has one stream per game), acting on all of them with one batched forward: --envs agent steps.
+Every count (--steps, --train-every, --target-update, --eval-every, --learning-starts,
 --reset-every, epsilon, beta) is in agent steps over all games, and the boundaries an iteration
-crosses are acted on in step order, so the replay ratio does not depend on --envs; with --envs 1
-the loop is the single-game loop, step for step (tests/test_train.py holds it to that).
+crosses are acted on in step order, so the replay ratio does not depend on --envs; with --envs 1 the
+loop is the single-game loop, step for step (tests/test_train.py holds it to that).
 
 Everything about the settings and the machine is checked before the run folder is made. Once it
 is, a run ends in one of three ways: it finishes; a signal or stop_when stops it after a
@@ -30,16 +31,16 @@ from typing import Any
 
 import numpy as np
 
-from atari_dqn import env as envs
-from atari_dqn.agent import Agent
-from atari_dqn.checkpoint import (Fixed, GeneratorRng, Group, Part, Progress, ReplayFile, TorchRng,
-                                  load_checkpoint, tidy_run_dir)
 from atari_dqn.config import Config, ConfigError
-from atari_dqn.episodes import GameLog
-from atari_dqn.learner import PendingPriorities, Updates
+from atari_dqn.envs import atari as envs
+from atari_dqn.learn.agent import Agent
+from atari_dqn.learn.schedule import epsilon
+from atari_dqn.run.checkpoint import (Fixed, GeneratorRng, Group, Part, Progress, ReplayFile,
+                                      TorchRng, load_checkpoint, tidy_run_dir)
+from atari_dqn.run.episodes import GameLog
 from atari_dqn.run.lifecycle import RunResult, prepare, run_source
-from atari_dqn.schedule import epsilon
-from atari_dqn.telemetry import Telemetry, say, starting_games
+from atari_dqn.run.telemetry import Telemetry, say, starting_games
+from atari_dqn.run.updates import PendingPriorities, Updates
 
 
 def make_memory(config: Config) -> Any:
@@ -72,7 +73,7 @@ def train(config: Config, *, stop_when: Callable[[int], bool] = lambda step: Fal
 
 
 class TrainingGames:
-    """The training games as a part of the checkpoint (env.TrainEnvs's state()/restore()), but
+    """The training games as a part of the checkpoint (envs.TrainEnvs's state()/restore()), but
     a saved game that cannot be restored (an ALE whose state format changed) is no damaged
     checkpoint: restore() keeps the error (.failure), and the run starts fresh games."""
 
@@ -90,7 +91,7 @@ class TrainingGames:
 
 
 class OneProcess:
-    """The one-process Source: --envs games in this process (env.TrainEnvs), acting through the
+    """The one-process Source: --envs games in this process (envs.TrainEnvs), acting through the
     agent into the replay memory, learning at the learning boundaries. One iteration: one agent
     step in each game, --envs agent steps."""
 
@@ -123,7 +124,7 @@ class OneProcess:
             raise
 
     def parts(self) -> dict[str, Part]:
-        """The checkpoint's registry (checkpoint.py): key -> part, in the order written."""
+        """The checkpoint's registry (run/checkpoint.py): key -> part, in the order written."""
         return {"config": Fixed(dataclasses.asdict(self.config)), "progress": self.progress,
                 "agent": self.agent,
                 "rng": Group({"torch": TorchRng(), "act": GeneratorRng(self.act_rng)}),

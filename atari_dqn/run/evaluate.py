@@ -2,7 +2,7 @@
 
 Evaluation acts as training does: its frames are stacked by a replay memory (the one stacking
 rule, see frame_stacker) and actions are chosen by the actor's act_batch() on a batch of states,
-one row per game: all the games of an evaluation play at once (env.EvalEnvs).
+one row per game: all the games of an evaluation play at once (envs.atari.EvalEnvs).
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ import numpy as np
 from PIL import Image
 
 # the run folder's rewards.txt and learning curve (curve.py), importable from here as before
-from atari_dqn.curve import (X_LABEL, parse_rewards, plot_curve, plot_curves,  # noqa: F401
-                             rewards_line)
 from atari_dqn.config import FRAME_SKIP, SCREEN_SIZE, STACK
-from atari_dqn.env import EvalEnvs
-from atari_dqn.files import atomic_write, writing
+from atari_dqn.envs.atari import EvalEnvs
 from atari_dqn.replay import ReplayMemory
+from atari_dqn.run.curve import (X_LABEL, parse_rewards, plot_curve, plot_curves,  # noqa: F401
+                                 rewards_line)
+from atari_dqn.run.files import atomic_write, writing
 
 GIF_MAX_FRAMES = 4_500           # longer games are subsampled so the GIF stays a few MB
 FRAME_MS = 1000 * FRAME_SKIP / 60  # one agent step of play at the emulator's 60 Hz

@@ -2,7 +2,7 @@
 loop's ratio while actors (producers) and the learner (consumer) run apart (as Reverb's
 SampleToInsertRatio, in agent steps and updates instead of items and samples).
 
-The one-process loop (train.py) makes update u at agent step b_u, the u-th multiple of
+The one-process loop (one_process.py) makes update u at agent step b_u, the u-th multiple of
 --train-every above --learning-starts (schedule.update_step): --batch-size samples per
 --train-every agent steps inserted. The limiter keeps three counts, all since the run began:
 
@@ -17,7 +17,7 @@ and answers two questions:
     may_request(): requested < b_(updates+1) + tolerance_steps.
                    No: the ACTORS wait for the learner (no new chunk is asked for).
 
-Bounds (tolerance_steps: K * --envs * CHUNK_STEPS in distributed.py, one chunk per actor; c: the
+Bounds (tolerance_steps: K * --envs * CHUNK_STEPS in apex.py, one chunk per actor; c: the
 largest request, one chunk). The learner never runs ahead, and a request is only made while
 may_request() says yes and updates never decrease, so at any time
     updates <= updates_made(stored)                                    (never ahead)
@@ -40,7 +40,7 @@ limiter forbids is a ValueError and leaves it as it was). Imports no Ray or torc
 
 from __future__ import annotations
 
-from atari_dqn.schedule import update_step, updates_made
+from atari_dqn.learn.schedule import update_step, updates_made
 
 LEARNER = "learner"  # the learner waits for inserts (progress line: waits learner)
 ACTORS = "actors (rate limiter)"  # the actors wait for the learner's updates

@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from atari_dqn.curve import X_LABEL
+from atari_dqn.run.curve import X_LABEL
 
 
 @dataclass

@@ -20,7 +20,7 @@ Training and evaluation differ in what an episode is:
   evaluation: a whole game (all lives), cut after a caller-chosen number of agent steps.
 Observations are single 84x84 uint8 frames in both. Frames are stacked into states by one rule,
 the replay memory's (ReplayMemory.state(): the last STACK frames of the episode, padded at its
-start by repeating its first frame), in training and in evaluation alike (evaluate.py).
+start by repeating its first frame), in training and in evaluation alike (run/evaluate.py).
 Rewards are left raw here: the learner clips them with learning_reward(), scores use them raw.
 AtariPreprocessing's own terminal_on_life_loss is not used: it fully resets the game at a lost
 life, which is not what DeepMind did.

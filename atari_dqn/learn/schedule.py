@@ -35,9 +35,10 @@ def apex_epsilons(n: int) -> list[float]:
 
 
 def updates_made(step: int, *, train_every_steps: int, learning_starts_steps: int) -> int:
-    """The gradient updates the one-process loop (train.py) has made after `step` agent steps:
-    one at each multiple of train_every_steps above learning_starts_steps. The one formula: the
-    Ape-X rate limiter paces its learner by it, and summary.py counts online runs' updates."""
+    """The gradient updates the one-process loop (modes/one_process.py) has made after `step`
+    agent steps: one at each multiple of train_every_steps above learning_starts_steps. The one
+    formula: the Ape-X rate limiter paces its learner by it, and summary.py counts online runs'
+    updates."""
     every = train_every_steps
     return max(0, step // every - learning_starts_steps // every)
 

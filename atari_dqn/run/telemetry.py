@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm import tqdm
 
-from atari_dqn.agent import LearnStats
 from atari_dqn.config import GAME_START_SECONDS, Config
+from atari_dqn.learn.agent import LearnStats
 
 if TYPE_CHECKING:
-    from atari_dqn.progress import Progress
+    from atari_dqn.run.progress import Progress
 
 LOG_EVERY_STEPS = 1_000  # agent steps between TensorBoard points and progress-bar updates
 # Agent steps between plain progress lines, printed instead of the bar when the output is not a
@@ -73,7 +73,7 @@ class Telemetry:
 
     def __init__(self, config: Config, run: Path, start_step: int,
                  clock: Callable[[], float] = time.perf_counter, *, offline: bool = False) -> None:
-        # offline (atari_dqn/offline.py): progress counts gradient updates up to --updates
+        # offline (atari_dqn/modes/offline.py): progress counts gradient updates up to --updates
         self.unit = "update" if offline else "agent step"
         total = config.total_updates if offline else config.total_steps
         self.logger = (TensorBoardLogger(run / "tensorboard", start_step) if config.tensorboard

@@ -10,7 +10,7 @@ in the checkpoint.
 Files of a run folder:
   config.json               the settings (written once, when the run starts)
   rewards.txt               one line per evaluation (curve.rewards_line), rewritten atomically
-  episodes.csv              one line per finished training game, appended (atari_dqn/episodes.py)
+  episodes.csv              one line per finished training game, appended (episodes.py)
   rewards.png               the learning curve so far
   model_NNN.pt              the online network's state_dict after evaluation NNN
   checkpoint.pt             everything but the memory, for --resume (atomic)
@@ -50,15 +50,15 @@ entry, in the registry's order, and tidies the folder back to it (tidy_run_dir).
   config              Fixed(the Config as a dict): read before the run is built (resume_config),
                       so restore() takes nothing back
   progress            Progress (progress.py), as a dict of its fields
-  agent               Agent (agent.py): its state_dict()
+  agent               Agent (learn/agent.py): its state_dict()
   rng                 Group({"torch": TorchRng(), "act": GeneratorRng(the epsilon rng)});
                       offline: {"torch"} alone
-  env                 the training games' snapshots, one per game (train.TrainingGames around
-                      env.TrainEnvs; a game that cannot be restored starts afresh); Ape-X and
+  env                 the training games' snapshots, one per game (one_process.TrainingGames around
+                      envs.atari.TrainEnvs; a game that cannot be restored starts afresh); Ape-X and
                       offline: Fixed([]) (the actors' games are not saved; no games)
   replay              ReplayFile: the name of the replay-<step>.bin it writes (below); offline:
                       Fixed("") (the dataset is never copied)
-  pending_priorities  learner.PendingPriorities: {"ids", "priorities"} or None; online only
+  pending_priorities  updates.PendingPriorities: {"ids", "priorities"} or None; online only
   offline             offline.DatasetRecord: the dataset's path, size_bytes, sha256 and
                       transitions, and the sampler's state under "sampler"; offline only
 Offline, progress.step counts gradient updates. Ape-X's rate limiter has no entry: a checkpoint
@@ -104,13 +104,13 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from atari_dqn.agent import Agent
 from atari_dqn.config import RESUME_MAY_CHANGE, Config, ConfigError, flag_of, saved_settings
-from atari_dqn.curve import rewards_line, write_rewards
-from atari_dqn.episodes import EPISODES, UNKNOWN_STEPS, tidy_episodes
-from atari_dqn.files import DiskError, atomic_torch_save, atomic_write_text, writing
-from atari_dqn.progress import Progress  # also this module's face: checkpoint.Progress
+from atari_dqn.learn.agent import Agent
 from atari_dqn.replay import load_snapshot
+from atari_dqn.run.curve import rewards_line, write_rewards
+from atari_dqn.run.episodes import EPISODES, UNKNOWN_STEPS, tidy_episodes
+from atari_dqn.run.files import DiskError, atomic_torch_save, atomic_write_text, writing
+from atari_dqn.run.progress import Progress  # also this module's face: checkpoint.Progress
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_VERSION = 2

@@ -2,18 +2,17 @@
 
     python main.py --actors K [--ray-address auto|HOST:PORT] [the usual flags]
 
-Actors are Ray actors (class Actor), K of them, each playing --envs training games (env.TrainEnvs)
+Actors are Ray actors (class Actor), K of them, each playing --envs training games (envs.TrainEnvs)
 with a CPU copy of the network and fixed epsilons: over all N = K * envs actor games, game i acts
 with eps_i = 0.4 ** (1 + 7 i / (N - 1)) (schedule.apex_epsilons), through the same
-agent.epsilon_greedy every other actor uses. An actor plays a chunk when the learner asks for
-one (Actor.play) and returns it as a Chunk: for each agent step of each game one new 84x84 frame,
-the action, the raw reward, the terminated/truncated/game-over flags, and the first frame of
-every episode that began (never stacked states; the learner's memory stacks them), plus, with
+agent.epsilon_greedy every other actor uses. An actor plays a chunk when the learner asks for one
+(Actor.play) and returns it as a Chunk: for each agent step of each game one new 84x84 frame, the
+action, the raw reward, the terminated/truncated/game-over flags, and the first frame of every
+episode that began (never stacked states; the learner's memory stacks them), plus, with
 --prioritized, the initial priorities (actor_priorities). It stacks its own states with a small
-replay memory, by the same rule as the learner's. It takes new weights from the object store
-when the learner has published newer ones and it has played WEIGHTS_EVERY_STEPS agent steps
-(per game) since it last did.
-
+replay memory, by the same rule as the learner's. It takes new weights from the object store when
+the learner has published newer ones and it has played WEIGHTS_EVERY_STEPS agent steps (per game)
+since it last did.
 The learner lives in the driver: the C++ multi-stream memory has one stream per actor game
 (stream = actor * envs + game), so sampling never leaves this process. Per chunk, each row is
 appended to its stream in step order (ReplayMemory.append(..., stream=s); append_batch takes a
@@ -36,7 +35,7 @@ each batch one update ahead (below):
     learner catches up exactly: evaluations and checkpoints see the one-process ratio.
   - Back-pressure: at most CHUNKS_IN_FLIGHT chunk requests per actor, so the object store holds
     at most K * CHUNKS_IN_FLIGHT chunks (about 360 KB each at 50 steps of one game).
-  - Sample-ahead: while update u learns, a worker thread (learner.Updates' `ahead` pool)
+  - Sample-ahead: while update u learns, a worker thread (updates.Updates' `ahead` pool)
     samples the batch of update u + 1 from the memory (its sample() releases the GIL), when
     u + 1 comes before the next evaluation (or the run's end). That batch is drawn before the
     chunks received during update u are stored and before u's priorities are applied: it
@@ -114,20 +113,20 @@ plain_ray_output()
 import ray  # noqa: E402 (after plain_ray_output)
 from ray.exceptions import RayActorError  # noqa: E402
 
-from atari_dqn import env as envs
 from atari_dqn import seeds
-from atari_dqn.agent import Agent, epsilon_greedy, network_of
-from atari_dqn.checkpoint import (Fixed, GeneratorRng, Group, Part, Progress, ReplayFile,
-                                  TorchRng, load_checkpoint, tidy_run_dir)
 from atari_dqn.config import STACK, Config, ConfigError
-from atari_dqn.episodes import GameLog
-from atari_dqn.evaluate import frame_stacker
-from atari_dqn.learner import PendingPriorities, Updates
-from atari_dqn.rate_limiter import ACTORS, LEARNER, NOBODY, RateLimiter
-from atari_dqn.schedule import apex_epsilons
-from atari_dqn.telemetry import LOG_EVERY_STEPS, Telemetry, crossed
+from atari_dqn.envs import atari as envs
+from atari_dqn.learn.agent import Agent, epsilon_greedy, network_of
+from atari_dqn.learn.schedule import apex_epsilons
+from atari_dqn.modes.one_process import make_memory
+from atari_dqn.modes.rate_limiter import ACTORS, LEARNER, NOBODY, RateLimiter
+from atari_dqn.run.checkpoint import (Fixed, GeneratorRng, Group, Part, Progress, ReplayFile,
+                                      TorchRng, load_checkpoint, tidy_run_dir)
+from atari_dqn.run.episodes import GameLog
+from atari_dqn.run.evaluate import frame_stacker
 from atari_dqn.run.lifecycle import RunResult, StopRequest, prepare, run_source
-from atari_dqn.train import make_memory
+from atari_dqn.run.telemetry import LOG_EVERY_STEPS, Telemetry, crossed
+from atari_dqn.run.updates import PendingPriorities, Updates
 
 CHUNK_STEPS = 50  # agent steps per game in one chunk: Ape-X's actor-side buffer (B = 50)
 # An actor takes new weights at most every this many of its agent steps per game (Ape-X: every
@@ -170,7 +169,7 @@ class Chunk:
 
 
 def actor_seed(seed: int, actor: int) -> int:
-    """The seed of actor `actor`'s games (env.game_seeds spreads it over its E games)."""
+    """The seed of actor `actor`'s games (envs.game_seeds spreads it over its E games)."""
     return int(np.random.SeedSequence([seed, seeds.APEX_ACTORS, actor]).generate_state(1)[0])
 
 
@@ -698,7 +697,7 @@ class ApeX:
         pass  # every update is made when an iteration returns; priorities are applied
 
     def parts(self) -> dict[str, Part]:
-        """The checkpoint's registry (checkpoint.py): key -> part, in the order written. The
+        """The checkpoint's registry (run/checkpoint.py): key -> part, in the order written. The
         actors' games are not saved (env: none), and the rate limiter needs no entry: a
         checkpoint is taken with every update the stored steps allow made and nothing in
         flight, so RateLimiter(stored=progress.step) is where it stood. The batch sampled ahead

@@ -12,11 +12,11 @@ with one), where the overlapped run applied them, and checkpointed again as pend
 They are a part of the checkpoint (PendingPriorities, with state()/restore()), which a Source
 restores before the loop starts and hands to Updates, which applies them.
 
-Sample-ahead (opt-in, `ahead`: only the distributed learner, atari_dqn/distributed.py, uses it):
-start(step, next_step) submits the sampling of the next update's batch to a one-thread pool
-before it learns, so the C++ sample() (which releases the GIL) runs while this update does; the
-next start(next_step) takes that batch. The batch is then drawn before this update's priorities
-are applied and before what the caller stores meanwhile. The one-process trainer (train.py)
+Sample-ahead (opt-in, `ahead`: only the distributed learner, atari_dqn/modes/apex.py, uses it):
+start(step, next_step) submits the sampling of the next update's batch to a one-thread pool before
+it learns, so the C++ sample() (which releases the GIL) runs while this update does; the next
+start(next_step) takes that batch. The batch is then drawn before this update's priorities are
+applied and before what the caller stores meanwhile. The one-process trainer (modes/one_process.py)
 never passes `ahead`: its seeded runs stay bit-identical. Invariant: at most one sample is in
 flight, and start() never samples on the caller's thread while one is (it waits for it first),
 so the memory's RNG draws batches in the order the updates were asked.
@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from atari_dqn.agent import Agent, LearnStats
 from atari_dqn.config import Config
-from atari_dqn.schedule import beta
+from atari_dqn.learn.agent import Agent, LearnStats
+from atari_dqn.learn.schedule import beta
 
 
 class PendingPriorities:

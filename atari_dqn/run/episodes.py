@@ -32,10 +32,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from atari_dqn.files import FILE_MODE, writing
+from atari_dqn.run.files import FILE_MODE, writing
 
 if TYPE_CHECKING:
-    from atari_dqn.progress import Progress
+    from atari_dqn.run.progress import Progress
 
 EPISODES = "episodes.csv"
 HEADER = "agent_step,game,score,steps\n"
