@@ -313,15 +313,11 @@ class Config:
             for name, off in (("env_processes", 0), ("reset_every_steps", 0), ("offline", "")):
                 need(getattr(self, name) == off, name, "is not supported with --actors")
         need(not self.ray_address or self.actors > 0, "ray_address", "needs --actors")
-        need(self.device in DEVICES, "device", f"must be one of {', '.join(DEVICES)}")
+        for name, choices in (("device", DEVICES), ("head", HEADS), ("protocol", PROTOCOL_NAMES),
+                              ("network", NETWORKS), ("precision", PRECISIONS), ("loss", LOSSES)):
+            need(getattr(self, name) in choices, name, f"must be one of {', '.join(choices)}")
         if not self.out_dir and self.resume:
             object.__setattr__(self, "out_dir", self.resume)
-        need(self.head in HEADS, "head", f"must be one of {', '.join(HEADS)}")
-        need(self.protocol in PROTOCOL_NAMES, "protocol",
-             f"must be one of {', '.join(PROTOCOL_NAMES)}")
-        need(self.network in NETWORKS, "network", f"must be one of {', '.join(NETWORKS)}")
-        need(self.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}")
-        need(self.loss in LOSSES, "loss", f"must be one of {', '.join(LOSSES)}")
         need(self.cql_alpha >= 0, "cql_alpha", "must not be negative")
         need(self.total_updates >= 1, "total_updates", "must be a positive integer")
         if self.offline and self.loss == "bc" and self.prioritized:
