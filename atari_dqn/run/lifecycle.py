@@ -126,16 +126,14 @@ def non_finite_loss(error: NonFiniteLoss, at: str, run: Path) -> RunError:
 
 
 def play_evaluation(agent: Agent, eval_env: Any, config: Config, run: Path,
-                    progress: Progress, final: bool | None = None) -> list[float]:
-    """Evaluation number progress.evaluations + 1, recorded in the run folder; final (default:
-    at --steps) also writes final_model.pt."""
+                    progress: Progress, final: bool) -> list[float]:
+    """Evaluation number progress.evaluations + 1, recorded in the run folder; final (the run's
+    last) also writes final_model.pt."""
     index = progress.evaluations + 1
     frames = (PngFrameWriter(run / f"eval_{index:03d}", run / f"eval_{index:03d}.gif")
               if config.render else NullFrameWriter())
     scores = evaluate(agent, eval_env, epsilon=config.eval_eps,
                       seeds=evaluation_seeds(config.seed, index), frames=frames)
-    if final is None:
-        final = progress.step == config.total_steps
     record_evaluation(run, agent, progress, scores, final=final)
     return scores
 
@@ -219,17 +217,17 @@ class Run:
         self.agent, self.eval_env, self.progress = source.agent, source.eval_env, source.progress
         self.started, self.wall_before = time.perf_counter(), self.progress.wall_seconds
 
-    def checkpoint(self, source: Source) -> None:
+    def checkpoint(self) -> None:
         self.progress.wall_seconds = self.wall_before + time.perf_counter() - self.started
-        save_checkpoint(self.run, source.parts())
+        save_checkpoint(self.run, self.source.parts())
 
-    def evaluate(self, source: Source) -> None:
+    def evaluate(self) -> None:
         """Evaluation, its record and the checkpoint after it."""
-        source.settle()
+        self.source.settle()
         paused_at = time.perf_counter()
         scores = play_evaluation(self.agent, self.eval_env, self.config, self.run, self.progress,
-                                 final=self.progress.step == source.total)
-        self.checkpoint(source)
+                                 final=self.progress.step == self.source.total)
+        self.checkpoint()
         self.telemetry.evaluated(self.progress, len(scores), time.perf_counter() - paused_at)
 
     def loop(self, stop_when: Callable[[int], bool]) -> RunResult:
@@ -244,17 +242,17 @@ class Run:
                     step = progress.step
                     due = step > before and (step % every == 0 or step == source.total)
                     if due:
-                        self.evaluate(source)
+                        self.evaluate()
                     source.stepped(progress)
                     if step < source.total and stop(step):
                         if not due:
-                            self.checkpoint(source)
+                            self.checkpoint()
                         self.telemetry.message(f"stopped at {self.telemetry.unit} {step}; "
                                                f"continue with --resume {self.run}")
                         return RunResult(self.run, step, stopped_early=True,
                                          signum=signals.signum)
             except NonFiniteLoss as e:
-                self.checkpoint(source)  # the networks from before the update that failed
+                self.checkpoint()  # the networks from before the update that failed
                 raise non_finite_loss(e, source.failed_at(progress), self.run) from None
             finally:
                 source.close()
