@@ -1,4 +1,4 @@
-"""The training loop: act, step, store, learn, sync, evaluate.
+"""The one-process mode: act, step, store, learn, sync (the lifecycle evaluates).
 
 This module is the one-process mode: a Source (OneProcess) for the one lifecycle in
 run/lifecycle.py, which owns the folder, the evaluation schedule, checkpoints, signals and the stop
@@ -47,7 +47,8 @@ def make_memory(config: Config) -> Any:
     from atari_dqn.replay import PrioritizedReplayMemory, ReplayMemory
 
     common = dict(frame_shape=(envs.SCREEN_SIZE, envs.SCREEN_SIZE), stack=envs.STACK,
-                  streams=config.streams, seed=config.seed, n_step=config.n_step, gamma=config.gamma)
+                  streams=config.streams, seed=config.seed, n_step=config.n_step,
+                  gamma=config.gamma)
     try:
         if config.prioritized:
             return PrioritizedReplayMemory(config.memory_capacity_transitions,
@@ -133,8 +134,14 @@ class OneProcess:
 
     def fresh_start(self) -> None:
         tidy_run_dir(self.run, self.progress, replay_name=None)  # what a run stopped early left
+        self.new_games()
+
+    def new_games(self) -> None:
+        """Every game reset: its first frame starts its stream's episode, its score from 0."""
         for stream, frame in enumerate(self.games.reset()):
             self.replay.memory.start_episode(frame, stream=stream)
+        n = len(self.games)
+        self.progress.game_scores, self.progress.game_steps = [0.0] * n, [0] * n
 
     def resume(self) -> None:
         """Every part from the checkpoint; fresh games where the saved ones cannot be restored."""
@@ -145,10 +152,7 @@ class OneProcess:
         if failure is None:
             print(f"{at}: resumed the episode in progress")
             return
-        for stream, frame in enumerate(self.games.reset()):
-            self.replay.memory.start_episode(frame, stream=stream)
-        n = len(self.games)
-        self.progress.game_scores, self.progress.game_steps = [0.0] * n, [0] * n
+        self.new_games()
         print(f"{at}: started fresh games (the saved ones could not be restored: {failure})")
 
     def start(self, telemetry: Telemetry) -> None:
