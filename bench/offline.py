@@ -6,7 +6,7 @@ Workload: a dataset of --transitions synthetic Breakout-shaped transitions (rand
 n-step 3, the project's default network and head: today the Nature CNN with a QR-DQN head,
 dueling, Double DQN), batch 32.
 
-  learner            the online learner's own update rate: learner.Updates.start() (sample on the
+  learner            the online learner's own update rate: updates.Updates.start() (sample on the
                      loop's thread, then Agent.learn) called back to back, no env: what the
                      online loop's updates cost when acting is taken away
   offline            atari_dqn.modes.offline.train_offline() itself (reseeded sampling in turn,

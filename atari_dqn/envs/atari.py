@@ -390,8 +390,8 @@ def _serve_games(pipe: Connection, name: str, seeds: list[int], protocol: Protoc
     """A child process's loop: run each (method, args) received on _Games, send back
     (True, value) or (False, traceback), until close or until the parent is gone (its end of the
     pipe closes). SIGINT and SIGTERM are the parent's to handle (run.lifecycle.StopOnSignal
-    checkpoints, which needs the games' snapshots), so the child ignores them: Ctrl-C reaches the whole
-    process group, and the child must outlive the parent's checkpoint."""
+    checkpoints, which needs the games' snapshots), so the child ignores them: Ctrl-C reaches the
+    whole process group, and the child must outlive the parent's checkpoint."""
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
     games = _Games(name, seeds, protocol)

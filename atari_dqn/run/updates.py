@@ -8,7 +8,7 @@ on, and was removed: docs/throughput.md.)
 
 Priorities can still be pending: a checkpoint of an --overlap run holds those of the update it
 was stopped after (pending_priorities). They are applied at the next finish() (start() begins
-with one), where the overlapped run applied them, and checkpointed again as pending() until then.
+with one), where the overlapped run applied them, and checkpointed again until then.
 They are a part of the checkpoint (PendingPriorities, with state()/restore()), which a Source
 restores before the loop starts and hands to Updates, which applies them.
 
