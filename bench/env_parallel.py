@@ -5,7 +5,7 @@
    that releases the GIL lets the counter run during it; one that holds it stops the counter
    (the counter then only moves around the call's ends). Control: hashlib.sha256 on a large
    buffer, which releases the GIL. The test does not depend on how loaded the machine is.
-2. Agent steps/s of env.TrainEnvs for N games, stepped in this process (processes=0) and in
+2. Agent steps/s of envs.TrainEnvs for N games, stepped in this process (processes=0) and in
    child processes, random actions, median of --repeats. (On a machine shared with other work,
    or where the scheduler groups a session's processes, child processes may not show a gain.)
 

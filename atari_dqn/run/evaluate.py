@@ -125,7 +125,7 @@ def evaluate(actor: Actor, games: EvalEnvs, *, epsilon: float, seeds: tuple[int,
     in the same step: by index), so that a caller can report a score before the others end.
 
     A pure function of the actor and seeds = (env seed, epsilon seed): game i is reset with
-    env.game_seeds(env seed, len(games))[i], and the rng draws for every row at every step,
+    envs.game_seeds(env seed, len(games))[i], and the rng draws for every row at every step,
     also for games already over (their actions are ignored), so that every step acts on one
     batch shape."""
     env_seed, act_seed = seeds
