@@ -42,12 +42,8 @@ Checkpoints (checkpoint.py, format version 2) are a registry of parts: Run.check
 progress.wall_seconds up to date and writes every part's state() under its key with the one
 writer (checkpoint.save_checkpoint); a Source built to resume restores its parts with the one
 reader (checkpoint.load_checkpoint), which checks the checkpoint, migrates an older format
-version (checkpoint.MIGRATIONS) and tidies the folder back to it. The parts, by key: config
-(fixed), progress (Progress), agent (Agent), rng (torch's and, acting, the epsilon rng), env
-(the training games; none for Ape-X and offline), replay (the memory's file; none offline),
-pending_priorities (updates.PendingPriorities; online) and offline (the dataset and sampler).
-Ape-X's rate limiter has none: a checkpoint is taken with every update made and nothing in
-flight, so the limiter starts again from progress.step.
+version (checkpoint.MIGRATIONS) and tidies the folder back to it. checkpoint.py's doc lists
+the parts by key, and what each mode gives under each.
 """
 
 from __future__ import annotations
