@@ -58,7 +58,7 @@ from atari_dqn.learn.schedule import beta
 from atari_dqn.replay import PrioritizedReplayMemory, ReplayMemory, load_snapshot
 from atari_dqn.run.checkpoint import (UPDATE_UNIT, Fixed, Group, Part, Progress, TorchRng,
                                       load_checkpoint, tidy_run_dir)
-from atari_dqn.run.lifecycle import RunResult, prepare, run_source
+from atari_dqn.run.lifecycle import RunResult, StopRequest, prepare, run_source
 from atari_dqn.run.machine import GB, available_ram_bytes
 from atari_dqn.run.telemetry import Telemetry
 
@@ -308,7 +308,7 @@ class OfflineSource:
                 "agent": self.agent, "rng": Group({"torch": TorchRng()}), "env": Fixed([]),
                 "replay": Fixed(""), "offline": self.dataset}
 
-    def iterate(self, progress: Progress, stop: Any = None) -> None:
+    def iterate(self, progress: Progress, stop: StopRequest) -> None:
         """Sample, learn, sync the target."""
         update = progress.step + 1
         batch = self.sampler.sample(update)

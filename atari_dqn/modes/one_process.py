@@ -38,7 +38,7 @@ from atari_dqn.learn.schedule import epsilon
 from atari_dqn.run.checkpoint import (Fixed, GeneratorRng, Group, Part, Progress, ReplayFile,
                                       TorchRng, load_checkpoint, tidy_run_dir)
 from atari_dqn.run.episodes import GameLog
-from atari_dqn.run.lifecycle import RunResult, prepare, run_source
+from atari_dqn.run.lifecycle import RunResult, StopRequest, prepare, run_source
 from atari_dqn.run.telemetry import Telemetry, say, starting_games
 from atari_dqn.run.updates import PendingPriorities, Updates
 
@@ -177,7 +177,7 @@ class OneProcess:
     def stepped(self, progress: Progress) -> None:
         self.telemetry.stepped(progress, self.epsilon(progress), self.config.envs)
 
-    def iterate(self, progress: Progress, stop: Any = None) -> None:
+    def iterate(self, progress: Progress, stop: StopRequest) -> None:
         """Act, step, store, then each agent step's learning boundaries."""
         if self.resets_at(progress.step):
             # at the top of the iteration after it: after that step's evaluation (which
