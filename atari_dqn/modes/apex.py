@@ -123,7 +123,7 @@ from atari_dqn.modes.rate_limiter import ACTORS, LEARNER, NOBODY, RateLimiter
 from atari_dqn.run.checkpoint import (Fixed, GeneratorRng, Group, Part, Progress, ReplayFile,
                                       TorchRng, load_checkpoint, tidy_run_dir)
 from atari_dqn.run.episodes import GameLog
-from atari_dqn.run.evaluate import frame_stacker
+from atari_dqn.run.evaluate import evaluation_games, frame_stacker
 from atari_dqn.run.lifecycle import RunResult, StopRequest, prepare, run_source
 from atari_dqn.run.telemetry import LOG_EVERY_STEPS, Telemetry, crossed
 from atari_dqn.run.updates import PendingPriorities, Updates
@@ -477,9 +477,7 @@ class ApeX:
                  setup: ActorSetup) -> None:
         """memory: a new one, or None to load the checkpoint's."""
         self.config, self.run, self.setup, self.total = config, run, setup, config.total_steps
-        self.eval_env = envs.EvalEnvs(config.env_id, config.eval_episodes,
-                                      protocol=envs.PROTOCOLS[config.protocol],
-                                      max_steps=config.eval_max_steps, render=config.render)
+        self.eval_env = evaluation_games(config)
         self.updates: Updates | None = None
         try:
             self.agent = Agent(envs.action_count(config.env_id), config, device)

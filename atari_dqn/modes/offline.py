@@ -58,6 +58,7 @@ from atari_dqn.learn.schedule import beta
 from atari_dqn.replay import PrioritizedReplayMemory, ReplayMemory, load_snapshot
 from atari_dqn.run.checkpoint import (UPDATE_UNIT, Fixed, Group, Part, Progress, TorchRng,
                                       load_checkpoint, tidy_run_dir)
+from atari_dqn.run.evaluate import evaluation_games
 from atari_dqn.run.lifecycle import RunResult, StopRequest, prepare, run_source
 from atari_dqn.run.machine import GB, available_ram_bytes
 from atari_dqn.run.telemetry import Telemetry
@@ -218,9 +219,7 @@ def train_offline(config: Config, given: dict[str, Any] | None = None, *,
     device, fresh = prepare(config, machine=dataclasses.replace(config, allow_large_memory=True))
     memory, dataset = open_dataset(config.offline, config.batch_size, config.allow_large_memory)
     config = checked_dataset(config, memory, dataset, given, fresh)
-    eval_env = envs.EvalEnvs(config.env_id, config.eval_episodes,
-                             protocol=envs.PROTOCOLS[config.protocol],
-                             max_steps=config.eval_max_steps, render=config.render)
+    eval_env = evaluation_games(config)
     try:
         check_actions(config, memory, dataset, eval_env.action_count)
         return run_source(config, "update 0", lambda run: OfflineSource(

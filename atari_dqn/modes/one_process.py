@@ -38,6 +38,7 @@ from atari_dqn.learn.schedule import epsilon
 from atari_dqn.run.checkpoint import (Fixed, GeneratorRng, Group, Part, Progress, ReplayFile,
                                       TorchRng, load_checkpoint, tidy_run_dir)
 from atari_dqn.run.episodes import GameLog
+from atari_dqn.run.evaluate import evaluation_games
 from atari_dqn.run.lifecycle import RunResult, StopRequest, prepare, run_source
 from atari_dqn.run.telemetry import Telemetry, say, starting_games
 from atari_dqn.run.updates import PendingPriorities, Updates
@@ -103,8 +104,7 @@ class OneProcess:
         protocol = envs.PROTOCOLS[config.protocol]
         self.games = envs.TrainEnvs(config.env_id, config.envs, config.seed,
                                     processes=config.env_processes, protocol=protocol)
-        self.eval_env = envs.EvalEnvs(config.env_id, config.eval_episodes, protocol=protocol,
-                                      max_steps=config.eval_max_steps, render=config.render)
+        self.eval_env = evaluation_games(config)
         try:
             self.agent = Agent(self.games.action_count, config, device)
             self.act_rng = np.random.default_rng(config.seed)

@@ -17,8 +17,8 @@ import numpy as np
 from PIL import Image
 
 # the run folder's rewards.txt and learning curve (curve.py), importable from here as before
-from atari_dqn.config import FRAME_SKIP, SCREEN_SIZE, STACK
-from atari_dqn.envs.atari import EvalEnvs
+from atari_dqn.config import FRAME_SKIP, SCREEN_SIZE, STACK, Config
+from atari_dqn.envs import atari as envs
 from atari_dqn.replay import ReplayMemory
 from atari_dqn.run.curve import (X_LABEL, parse_rewards, plot_curve, plot_curves,  # noqa: F401
                                  rewards_line)
@@ -31,7 +31,7 @@ FRAME_MS = 1000 * FRAME_SKIP / 60  # one agent step of play at the emulator's 60
 class NullFrameWriter:
     """Used when not rendering: every call does nothing."""
 
-    def capture(self, game: int, games: EvalEnvs) -> None: ...
+    def capture(self, game: int, games: envs.EvalEnvs) -> None: ...
     def end_game(self, game: int, score: float) -> None: ...
     def close(self) -> None: ...
 
@@ -54,7 +54,7 @@ class PngFrameWriter:
     def _game_frame(self, game: int, index: int) -> Path:
         return self.folder / f"game{game:03d}-{index:06d}.png"
 
-    def capture(self, game: int, games: EvalEnvs) -> None:
+    def capture(self, game: int, games: envs.EvalEnvs) -> None:
         index = self.counts.get(game, 0)
         path = self._game_frame(game, index)
         with writing(path):
@@ -88,6 +88,14 @@ class PngFrameWriter:
             duration=round(FRAME_MS * every)))
 
 
+def evaluation_games(config: Config) -> envs.EvalEnvs:
+    """A run's evaluation games, whatever its mode: --eval-episodes games of --env under
+    --protocol, each cut after --eval-max-steps agent steps, recording frames with --render."""
+    return envs.EvalEnvs(config.env_id, config.eval_episodes,
+                         protocol=envs.PROTOCOLS[config.protocol],
+                         max_steps=config.eval_max_steps, render=config.render)
+
+
 def evaluation_seeds(seed: int, index: int) -> tuple[int, int]:
     """(env seed, epsilon seed) of evaluation number index: a pure function of the run's seed,
     so an evaluation carries no state and a resumed run replays it exactly."""
@@ -116,7 +124,7 @@ def ignore_game_end(game: int, score: float) -> None:
     """evaluate()'s default on_game_end: training's evaluations report only the mean."""
 
 
-def evaluate(actor: Actor, games: EvalEnvs, *, epsilon: float, seeds: tuple[int, int],
+def evaluate(actor: Actor, games: envs.EvalEnvs, *, epsilon: float, seeds: tuple[int, int],
              frames: NullFrameWriter | PngFrameWriter = NullFrameWriter(),
              on_game_end: Callable[[int, float], None] = ignore_game_end) -> list[float]:
     """Play every game of `games` once, side by side, with epsilon-greedy actions chosen by one
