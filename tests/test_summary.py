@@ -60,7 +60,7 @@ def test_runs_alike_but_for_the_seed_form_one_arm_labelled_by_its_flags(tmp_path
     (b / "config.json").write_text(json.dumps({**saved, "overlap": False}))  # a retired setting
     assert folders_of(arms_of([read_run(f) for f in (a, scalar, b, nature, old)])) == {
         "defaults (2 seeds)": [a, b],
-        "--no-double --head scalar --prioritized (1 seed)": [scalar],
+        "--head scalar --prioritized --no-double (1 seed)": [scalar],  # --help's order
         "--preset nature (1 seed)": [nature], "old (1 seed)": [old]}
 
 
