@@ -62,6 +62,26 @@ def test_a_config_without_a_known_game_or_a_folder_is_refused_before_anything_is
     assert not (tmp_path / "run").exists()
 
 
+def test_the_training_games_end_when_the_evaluation_games_cannot_be_made(tmp_path, monkeypatch):
+    closed = []
+    real_close = training.envs.TrainEnvs.close
+
+    def recording_close(self):
+        closed.append(self)
+        real_close(self)
+
+    def no_evaluation_games(config):
+        raise OSError("no more processes")
+
+    monkeypatch.setattr(training.envs.TrainEnvs, "close", recording_close)
+    monkeypatch.setattr(training, "evaluation_games", no_evaluation_games)
+    config = Config(total_steps=60, memory_capacity_transitions=200, compile=False, threads=1,
+                    out_dir=str(tmp_path / "run"))
+    with pytest.raises(OSError, match="no more processes"):
+        training.train(config)
+    assert len(closed) == 1  # the games were made, then ended: no process left behind
+
+
 # --- issue 12: errors before and during a run ---------------------------------------------------
 FAST = ["--steps", "60", "--learning-starts", "20", "--memory-size", "200", "--batch-size", "4",
         "--target-update", "10", "--eval-every", "30", "--eval-episodes", "1",

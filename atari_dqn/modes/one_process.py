@@ -104,7 +104,11 @@ class OneProcess:
         protocol = envs.PROTOCOLS[config.protocol]
         self.games = envs.TrainEnvs(config.env_id, config.envs, config.seed,
                                     processes=config.env_processes, protocol=protocol)
-        self.eval_env = evaluation_games(config)
+        try:
+            self.eval_env = evaluation_games(config)
+        except BaseException:
+            self.games.close()
+            raise
         try:
             self.agent = Agent(self.games.action_count, config, device)
             self.act_rng = np.random.default_rng(config.seed)
