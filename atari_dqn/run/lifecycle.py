@@ -152,7 +152,11 @@ def run_source(config: Config, start: str, make_source: Callable[[Path], Source]
     with run_folder(config, start=start) as run:
         seed_torch(config)
         source = make_source(run)
-        telemetry = Telemetry(config, run, source.progress.step, offline=bool(config.offline))
+        try:
+            telemetry = Telemetry(config, run, source.progress.step, offline=bool(config.offline))
+        except BaseException:
+            source.close()  # its games, processes or actors end with it (Run.loop's duty after)
+            raise
         return Run(config, run, source, telemetry).loop(stop_when)
 
 
