@@ -64,7 +64,8 @@ from atari_dqn.config import Config
 from atari_dqn.envs import atari as envs
 from atari_dqn.learn.agent import Agent
 from atari_dqn.learn.schedule import beta, epsilon
-from atari_dqn.modes.one_process import make_memory, train
+from atari_dqn.modes.memory import make_memory
+from atari_dqn.modes.one_process import train
 
 EPS_LEARNING = 0.01
 WARM_STEPS = 104  # agent steps of learning before the clock starts: 26 updates, compiled by then

@@ -13,7 +13,7 @@ import torch
 from atari_dqn.config import Config
 from atari_dqn.learn.agent import Agent
 from atari_dqn.learn.schedule import beta
-from atari_dqn.modes.one_process import make_memory
+from atari_dqn.modes.memory import make_memory
 from atari_dqn.run.updates import PendingPriorities, Updates
 
 

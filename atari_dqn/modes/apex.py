@@ -118,7 +118,7 @@ from atari_dqn.config import STACK, Config, ConfigError
 from atari_dqn.envs import atari as envs
 from atari_dqn.learn.agent import Agent, epsilon_greedy, network_of
 from atari_dqn.learn.schedule import apex_epsilons
-from atari_dqn.modes.one_process import make_memory
+from atari_dqn.modes.memory import make_memory
 from atari_dqn.modes.rate_limiter import ACTORS, LEARNER, NOBODY, RateLimiter
 from atari_dqn.run.checkpoint import (Fixed, GeneratorRng, Group, Part, Progress, ReplayFile,
                                       TorchRng, load_checkpoint, tidy_run_dir)

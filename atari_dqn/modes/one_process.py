@@ -31,10 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from atari_dqn.config import Config, ConfigError
+from atari_dqn.config import Config
 from atari_dqn.envs import atari as envs
 from atari_dqn.learn.agent import Agent
 from atari_dqn.learn.schedule import epsilon
+from atari_dqn.modes.memory import make_memory
 from atari_dqn.run.checkpoint import (Fixed, GeneratorRng, Group, Part, Progress, ReplayFile,
                                       TorchRng, load_checkpoint, tidy_run_dir)
 from atari_dqn.run.episodes import GameLog
@@ -42,23 +43,6 @@ from atari_dqn.run.evaluate import evaluation_games
 from atari_dqn.run.lifecycle import RunResult, StopRequest, prepare, run_source
 from atari_dqn.run.telemetry import Telemetry, say, starting_games
 from atari_dqn.run.updates import PendingPriorities, Updates
-
-
-def make_memory(config: Config) -> Any:
-    from atari_dqn.replay import PrioritizedReplayMemory, ReplayMemory
-
-    common = dict(frame_shape=(envs.SCREEN_SIZE, envs.SCREEN_SIZE), stack=envs.STACK,
-                  streams=config.streams, seed=config.seed, n_step=config.n_step,
-                  gamma=config.gamma)
-    try:
-        if config.prioritized:
-            return PrioritizedReplayMemory(config.memory_capacity_transitions,
-                                           alpha=config.per_alpha, **common)
-        return ReplayMemory(config.memory_capacity_transitions, **common)
-    except (ValueError, MemoryError) as e:  # the memory's own checks, in case ours missed one
-        first_line = (str(e).splitlines() or [type(e).__name__])[0]
-        raise ConfigError(f"--memory-size {config.memory_capacity_transitions}: "
-                          f"{first_line}") from None
 
 
 def train(config: Config, *, stop_when: Callable[[int], bool] = lambda step: False) -> RunResult:
