@@ -63,9 +63,10 @@ def test_a_config_without_a_known_game_or_a_folder_is_refused_before_anything_is
     assert not (tmp_path / "run").exists()
 
 
-@pytest.fixture
-def closed_games(monkeypatch) -> list:
-    """The TrainEnvs closed while the test runs, in order (each still closed for real)."""
+@pytest.mark.parametrize("module, name", [(training, "evaluation_games"), (lifecycle, "Telemetry")],
+                         ids=["evaluation games", "telemetry"])
+def test_the_training_games_end_when_a_later_part_cannot_be_made(tmp_path, monkeypatch, module,
+                                                                 name):
     closed = []
     real_close = training.envs.TrainEnvs.close
 
@@ -73,34 +74,17 @@ def closed_games(monkeypatch) -> list:
         closed.append(self)
         real_close(self)
 
-    monkeypatch.setattr(training.envs.TrainEnvs, "close", recording_close)
-    return closed
-
-
-def test_the_training_games_end_when_the_evaluation_games_cannot_be_made(tmp_path, monkeypatch,
-                                                                          closed_games):
-    def no_evaluation_games(config):
+    def cannot_be_made(*args, **kwargs):
         raise OSError("no more processes")
 
-    monkeypatch.setattr(training, "evaluation_games", no_evaluation_games)
+    monkeypatch.setattr(training.envs.TrainEnvs, "close", recording_close)
+    monkeypatch.setattr(module, name, cannot_be_made)
     config = Config(total_steps=60, memory_capacity_transitions=200, compile=False, threads=1,
                     out_dir=str(tmp_path / "run"))
     with pytest.raises(OSError, match="no more processes"):
         training.train(config)
-    assert len(closed_games) == 1  # the games were made, then ended: no process left behind
+    assert len(closed) == 1  # the games were made, then ended: no process left behind
 
-
-
-def test_the_games_end_when_the_telemetry_cannot_be_made(tmp_path, monkeypatch, closed_games):
-    def no_telemetry(*args, **kwargs):
-        raise OSError("tensorboard: no space left on device")
-
-    monkeypatch.setattr(lifecycle, "Telemetry", no_telemetry)
-    config = Config(total_steps=60, memory_capacity_transitions=200, compile=False, threads=1,
-                    out_dir=str(tmp_path / "run"))
-    with pytest.raises(OSError, match="no space left"):
-        training.train(config)
-    assert len(closed_games) == 1  # made, then closed: no game or process left behind
 
 # --- issue 12: errors before and during a run ---------------------------------------------------
 FAST = ["--steps", "60", "--learning-starts", "20", "--memory-size", "200", "--batch-size", "4",

@@ -266,9 +266,9 @@ def test_help_documents_every_flag_with_its_unit():
     assert "1 agent step = 4 emulator frames" in text
 
 
-def test_prioritized_run_stopped_between_learning_steps_resumes_exactly(tmp_path):
-    # Stopped at step 222, two steps after a learning step.
-    flags = ["--prioritized"]
+def stopped_at_222_and_resumed(tmp_path: Path, flags: list[str]) -> Path:
+    """A TINY run with flags stopped at agent step 222 (two steps after a learning step) and
+    resumed; checked equal to the same run made without a stop, whose folder is returned."""
     straight = tmp_path / "straight"
     assert main.main([*TINY, *flags, "--out", str(straight)]) == 0
     run = tmp_path / "stopped"
@@ -276,18 +276,17 @@ def test_prioritized_run_stopped_between_learning_steps_resumes_exactly(tmp_path
     assert main.main(["--resume", str(run)]) == 0
     assert (run / "rewards.txt").read_text() == (straight / "rewards.txt").read_text()
     assert_same_models(run, straight)
+    return run
+
+
+def test_prioritized_run_stopped_between_learning_steps_resumes_exactly(tmp_path):
+    stopped_at_222_and_resumed(tmp_path, ["--prioritized"])
 
 
 def test_quantile_augmented_prioritized_run_stopped_and_resumed_equals_the_straight_one(tmp_path):
-    flags = ["--head", "quantile", "--quantiles", "8", "--augment", "--prioritized",
-             "--n-step", "3", "--no-compile"]
-    straight = tmp_path / "straight"
-    assert main.main([*TINY, *flags, "--out", str(straight)]) == 0
-    run = tmp_path / "stopped"
-    assert train(tiny_config(run, *flags), stop_when=lambda step: step == 222).steps == 222
-    assert main.main(["--resume", str(run)]) == 0
-    assert (run / "rewards.txt").read_text() == (straight / "rewards.txt").read_text()
-    assert_same_models(run, straight)
+    run = stopped_at_222_and_resumed(tmp_path, ["--head", "quantile", "--quantiles", "8",
+                                                "--augment", "--prioritized", "--n-step", "3",
+                                                "--no-compile"])
     state = torch.load(run / "model_002.pt", weights_only=True)
     QuantileNetwork(4, dueling=True, n_quantiles=8).load_state_dict(state)
 
