@@ -202,8 +202,6 @@ def test_a_non_finite_loss_raises_before_the_step_and_changes_nothing():
 
 # --- QR-DQN (--head quantile) and --augment ---------------------------------------------------
 
-import torch.nn.functional as F  # noqa: E402
-
 
 def reference_quantile_learn(agent: Agent, batch, weights=None) -> tuple[float, np.ndarray]:
     """The loss and priorities of agent.learn(batch, weights) before its update, with loops."""
