@@ -10,6 +10,8 @@ from atari_dqn.envs import atari as envs
 
 
 def make_memory(config: Config) -> Any:
+    """A new, empty ReplayMemory (PrioritizedReplayMemory with --prioritized) for config; the
+    memory's own refusal of the settings becomes a ConfigError naming --memory-size."""
     from atari_dqn.replay import PrioritizedReplayMemory, ReplayMemory
 
     common = dict(frame_shape=(envs.SCREEN_SIZE, envs.SCREEN_SIZE), stack=envs.STACK,
