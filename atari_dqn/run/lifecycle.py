@@ -155,7 +155,7 @@ def run_source(config: Config, start: str, make_source: Callable[[Path], Source]
         try:
             telemetry = Telemetry(config, run, source.progress.step, offline=bool(config.offline))
         except BaseException:
-            source.close()  # its games, processes or actors end (once Run runs, Run.loop closes it)
+            source.close()  # its games, processes, actors end (later: Run.loop closes it)
             raise
         return Run(config, run, source, telemetry).loop(stop_when)
 
