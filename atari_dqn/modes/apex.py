@@ -81,7 +81,6 @@ the actor's next chunk.
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import os
 import re
@@ -120,8 +119,8 @@ from atari_dqn.learn.agent import Agent, epsilon_greedy, network_of
 from atari_dqn.learn.schedule import apex_epsilons
 from atari_dqn.modes.memory import make_memory
 from atari_dqn.modes.rate_limiter import ACTORS, LEARNER, NOBODY, RateLimiter
-from atari_dqn.run.checkpoint import (Fixed, GeneratorRng, Group, Part, Progress, ReplayFile,
-                                      TorchRng, load_checkpoint, tidy_run_dir)
+from atari_dqn.run.checkpoint import (Fixed, Part, Progress, ReplayFile, load_checkpoint,
+                                      online_parts, tidy_run_dir)
 from atari_dqn.run.episodes import GameLog
 from atari_dqn.run.evaluate import evaluation_games, frame_stacker
 from atari_dqn.run.lifecycle import RunResult, StopRequest, prepare, run_source
@@ -702,10 +701,8 @@ class ApeX:
         is dropped first: the memory is saved with no sample in flight."""
         if self.updates is not None:
             self.updates.drop()
-        return {"config": Fixed(dataclasses.asdict(self.config)), "progress": self.progress,
-                "agent": self.agent,
-                "rng": Group({"torch": TorchRng(), "act": GeneratorRng(self.act_rng)}),
-                "env": Fixed([]), "replay": self.replay, "pending_priorities": self.pending}
+        return online_parts(self.config, self.progress, self.agent, self.act_rng, Fixed([]),
+                            self.replay, self.pending)
 
     def failed_at(self, progress: Progress) -> str:
         return f"agent step {progress.step}"

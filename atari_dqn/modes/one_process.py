@@ -24,7 +24,6 @@ last checkpoint intact): a disk error, or a non-finite loss.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,8 +35,8 @@ from atari_dqn.envs import atari as envs
 from atari_dqn.learn.agent import Agent
 from atari_dqn.learn.schedule import epsilon
 from atari_dqn.modes.memory import make_memory
-from atari_dqn.run.checkpoint import (Fixed, GeneratorRng, Group, Part, Progress, ReplayFile,
-                                      TorchRng, load_checkpoint, tidy_run_dir)
+from atari_dqn.run.checkpoint import (Part, Progress, ReplayFile, load_checkpoint, online_parts,
+                                      tidy_run_dir)
 from atari_dqn.run.episodes import GameLog
 from atari_dqn.run.evaluate import evaluation_games
 from atari_dqn.run.lifecycle import RunResult, StopRequest, prepare, run_source
@@ -114,11 +113,8 @@ class OneProcess:
 
     def parts(self) -> dict[str, Part]:
         """The checkpoint's registry (run/checkpoint.py): key -> part, in the order written."""
-        return {"config": Fixed(dataclasses.asdict(self.config)), "progress": self.progress,
-                "agent": self.agent,
-                "rng": Group({"torch": TorchRng(), "act": GeneratorRng(self.act_rng)}),
-                "env": self.training_games, "replay": self.replay,
-                "pending_priorities": self.pending}
+        return online_parts(self.config, self.progress, self.agent, self.act_rng,
+                            self.training_games, self.replay, self.pending)
 
     def fresh_start(self) -> None:
         tidy_run_dir(self.run, self.progress, replay_name=None)  # what a run stopped early left

@@ -41,7 +41,8 @@ and range when read (read_checkpoint): a damaged checkpoint is one line, not a t
 
 The checkpoint is a registry of parts. A part (Part) is anything of a run with state to keep:
 state() gives it, restore(state) takes it back. Each mode's Source gives its registry,
-Source.parts(): a mapping from checkpoint key to part, in the order the entries are written.
+Source.parts(): a mapping from checkpoint key to part, in the order the entries are written (the
+online modes' from online_parts, one list for both).
 There is one writer, save_checkpoint(run, parts), which saves {"version": CHECKPOINT_VERSION,
 key: part.state(), ...}, and one reader, load_checkpoint(run, parts), which reads the checkpoint
 (read_checkpoint: every entry checked, older versions migrated), restores each part from its
@@ -671,6 +672,16 @@ class ReplayFile:
         except (OSError, ValueError, RuntimeError) as e:
             raise ConfigError(f"--resume: cannot load the replay memory {name} ({e})") from None
         self.name = name
+
+
+def online_parts(config: Config, progress: Progress, agent: Agent, act_rng: np.random.Generator,
+                 env: Part, replay: ReplayFile, pending: Part) -> dict[str, Part]:
+    """The registry of an online run (the one-process and Ape-X Sources' parts()): the
+    entries of the module's doc, in the order written. env: the training games (Ape-X:
+    Fixed([]), its actors' games are not saved); pending: updates.PendingPriorities."""
+    return {"config": Fixed(dataclasses.asdict(config)), "progress": progress, "agent": agent,
+            "rng": Group({"torch": TorchRng(), "act": GeneratorRng(act_rng)}),
+            "env": env, "replay": replay, "pending_priorities": pending}
 
 
 # Entries a checkpoint may lack, read as None by their part: pending_priorities (not written
