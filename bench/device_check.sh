@@ -36,7 +36,8 @@ python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.i
     | tee -a "$out/gpu.txt"
 
 python3 setup.py -q build_ext --inplace -j 16 > "$out/build.log" 2>&1
+# each check runs whatever the one before gave; its exit status ends its log
 timeout 180 python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/test_cuda.py 2>&1 \
-    | tee "$out/cuda_tests.txt"
+    | tee "$out/cuda_tests.txt" || echo "exit status $?" | tee -a "$out/cuda_tests.txt"
 timeout 420 python3 bench/arms.py --arms defaults "--head iqn" " --munchausen" --base defaults \
-    --repeats 2 2>&1 | tee "$out/arms_gpu.txt"
+    --repeats 2 2>&1 | tee "$out/arms_gpu.txt" || echo "exit status $?" | tee -a "$out/arms_gpu.txt"
