@@ -25,6 +25,7 @@ last checkpoint intact): a disk error, or a non-finite loss.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -85,14 +86,12 @@ class OneProcess:
         self.config, self.run = config, run
         self.total = config.total_steps
         protocol = envs.PROTOCOLS[config.protocol]
-        self.games = envs.TrainEnvs(config.env_id, config.envs, config.seed,
-                                    processes=config.env_processes, protocol=protocol)
-        try:
+        with ExitStack() as made:  # what is made below ends if a later step fails
+            self.games = envs.TrainEnvs(config.env_id, config.envs, config.seed,
+                                        processes=config.env_processes, protocol=protocol)
+            made.callback(self.games.close)
             self.eval_env = evaluation_games(config)
-        except BaseException:
-            self.games.close()
-            raise
-        try:
+            made.callback(self.eval_env.close)
             self.agent = Agent(self.games.action_count, config, device)
             self.act_rng = np.random.default_rng(config.seed)
             n = config.envs
@@ -101,15 +100,12 @@ class OneProcess:
             self.training_games = TrainingGames(self.games)
             self.replay = ReplayFile(run, self.progress, memory, prioritized=config.prioritized)
             if memory is None:
-                self.resume()
+                self.resume()  # e.g. a damaged checkpoint raises here
             else:
                 self.fresh_start()
             self.memory = self.replay.memory  # the one memory from here on (restore makes it)
             self.episodes = GameLog(run, self.progress, config.envs)  # after the folder is tidied
-        except BaseException:  # e.g. a damaged checkpoint: the games' processes end with it
-            self.games.close()
-            self.eval_env.close()
-            raise
+            made.pop_all()  # all made: from here on close() ends them
 
     def parts(self) -> dict[str, Part]:
         """The checkpoint's registry (run/checkpoint.py): key -> part, in the order written."""

@@ -154,10 +154,9 @@ def run_source(config: Config, start: str, make_source: Callable[[Path], Source]
         source = make_source(run)
         try:
             telemetry = Telemetry(config, run, source.progress.step, offline=bool(config.offline))
-        except BaseException:
-            source.close()  # its games, processes, actors end (later: Run.loop closes it)
-            raise
-        return Run(config, run, source, telemetry).loop(stop_when)
+            return Run(config, run, source, telemetry).loop(stop_when)
+        finally:
+            source.close()  # however the run ends, its games, processes or actors end with it
 
 
 @contextmanager
@@ -210,7 +209,8 @@ class Source(Protocol):
 
 class Run:
     """The loop around a Source in a locked run folder: evaluations, checkpoints, progress,
-    stopping. It closes the telemetry and the source when the loop ends, however it ends."""
+    stopping. It closes the telemetry when the loop ends, however it ends (run_source, which
+    made the source, closes that)."""
 
     def __init__(self, config: Config, run: Path, source: Source, telemetry: Telemetry) -> None:
         self.config, self.run, self.source, self.telemetry = config, run, source, telemetry
@@ -255,6 +255,5 @@ class Run:
                 self.checkpoint()  # the networks from before the update that failed
                 raise non_finite_loss(e, source.failed_at(progress), self.run) from None
             finally:
-                source.close()
                 self.telemetry.close()
         return RunResult(self.run, progress.step, stopped_early=False)
