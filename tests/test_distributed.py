@@ -221,17 +221,28 @@ def test_a_runs_own_ray_instance_is_on_loopback(cluster, tmp_path):
     assert addresses == [(host, {host})] and ipaddress.ip_address(host).is_loopback
 
 
-def test_a_stopped_run_drains_its_chunks_and_checkpoints_where_it_stopped(cluster, tmp_path):
+def test_a_stopped_run_drains_its_chunks_and_checkpoints_where_it_stopped(cluster, tmp_path,
+                                                                         monkeypatch):
     run = tmp_path / "run"
-    config = config_for(cluster, run, total_steps=300)
+    config = config_for(cluster, run, total_steps=1000, eval_every_steps=1000)
+    parts, ahead_when_written = apex.ApeX.parts, []
+
+    def parts_seeing_what_is_in_flight(source):  # the registry is a getter: nothing to drop
+        ahead_when_written.append(source.updates.next is not None)
+        return parts(source)
+
+    monkeypatch.setattr(apex.ApeX, "parts", parts_seeing_what_is_in_flight)
     result = apex.train_distributed(config, actor_options=ON_ACTOR_NODE,
                                     stop_when=lambda step: step >= 130)
-    assert result.stopped_early and 130 <= result.steps < 300
+    assert result.stopped_early and 130 <= result.steps < 1000
+    # a stop between evaluations, whose last update sampled the next one's batch ahead: the
+    # checkpoint is written with that batch dropped
+    assert ahead_when_written == [False]
     checkpoint = read_checkpoint(run)
     assert checkpoint["progress"]["step"] == result.steps
-    # the chunks asked before the stop are stored (an evaluation they reach is played) and
-    # none after: at most one slack (2 actors x 50 steps) past the learner's last update
-    assert checkpoint["progress"]["evaluations"] == result.steps // 100
+    # the chunks asked before the stop are stored and none after: at most one slack (2 actors
+    # x 50 steps) past the learner's last update
+    assert checkpoint["progress"]["evaluations"] == 0
     assert checkpoint["replay"] == f"replay-{result.steps:09d}.bin"
     assert (run / checkpoint["replay"]).is_file()
 

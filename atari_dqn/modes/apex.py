@@ -538,21 +538,26 @@ class ApeX:
 
     def iterate(self, progress: Progress, stop: StopRequest) -> None:
         """Up to the next evaluation (or the run's end): no chunk is asked across it. Returns
-        with nothing in flight and every update made: at that boundary, or stopping."""
+        with nothing in flight and every update made: at that boundary, or stopping. Returns
+        or raises (a non-finite loss) with no batch sampled ahead: the checkpoint that may
+        follow saves the memory with no sample in flight."""
         every = self.config.eval_every_steps
         boundary = min(self.total, (progress.step // every + 1) * every)
-        while True:
-            stopping = stop(progress.step)
-            if not stopping:
-                self.ask(boundary)
-            if self.limiter.may_update():
-                self.receive_ready(timeout_s=0.0)
-                self.learn_one(pause_step=boundary)
-            elif self.in_flight or (self.returning and self.limiter.requested < boundary
-                                    and not stopping):
-                self.receive_ready(timeout_s=WAIT_S)
-            else:
-                return
+        try:
+            while True:
+                stopping = stop(progress.step)
+                if not stopping:
+                    self.ask(boundary)
+                if self.limiter.may_update():
+                    self.receive_ready(timeout_s=0.0)
+                    self.learn_one(pause_step=boundary)
+                elif self.in_flight or (self.returning and self.limiter.requested < boundary
+                                        and not stopping):
+                    self.receive_ready(timeout_s=WAIT_S)
+                else:
+                    return
+        finally:
+            self.updates.drop()  # a stop's batch sampled ahead (at a boundary there is none)
 
     def ask(self, boundary: int) -> None:
         """Ask for chunks: up to the boundary, CHUNKS_IN_FLIGHT per actor, and while the rate
@@ -697,10 +702,8 @@ class ApeX:
         """The checkpoint's registry (run/checkpoint.py): key -> part, in the order written. The
         actors' games are not saved (env: none), and the rate limiter needs no entry: a
         checkpoint is taken with every update the stored steps allow made and nothing in
-        flight, so RateLimiter(stored=progress.step) is where it stood. The batch sampled ahead
-        is dropped first: the memory is saved with no sample in flight."""
-        if self.updates is not None:
-            self.updates.drop()
+        flight, so RateLimiter(stored=progress.step) is where it stood; nor a batch sampled
+        ahead (iterate drops it before it returns)."""
         return online_parts(self.config, self.progress, self.agent, self.act_rng, Fixed([]),
                             self.replay, self.pending)
 

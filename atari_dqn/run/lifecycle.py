@@ -32,9 +32,10 @@ What differs between modes is a Source: where transitions come from and what a s
   Source.stepped(progress)  after the iteration (and its evaluation): the progress line
   Source.settle()           before an evaluation: nothing left in flight (pending priorities)
   Source.parts()            the mode's checkpoint registry: checkpoint key -> part, each with
-                            state()/restore(); called when a checkpoint is written (so a mode
-                            may bring a part to rest first: Ape-X drops its batch sampled
-                            ahead) and by the mode itself to resume
+                            state()/restore(); called when a checkpoint is written and by the
+                            mode itself to resume; no side effects: iterate() returns (or
+                            raises) with every part at rest (Ape-X drops its batch sampled
+                            ahead before it returns)
   Source.failed_at(progress)  where a non-finite loss happened, in the mode's words
   Source.close()            its games, actors or sampler end (always called)
 
