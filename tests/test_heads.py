@@ -5,10 +5,10 @@ for acting a pure function of the caller's rng)."""
 from __future__ import annotations
 
 import copy
+from functools import partial
 import math
 import subprocess
 import sys
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,31 +19,21 @@ import main
 from atari_dqn import policy
 from atari_dqn.config import Config
 from atari_dqn.learn import registry
-from atari_dqn.learn.agent import Agent, network_of
+from atari_dqn.learn.agent import network_of
 from atari_dqn.learn.heads import iqn
 from atari_dqn.learn.heads.iqn import IQNNetwork, acting_taus
 from atari_dqn.learn.heads.quantile import quantile_huber_loss
 from atari_dqn.learn.heads.scalar import ScalarHead
 from atari_dqn.modes.one_process import train
-from learning_batches import random_batch
+from learning_batches import huber, seeded_agent, small_batch
 
 N_ACTIONS = 4
 FRAMES = torch.randint(0, 256, (3, 4, 84, 84), dtype=torch.uint8,
                        generator=torch.Generator().manual_seed(0))
 
 
-def make_agent(**overrides) -> Agent:
-    torch.manual_seed(0)
-    config = Config(out_dir="x", **{"compile": False, "n_quantiles": 5, **overrides})
-    return Agent(N_ACTIONS, config, torch.device("cpu"))
-
-
-def tiny_batch(size=4, seed=0) -> SimpleNamespace:
-    return random_batch(N_ACTIONS, size, seed, terminal_rate=0.25, discount=0.99 ** 3)
-
-
-def huber(u: float) -> float:
-    return 0.5 * u * u if abs(u) <= 1 else abs(u) - 0.5
+make_agent = partial(seeded_agent, N_ACTIONS, n_quantiles=5)
+tiny_batch = partial(small_batch, N_ACTIONS)
 
 
 # --- the registry ------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ which terms a run's settings make, and every combination through the agent with 
 from __future__ import annotations
 
 import copy
+from functools import partial
 import math
 from types import SimpleNamespace
 
@@ -14,30 +15,19 @@ import torch
 
 from atari_dqn.config import Config
 from atari_dqn.learn import registry
-from atari_dqn.learn.agent import Agent
 from atari_dqn.learn.losses import munchausen
 from atari_dqn.learn.losses.bc import BehaviourCloning, bc_losses
 from atari_dqn.learn.losses.cql import CQL, cql_penalty
 from atari_dqn.learn.losses.munchausen import Munchausen, munchausen_targets
 from atari_dqn.learn.losses.td import TD
 from atari_dqn.learn.parts import Samples
-from learning_batches import random_batch
+from learning_batches import huber, seeded_agent, small_batch
 
 N_ACTIONS = 3
 
 
-def make_agent(**overrides) -> Agent:
-    torch.manual_seed(0)
-    config = Config(out_dir="x", **{"compile": False, "n_quantiles": 3, **overrides})
-    return Agent(N_ACTIONS, config, torch.device("cpu"))
-
-
-def tiny_batch(size=4, seed=0) -> SimpleNamespace:
-    return random_batch(N_ACTIONS, size, seed, terminal_rate=0.25, discount=0.99 ** 3)
-
-
-def huber(u: float) -> float:
-    return 0.5 * u * u if abs(u) <= 1 else abs(u) - 0.5
+make_agent = partial(seeded_agent, N_ACTIONS, n_quantiles=3)
+tiny_batch = partial(small_batch, N_ACTIONS)
 
 
 # --- which terms a run has -----------------------------------------------------------------------
