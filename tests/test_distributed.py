@@ -221,13 +221,31 @@ def test_a_runs_own_ray_instance_is_on_loopback(cluster, tmp_path):
     assert addresses == [(host, {host})] and ipaddress.ip_address(host).is_loopback
 
 
-def test_a_stopped_run_drains_its_chunks_and_checkpoints_where_it_stopped(cluster, tmp_path,
-                                                                         monkeypatch):
+def test_a_stopped_run_drains_its_chunks_and_checkpoints_where_it_stopped(cluster, tmp_path):
+    run = tmp_path / "run"
+    config = config_for(cluster, run, total_steps=300)
+    result = apex.train_distributed(config, actor_options=ON_ACTOR_NODE,
+                                    stop_when=lambda step: step >= 130)
+    assert result.stopped_early and 130 <= result.steps < 300
+    checkpoint = read_checkpoint(run)
+    assert checkpoint["progress"]["step"] == result.steps
+    # the chunks asked before the stop are stored (an evaluation they reach is played) and
+    # none after: at most one slack (2 actors x 50 steps) past the learner's last update
+    assert checkpoint["progress"]["evaluations"] == result.steps // 100
+    assert checkpoint["replay"] == f"replay-{result.steps:09d}.bin"
+    assert (run / checkpoint["replay"]).is_file()
+
+
+def test_a_stop_between_evaluations_is_checkpointed_with_no_batch_sampled_ahead(
+        cluster, tmp_path, monkeypatch):
+    """The last update before a stop samples the next update's batch ahead (no evaluation
+    comes before it); iterate drops that batch before it returns, so the checkpoint registry,
+    parts(), is a getter that finds nothing in flight."""
     run = tmp_path / "run"
     config = config_for(cluster, run, total_steps=1000, eval_every_steps=1000)
     parts, ahead_when_written = apex.ApeX.parts, []
 
-    def parts_seeing_what_is_in_flight(source):  # the registry is a getter: nothing to drop
+    def parts_seeing_what_is_in_flight(source):
         ahead_when_written.append(source.updates.next is not None)
         return parts(source)
 
@@ -235,16 +253,8 @@ def test_a_stopped_run_drains_its_chunks_and_checkpoints_where_it_stopped(cluste
     result = apex.train_distributed(config, actor_options=ON_ACTOR_NODE,
                                     stop_when=lambda step: step >= 130)
     assert result.stopped_early and 130 <= result.steps < 1000
-    # a stop between evaluations, whose last update sampled the next one's batch ahead: the
-    # checkpoint is written with that batch dropped
-    assert ahead_when_written == [False]
-    checkpoint = read_checkpoint(run)
-    assert checkpoint["progress"]["step"] == result.steps
-    # the chunks asked before the stop are stored and none after: at most one slack (2 actors
-    # x 50 steps) past the learner's last update
-    assert checkpoint["progress"]["evaluations"] == 0
-    assert checkpoint["replay"] == f"replay-{result.steps:09d}.bin"
-    assert (run / checkpoint["replay"]).is_file()
+    assert ahead_when_written == [False]  # the stop's checkpoint, the only one
+    assert read_checkpoint(run)["progress"]["step"] == result.steps
 
 
 def test_an_unreachable_address_or_too_few_cpus_exit_2_with_one_line(cluster, tmp_path,

@@ -5,10 +5,10 @@ for acting a pure function of the caller's rng)."""
 from __future__ import annotations
 
 import copy
-from functools import partial
 import math
 import subprocess
 import sys
+from functools import partial
 
 import numpy as np
 import pytest

@@ -5,8 +5,8 @@ which terms a run's settings make, and every combination through the agent with 
 from __future__ import annotations
 
 import copy
-from functools import partial
 import math
+from functools import partial
 from types import SimpleNamespace
 
 import numpy as np
