@@ -271,6 +271,12 @@ def snapshot(env: gym.Env) -> dict[str, Any]:
 def restore(env: gym.Env, snap: dict[str, Any]) -> None:
     """Put a freshly made env of the same game and protocol into the state snapshot() saw."""
     env.reset(seed=0)  # gymnasium refuses step() before a first reset; everything is overwritten
+    # One emulator frame first: a state restored into an emulator that has played no frame since
+    # its reset goes on differently in some games (ale-py 0.12.1, 104 games, 4 tries each: Qbert
+    # and Tetris every time; after one frame of any action, neither). A machado reset plays no
+    # frame (deepmind's FIRE does): without this a resumed machado Qbert game went astray. Yars'
+    # Revenge goes astray in a fresh emulator either way (docs/environment.md).
+    env.unwrapped.ale.act(ale_py.Action.NOOP)
     env.unwrapped.ale.restoreState(pickle.loads(snap["ale"]))
     env.unwrapped.np_random.bit_generator.state = snap["np_random"]
     prep, life = _find(env, AtariPreprocessing), _find(env, EpisodicLife)
