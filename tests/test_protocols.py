@@ -258,7 +258,6 @@ def test_a_machado_game_restored_from_a_snapshot_goes_on_exactly():
         e.close()
 
 
-
 @pytest.mark.parametrize("game", sorted({g for games in GAME_SETS.values() for g in games}))
 def test_a_machado_game_restored_into_a_fresh_env_goes_on_exactly(game):
     """A resume restores each game into an env made afresh, whose machado reset played no emulator
@@ -277,6 +276,7 @@ def test_a_machado_game_restored_into_a_fresh_env_goes_on_exactly(game):
     assert _play(fresh, actions) == expected
     env.close()
     fresh.close()
+
 
 def test_machado_games_in_a_child_process_equal_those_in_this_one_and_move_between_them():
     rng = np.random.default_rng(2)
